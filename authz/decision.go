@@ -1,0 +1,174 @@
+// Package authz decides whether a request to a protected API carries a valid access token:
+// token verification against the issuer's keys, the one decision function, and the front ends
+// (Envoy's gRPC Check and the HTTP decision API) that adapt requests into it and decisions out.
+package authz
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Outcome is the kind of a decision; each maps to one HTTP status and one gRPC code.
+type Outcome int
+
+// The outcomes, in the order a request meets them.
+const (
+	// Unavailable: the service cannot verify tokens yet (no key set loaded). 503.
+	Unavailable Outcome = iota
+	// NoCredentials: no bearer token at all. 401 without an error code (RFC 6750 §3.1).
+	NoCredentials
+	// InvalidToken: the token is malformed, forged, expired or not for this API. 401.
+	InvalidToken
+	// InsufficientScope: a valid token that lacks what the route needs. 403.
+	InsufficientScope
+	// Allow: forward the request with the identity headers.
+	Allow
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Allow:
+		return "allow"
+	case NoCredentials:
+		return "no_credentials"
+	case InvalidToken:
+		return "invalid_token"
+	case InsufficientScope:
+		return "insufficient_scope"
+	default:
+		return "unavailable"
+	}
+}
+
+// Request is what a front end extracts from the proxy's question.
+type Request struct {
+	Method string
+	Host   string
+	Path   string // request target as received, query string included
+	// Authorization holds every value of the Authorization header (normally one).
+	Authorization []string
+	// ContextExtensions are Envoy's per-route check_settings (gRPC only).
+	ContextExtensions map[string]string
+	RequestID         string
+}
+
+// Decision is the answer for one request. Front ends turn it into their wire format through the
+// methods in response.go and nowhere else.
+type Decision struct {
+	Outcome Outcome
+	// Reason explains a refusal (nil on Allow); its Code goes to logs and metrics.
+	Reason *Reason
+	// Detail is the internal explanation for logs; never sent to the client.
+	Detail string
+	// Scope lists the scopes the route needs, for insufficient_scope answers.
+	Scope string
+	// Claims are the verified claims (nil unless the signature verified).
+	Claims *Claims
+}
+
+// Authorizer makes decisions. It is safe for concurrent use.
+type Authorizer struct {
+	verifier *Verifier
+	log      *slog.Logger
+	realm    string
+	// keyWait caps how long a request may wait for a refetch caused by an unknown kid.
+	keyWait time.Duration
+}
+
+// Options configure an Authorizer.
+type Options struct {
+	// Realm goes into WWW-Authenticate.
+	Realm  string
+	Logger *slog.Logger
+	// KeyWait caps the wait for an unknown-kid refetch (default 2s).
+	KeyWait time.Duration
+}
+
+// NewAuthorizer returns an Authorizer that verifies tokens with v.
+func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
+	if opts.Realm == "" {
+		opts.Realm = "api"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.KeyWait <= 0 {
+		opts.KeyWait = 2 * time.Second
+	}
+	return &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, keyWait: opts.KeyWait}
+}
+
+// Realm returns the realm used in WWW-Authenticate.
+func (a *Authorizer) Realm() string { return a.realm }
+
+// Decide is the one decision path every front end uses.
+func (a *Authorizer) Decide(ctx context.Context, r *Request) Decision {
+	d := a.decide(ctx, r)
+	a.logDecision(r, &d)
+	return d
+}
+
+func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
+	token, err := bearerToken(r.Authorization)
+	if err != nil {
+		if err == errNoBearer {
+			return Decision{Outcome: NoCredentials, Reason: ErrNoCredentials}
+		}
+		return Decision{Outcome: InvalidToken, Reason: reasonOf(err), Detail: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.keyWait)
+	defer cancel()
+	claims, err := a.verifier.Verify(ctx, token)
+	if err != nil {
+		reason := reasonOf(err)
+		outcome := InvalidToken
+		if reason == ErrKeysNotLoaded {
+			outcome = Unavailable
+		}
+		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: claims}
+	}
+	return Decision{Outcome: Allow, Claims: claims}
+}
+
+// ErrNoCredentials is the reason for requests without a bearer token.
+var ErrNoCredentials = &Reason{"no_token", "An access token is required"}
+
+// logDecision writes one line per refusal (allows at debug). It logs identifiers from the
+// verified claims, never the token or the Authorization header.
+func (a *Authorizer) logDecision(r *Request, d *Decision) {
+	level := slog.LevelInfo
+	if d.Outcome == Allow {
+		level = slog.LevelDebug
+	}
+	if !a.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("decision", d.Outcome.String()),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", pathOnly(r.Path)),
+	}
+	if r.RequestID != "" {
+		attrs = append(attrs, slog.String("request_id", r.RequestID))
+	}
+	if d.Reason != nil {
+		attrs = append(attrs, slog.String("reason", d.Reason.Code))
+	}
+	if d.Detail != "" {
+		attrs = append(attrs, slog.String("detail", d.Detail))
+	}
+	if c := d.Claims; c != nil {
+		attrs = append(attrs, slog.String("sub", c.Subject), slog.String("cid", c.ClientID),
+			slog.String("kid", c.KeyID), slog.String("jti", c.ID))
+	}
+	a.log.LogAttrs(context.Background(), level, "authz decision", attrs...)
+}
+
+// pathOnly drops the query string, which may carry secrets.
+func pathOnly(p string) string {
+	path, _, _ := strings.Cut(p, "?")
+	return path
+}

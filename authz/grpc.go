@@ -1,0 +1,127 @@
+package authz
+
+import (
+	"context"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// GRPCServer is the Envoy ext_authz front end (envoy.service.auth.v3.Authorization). It only
+// adapts: CheckRequest → Request, Decision → CheckResponse.
+type GRPCServer struct {
+	authv3.UnimplementedAuthorizationServer
+	authz *Authorizer
+}
+
+// NewGRPCServer returns the ext_authz service for a.
+func NewGRPCServer(a *Authorizer) *GRPCServer { return &GRPCServer{authz: a} }
+
+// Check answers Envoy. A denial is a normal response; it never returns an error or an empty
+// response (an empty CheckResponse would allow).
+func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	r, clientIdentity := requestFromCheck(req)
+	d := s.authz.Decide(ctx, r)
+	return checkResponse(&d, s.authz.Realm(), clientIdentity), nil
+}
+
+// requestFromCheck extracts the request from Envoy's attributes, reading headers from either
+// the joined `headers` map or the raw `header_map` (encode_raw_headers: true). It also returns
+// the names of client-sent identity headers, which must not reach the upstream.
+func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	r := &Request{
+		Method:            h.GetMethod(),
+		Host:              h.GetHost(),
+		Path:              h.GetPath(),
+		ContextExtensions: attrs.GetContextExtensions(),
+	}
+	var identity []string
+	visit := func(k, v string) {
+		k = strings.ToLower(k)
+		switch {
+		case k == "authorization":
+			r.Authorization = append(r.Authorization, v)
+		case k == "x-request-id":
+			r.RequestID = v
+		case strings.HasPrefix(k, IdentityHeaderPrefix):
+			identity = append(identity, k)
+		}
+	}
+	for k, v := range h.GetHeaders() {
+		visit(k, v)
+	}
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		v := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		visit(hv.GetKey(), v)
+	}
+	return r, identity
+}
+
+// codeFor maps outcomes to the gRPC status Envoy reads (0 allows, anything else denies).
+var codeFor = map[Outcome]codes.Code{
+	Allow:             codes.OK,
+	NoCredentials:     codes.Unauthenticated,
+	InvalidToken:      codes.Unauthenticated,
+	InsufficientScope: codes.PermissionDenied,
+	Unavailable:       codes.Unavailable,
+}
+
+func checkResponse(d *Decision, realm string, clientIdentity []string) *authv3.CheckResponse {
+	resp := &authv3.CheckResponse{
+		Status:          &rpcstatus.Status{Code: int32(codeFor[d.Outcome])},
+		DynamicMetadata: decisionMetadata(d),
+	}
+	if d.Outcome != Allow {
+		resp.Status.Message = d.Reason.Code
+		resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.HTTPStatus())},
+			Headers: headerOptions(d.ClientHeaders(realm)),
+			Body:    string(d.Body()),
+		}}
+		return resp
+	}
+	ok := &authv3.OkHttpResponse{
+		Headers:         headerOptions(d.UpstreamHeaders()),
+		HeadersToRemove: d.HeadersToRemove(clientIdentity),
+	}
+	resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: ok}
+	return resp
+}
+
+// headerOptions leaves the deprecated `append` unset and says OVERWRITE_IF_EXISTS_OR_ADD, which
+// every Envoy version reads as "overwrite".
+func headerOptions(hs []Header) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	return out
+}
+
+// decisionMetadata is emitted as dynamic metadata under envoy.filters.http.ext_authz, for
+// Envoy's access log: decision, reason and identifiers — never the token.
+func decisionMetadata(d *Decision) *structpb.Struct {
+	f := map[string]*structpb.Value{"decision": structpb.NewStringValue(d.Outcome.String())}
+	if d.Reason != nil {
+		f["reason"] = structpb.NewStringValue(d.Reason.Code)
+	}
+	if c := d.Claims; c != nil {
+		f["sub"] = structpb.NewStringValue(c.Subject)
+		f["cid"] = structpb.NewStringValue(c.ClientID)
+		f["jti"] = structpb.NewStringValue(c.ID)
+	}
+	return &structpb.Struct{Fields: f}
+}

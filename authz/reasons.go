@@ -1,0 +1,43 @@
+package authz
+
+import "errors"
+
+// Reason is why a token was refused or could not be checked. Code is stable (logs, metrics);
+// Description is safe to show the client in error_description. Every refusal wraps exactly one
+// Reason; the table in decide maps each to a decision.
+type Reason struct {
+	Code        string
+	Description string
+}
+
+func (r *Reason) Error() string { return r.Description }
+
+// The reasons a token is refused. Descriptions are short, fixed strings: they go into
+// WWW-Authenticate, so they never contain quotes or anything taken from the request.
+var (
+	ErrMalformed      = &Reason{"malformed_token", "The access token is malformed"}
+	ErrTooLarge       = &Reason{"token_too_large", "The access token is too large"}
+	ErrAlgorithm      = &Reason{"alg_not_allowed", "The signing algorithm is not allowed"}
+	ErrNoKeyID        = &Reason{"missing_kid", "The access token has no key id"}
+	ErrForbiddenHdr   = &Reason{"forbidden_header", "The access token header is not acceptable"}
+	ErrUnknownKey     = &Reason{"unknown_kid", "The signing key is unknown"}
+	ErrSignature      = &Reason{"bad_signature", "The signature is invalid"}
+	ErrIssuer         = &Reason{"wrong_issuer", "The issuer is not accepted"}
+	ErrAudience       = &Reason{"wrong_audience", "The audience is not accepted"}
+	ErrNoExpiry       = &Reason{"missing_exp", "The access token has no expiry"}
+	ErrExpired        = &Reason{"token_expired", "The access token expired"}
+	ErrNotYetValid    = &Reason{"token_not_yet_valid", "The access token is not yet valid"}
+	ErrIssuedInFuture = &Reason{"iat_in_future", "The access token was issued in the future"}
+	ErrClientID       = &Reason{"client_not_allowed", "The client is not allowed"}
+	ErrKeysNotLoaded  = &Reason{"keys_not_loaded", "The signing keys are not loaded yet"}
+)
+
+// reasonOf returns the Reason an error wraps, or ErrMalformed for anything unexpected, so that
+// an unforeseen error still denies.
+func reasonOf(err error) *Reason {
+	var r *Reason
+	if errors.As(err, &r) {
+		return r
+	}
+	return ErrMalformed
+}

@@ -1,0 +1,127 @@
+package authz
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// The identity headers set on allowed requests for the upstream. Client-sent headers with the
+// IdentityHeaderPrefix are always removed or overwritten, never passed through.
+const (
+	IdentityHeaderPrefix = "x-authz-"
+	HeaderSubject        = "x-authz-subject"
+	HeaderClientID       = "x-authz-client-id"
+	HeaderUserID         = "x-authz-user-id"
+	HeaderScopes         = "x-authz-scopes"
+	HeaderClaims         = "x-authz-claims"
+)
+
+// RetryAfterSeconds is sent with 503 while no key set is loaded.
+const RetryAfterSeconds = "5"
+
+// Header is one header name and value.
+type Header struct{ Name, Value string }
+
+// HTTPStatus is the status the client gets (200 for Allow).
+func (d *Decision) HTTPStatus() int {
+	switch d.Outcome {
+	case Allow:
+		return http.StatusOK
+	case NoCredentials, InvalidToken:
+		return http.StatusUnauthorized
+	case InsufficientScope:
+		return http.StatusForbidden
+	default:
+		return http.StatusServiceUnavailable
+	}
+}
+
+// UpstreamHeaders are the identity headers for the upstream request on Allow: subject, client id,
+// user id (when present), scopes (space-separated) and the verified claims (base64url JSON).
+func (d *Decision) UpstreamHeaders() []Header {
+	c := d.Claims
+	if d.Outcome != Allow || c == nil {
+		return nil
+	}
+	hs := []Header{
+		{HeaderSubject, c.Subject},
+		{HeaderClientID, c.ClientID},
+	}
+	if c.UserID != "" {
+		hs = append(hs, Header{HeaderUserID, c.UserID})
+	}
+	return append(hs,
+		Header{HeaderScopes, strings.Join(c.Scopes, " ")},
+		Header{HeaderClaims, base64.RawURLEncoding.EncodeToString(c.Raw)},
+	)
+}
+
+// HeadersToRemove returns the client-sent identity headers (lower-case names) that an allowed
+// request must lose: those the decision does not overwrite. Headers it overwrites are left out,
+// because removing one the decision also sets could drop ours, depending on the order the proxy
+// applies the two lists.
+func (d *Decision) HeadersToRemove(clientSent []string) []string {
+	up := d.UpstreamHeaders()
+	var out []string
+	for _, name := range clientSent {
+		if !slices.ContainsFunc(up, func(h Header) bool { return h.Name == name }) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// ClientHeaders are the headers of a denial for the client: WWW-Authenticate on 401/403
+// (RFC 6750 §3), Retry-After on 503, and the JSON body's content type.
+func (d *Decision) ClientHeaders(realm string) []Header {
+	if d.Outcome == Allow {
+		return nil
+	}
+	hs := []Header{{"content-type", "application/json"}, {"cache-control", "no-store"}}
+	switch d.Outcome {
+	case NoCredentials:
+		hs = append(hs, Header{"www-authenticate", fmt.Sprintf(`Bearer realm=%q`, realm)})
+	case InvalidToken:
+		hs = append(hs, Header{"www-authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token", error_description=%q`,
+			realm, d.Reason.Description)})
+	case InsufficientScope:
+		v := fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", error_description=%q`, realm, d.Reason.Description)
+		if d.Scope != "" {
+			v += fmt.Sprintf(", scope=%q", d.Scope)
+		}
+		hs = append(hs, Header{"www-authenticate", v})
+	case Unavailable:
+		hs = append(hs, Header{"retry-after", RetryAfterSeconds})
+	}
+	return hs
+}
+
+// errorBody is the JSON body of a denial.
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+// Body is the JSON body of a denial (nil on Allow).
+func (d *Decision) Body() []byte {
+	var b errorBody
+	switch d.Outcome {
+	case Allow:
+		return nil
+	case NoCredentials:
+		b = errorBody{Error: "unauthorized", Description: d.Reason.Description}
+	case InvalidToken:
+		b = errorBody{Error: "invalid_token", Description: d.Reason.Description}
+	case InsufficientScope:
+		b = errorBody{Error: "insufficient_scope", Description: d.Reason.Description, Scope: d.Scope}
+	default:
+		b = errorBody{Error: "temporarily_unavailable", Description: d.Reason.Description}
+	}
+	out, _ := json.Marshal(b) // cannot fail: a struct of strings
+	return out
+}

@@ -1,0 +1,314 @@
+package authz
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/platformauth/envoy-okta-authz/jwks"
+)
+
+// MaxTokenBytes caps a bearer token before anything parses it. Okta's access tokens are about
+// 1 KiB; 16 KiB leaves room for many custom claims.
+const MaxTokenBytes = 16 << 10
+
+// KeySource finds verification keys by id. *jwks.Set implements it.
+type KeySource interface {
+	Key(ctx context.Context, kid string) (jwks.Key, error)
+}
+
+// VerifierConfig is what a token must satisfy, apart from route policy.
+type VerifierConfig struct {
+	Issuer    string   // must equal iss (a trailing slash aside)
+	Audiences []string // any-of with aud
+	ClientIDs []string // allowlist for cid; empty allows any
+	Algs      []string // allowed header alg values
+	Leeway    time.Duration
+	Now       func() time.Time
+}
+
+// Verifier checks JWT access tokens: compact JWS only, allowed algorithm, known kid, signature,
+// then iss, aud, exp, nbf, iat and cid.
+type Verifier struct {
+	cfg  VerifierConfig
+	keys KeySource
+}
+
+// NewVerifier returns a Verifier. It refuses configurations that could never be safe.
+func NewVerifier(cfg VerifierConfig, keys KeySource) (*Verifier, error) {
+	var errs []error
+	if cfg.Issuer == "" {
+		errs = append(errs, errors.New("an issuer is required"))
+	}
+	if len(cfg.Audiences) == 0 {
+		errs = append(errs, errors.New("at least one audience is required"))
+	}
+	if len(cfg.Algs) == 0 {
+		errs = append(errs, errors.New("at least one algorithm is required"))
+	}
+	for _, a := range cfg.Algs {
+		if !jwks.SupportedAlg(a) {
+			errs = append(errs, fmt.Errorf("algorithm %q is not allowed: only asymmetric signature algorithms (RS*, PS*, ES*, EdDSA) can be verified with a public key set", a))
+		}
+	}
+	if cfg.Leeway < 0 {
+		errs = append(errs, errors.New("leeway must not be negative"))
+	}
+	if keys == nil {
+		errs = append(errs, errors.New("a key source is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Verifier{cfg: cfg, keys: keys}, nil
+}
+
+// Claims are the verified claims of an access token.
+type Claims struct {
+	Issuer    string
+	Subject   string
+	Audience  []string
+	ClientID  string // Okta's cid
+	UserID    string // Okta's uid, when a user is involved
+	Scopes    []string
+	ID        string // jti
+	KeyID     string // kid of the key that verified it
+	Expiry    time.Time
+	IssuedAt  time.Time // zero when absent
+	NotBefore time.Time // zero when absent
+	// Raw is the verified JSON payload, as signed.
+	Raw []byte
+}
+
+// HasScope reports whether the token grants scope s.
+func (c *Claims) HasScope(s string) bool { return slices.Contains(c.Scopes, s) }
+
+// jwsHeader is the protected header, with the members this verifier refuses to honour.
+type jwsHeader struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+	B64  json.RawMessage `json:"b64"`
+	Jku  json.RawMessage `json:"jku"`
+	X5u  json.RawMessage `json:"x5u"`
+	Jwk  json.RawMessage `json:"jwk"`
+	X5c  json.RawMessage `json:"x5c"`
+}
+
+// forbidden names the first member the verifier refuses: keys the token names or embeds (jku,
+// x5u, jwk, x5c), critical extensions it cannot honour (crit) and unencoded payloads (b64).
+func (h *jwsHeader) forbidden() string {
+	switch {
+	case h.Jku != nil:
+		return "jku"
+	case h.X5u != nil:
+		return "x5u"
+	case h.Jwk != nil:
+		return "jwk"
+	case h.X5c != nil:
+		return "x5c"
+	case h.Crit != nil:
+		return "crit"
+	case h.B64 != nil:
+		return "b64"
+	}
+	return ""
+}
+
+// parseCompact returns the decoded protected header of a compact JWS, checking its shape only.
+func parseCompact(token string) (hdr jwsHeader, signingInput, payload, sig []byte, err error) {
+	if len(token) > MaxTokenBytes {
+		return hdr, nil, nil, nil, ErrTooLarge
+	}
+	h, rest, ok1 := strings.Cut(token, ".")
+	p, s, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || h == "" || p == "" || s == "" || strings.Contains(s, ".") {
+		return hdr, nil, nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	hb, err := b64(h)
+	if err != nil {
+		return hdr, nil, nil, nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	if err := json.Unmarshal(hb, &hdr); err != nil {
+		return hdr, nil, nil, nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	if payload, err = b64(p); err != nil {
+		return hdr, nil, nil, nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+	if sig, err = b64(s); err != nil {
+		return hdr, nil, nil, nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
+	}
+	return hdr, []byte(token[:len(h)+1+len(p)]), payload, sig, nil
+}
+
+var rawURL = base64.RawURLEncoding.Strict()
+
+func b64(s string) ([]byte, error) { return rawURL.DecodeString(s) }
+
+// Verify checks token and returns its claims, or an error wrapping one Reason.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	hdr, signingInput, payload, sig, err := parseCompact(token)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(v.cfg.Algs, hdr.Alg) {
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
+	}
+	// Keys named or embedded by the token itself are never used; a token that carries them is
+	// not what Okta issues, so it is refused rather than silently half-honoured.
+	if name := hdr.forbidden(); name != "" {
+		return nil, fmt.Errorf("%w: %s", ErrForbiddenHdr, name)
+	}
+	if hdr.Kid == "" {
+		return nil, ErrNoKeyID
+	}
+	key, err := v.keys.Key(ctx, hdr.Kid)
+	switch {
+	case errors.Is(err, jwks.ErrNotLoaded):
+		return nil, ErrKeysNotLoaded
+	case err != nil:
+		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
+	}
+	if !key.Allows(hdr.Alg) {
+		return nil, fmt.Errorf("%w: key %q does not allow %s", ErrAlgorithm, hdr.Kid, hdr.Alg)
+	}
+	alg, ok := jwa.LookupSignatureAlgorithm(hdr.Alg)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
+	}
+	verifier, err := jws.VerifierFor(alg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAlgorithm, err)
+	}
+	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
+		return nil, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
+	}
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return nil, err
+	}
+	c.KeyID = hdr.Kid
+	if err := v.checkClaims(c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// checkClaims applies the registered-claim rules to signature-verified claims.
+func (v *Verifier) checkClaims(c *Claims) error {
+	now := v.cfg.Now()
+	lw := v.cfg.Leeway
+	switch {
+	// Exact, apart from a trailing slash: operators write the issuer either way, and the key
+	// set was discovered from the same issuer, so the slash carries no trust.
+	case strings.TrimSuffix(c.Issuer, "/") != strings.TrimSuffix(v.cfg.Issuer, "/"):
+		return fmt.Errorf("%w: %q", ErrIssuer, c.Issuer)
+	case !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }):
+		return fmt.Errorf("%w: %q", ErrAudience, c.Audience)
+	case c.Expiry.IsZero():
+		return ErrNoExpiry
+	case !now.Before(c.Expiry.Add(lw)):
+		return fmt.Errorf("%w: at %s", ErrExpired, c.Expiry.UTC().Format(time.RFC3339))
+	case !c.NotBefore.IsZero() && now.Add(lw).Before(c.NotBefore):
+		return fmt.Errorf("%w: until %s", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
+	case !c.IssuedAt.IsZero() && now.Add(lw).Before(c.IssuedAt):
+		return fmt.Errorf("%w: at %s", ErrIssuedInFuture, c.IssuedAt.UTC().Format(time.RFC3339))
+	case len(v.cfg.ClientIDs) > 0 && !slices.Contains(v.cfg.ClientIDs, c.ClientID):
+		return fmt.Errorf("%w: %q", ErrClientID, c.ClientID)
+	}
+	return nil
+}
+
+// wireClaims is the payload as JSON carries it; decodeClaims normalises it into Claims.
+type wireClaims struct {
+	Iss   string          `json:"iss"`
+	Sub   string          `json:"sub"`
+	Aud   json.RawMessage `json:"aud"`
+	Cid   string          `json:"cid"`
+	UID   string          `json:"uid"`
+	Scp   json.RawMessage `json:"scp"`
+	Scope string          `json:"scope"`
+	Jti   string          `json:"jti"`
+	Exp   json.RawMessage `json:"exp"`
+	Iat   json.RawMessage `json:"iat"`
+	Nbf   json.RawMessage `json:"nbf"`
+}
+
+func decodeClaims(payload []byte) (*Claims, error) {
+	var w wireClaims
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+	}
+	c := &Claims{Issuer: w.Iss, Subject: w.Sub, ClientID: w.Cid, UserID: w.UID, ID: w.Jti, Raw: payload}
+	var err error
+	if c.Audience, err = stringOrList(w.Aud, false); err != nil {
+		return nil, fmt.Errorf("%w: aud: %v", ErrMalformed, err)
+	}
+	// Okta puts scopes in scp as a JSON array; other issuers use a space-separated scope string.
+	if c.Scopes, err = stringOrList(w.Scp, true); err != nil {
+		return nil, fmt.Errorf("%w: scp: %v", ErrMalformed, err)
+	}
+	for _, s := range strings.Fields(w.Scope) {
+		if !slices.Contains(c.Scopes, s) {
+			c.Scopes = append(c.Scopes, s)
+		}
+	}
+	for _, f := range []struct {
+		raw json.RawMessage
+		dst *time.Time
+		n   string
+	}{{w.Exp, &c.Expiry, "exp"}, {w.Iat, &c.IssuedAt, "iat"}, {w.Nbf, &c.NotBefore, "nbf"}} {
+		if *f.dst, err = numericDate(f.raw); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, f.n, err)
+		}
+	}
+	return c, nil
+}
+
+// stringOrList decodes a claim that may be a string or an array of strings. With split, a
+// string is space-separated (the scope convention).
+func stringOrList(raw json.RawMessage, split bool) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		if split {
+			return strings.Fields(s), nil
+		}
+		return []string{s}, nil
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, errors.New("want a string or an array of strings")
+	}
+	return list, nil
+}
+
+// numericDate decodes a JWT NumericDate (seconds since the epoch, possibly fractional).
+func numericDate(raw json.RawMessage) (time.Time, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return time.Time{}, nil
+	}
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return time.Time{}, errors.New("want a number")
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1<<40 {
+		return time.Time{}, errors.New("want a plausible number of seconds")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}

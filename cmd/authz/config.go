@@ -1,0 +1,223 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/platformauth/envoy-okta-authz/jwks"
+)
+
+// config is every setting of the service, parsed and validated once in main.
+type config struct {
+	Issuer          string
+	Audiences       []string
+	ClientIDs       []string
+	JWKSURL         string
+	Algs            []string
+	Leeway          time.Duration
+	GRPCAddr        string
+	HTTPAddr        string
+	AdminAddr       string
+	AllowHTTPIssuer bool
+	Policy          string
+	Realm           string
+	LogLevel        slog.Level
+	HTTPPathPrefix  string
+
+	Dev         bool
+	DevAddr     string
+	CheckConfig bool
+
+	// Warnings are worth telling the operator but do not stop the service.
+	Warnings []string
+}
+
+// envName is a flag's environment twin: --jwks-url → AUTHZ_JWKS_URL.
+func envName(flagName string) string {
+	return "AUTHZ_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads flags, with defaults from their AUTHZ_* environment twins (a flag on the
+// command line wins), and validates everything, reporting every problem at once.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("authz", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var (
+		c                                   config
+		audience, clientIDs, algs, logLevel string
+	)
+	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL, matched exactly against the token's iss (required; e.g. https://{yourOktaDomain}/oauth2/default)")
+	fs.StringVar(&audience, "audience", "api://default", "expected audience(s), comma-separated; any one must be in aud")
+	fs.StringVar(&clientIDs, "client-ids", "", "allowed client ids (cid), comma-separated; empty allows any")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "key set URL; skips discovery from the issuer's metadata")
+	fs.StringVar(&algs, "algs", "RS256", "allowed signing algorithms, comma-separated (RS*, PS*, ES*, EdDSA)")
+	fs.DurationVar(&c.Leeway, "leeway", 2*time.Minute, "clock skew allowed on exp, nbf and iat")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9001", "Envoy ext_authz gRPC listener")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":9002", "HTTP decision API listener (Envoy http_service, nginx auth_request, Traefik ForwardAuth)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", ":9003", "admin listener: /healthz, /readyz")
+	fs.BoolVar(&c.AllowHTTPIssuer, "allow-http-issuer", false, "permit a plain-http issuer and key URL (local stacks only)")
+	fs.StringVar(&c.Policy, "policy", "", "route policy file (not yet supported: every route needs a valid token)")
+	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
+	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")
+	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	c.Audiences = splitList(audience)
+	c.ClientIDs = splitList(clientIDs)
+	c.Algs = splitList(algs)
+	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
+	}
+	errs = append(errs, c.validate()...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// validate checks every setting and returns all problems, and collects warnings.
+func (c *config) validate() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if c.Dev {
+		// --dev supplies its own issuer; an explicit one would be ignored, so refuse it.
+		if c.Issuer != "" || c.JWKSURL != "" {
+			add("--dev starts its own issuer: do not combine it with --issuer or --jwks-url")
+		}
+		if err := checkAddr(c.DevAddr); err != nil {
+			add("--dev-addr: %v", err)
+		}
+	} else {
+		switch {
+		case c.Issuer == "":
+			add("--issuer is required (e.g. https://{yourOktaDomain}/oauth2/default), or use --dev for a local dev issuer")
+		default:
+			if err := checkIssuerURL("--issuer", c.Issuer, c.AllowHTTPIssuer); err != nil {
+				errs = append(errs, err)
+			} else if w := oktaOrgServerWarning(c.Issuer); w != "" {
+				c.Warnings = append(c.Warnings, w)
+			}
+		}
+		if c.JWKSURL != "" {
+			if err := checkIssuerURL("--jwks-url", c.JWKSURL, c.AllowHTTPIssuer); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(c.Audiences) == 0 {
+		add("--audience must name at least one audience (Okta's default authorization server uses api://default)")
+	}
+	if len(c.Algs) == 0 {
+		add("--algs must name at least one algorithm")
+	}
+	for _, a := range c.Algs {
+		switch {
+		case strings.EqualFold(a, "none"):
+			add("--algs: %q would accept unsigned tokens; it is never allowed", a)
+		case strings.HasPrefix(strings.ToUpper(a), "HS"):
+			add("--algs: %q is a shared-secret algorithm; a public key set cannot verify it safely", a)
+		case !jwks.SupportedAlg(a):
+			add("--algs: %q is not a supported algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", a)
+		}
+	}
+	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
+		add("--leeway %s must be between 0 and 10m", c.Leeway)
+	}
+	for name, addr := range map[string]string{"--grpc-addr": c.GRPCAddr, "--http-addr": c.HTTPAddr, "--admin-addr": c.AdminAddr} {
+		if err := checkAddr(addr); err != nil {
+			add("%s: %v", name, err)
+		}
+	}
+	if c.Policy != "" {
+		add("--policy: route policy files are not supported yet; without one, every route needs a valid token")
+	}
+	if c.Realm == "" || strings.ContainsAny(c.Realm, "\"\\") || strings.ContainsFunc(c.Realm, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		add("--realm %q must be non-empty and contain no quotes, backslashes or control characters", c.Realm)
+	}
+	if c.HTTPPathPrefix != "" && !strings.HasPrefix(c.HTTPPathPrefix, "/") {
+		add("--http-path-prefix %q must start with /", c.HTTPPathPrefix)
+	}
+	return errs
+}
+
+// checkAddr accepts host:port with a numeric port (host may be empty).
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+func checkIssuerURL(name, raw string, allowHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s %q must be an absolute https URL", name, raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%s %q must not have a query or fragment", name, raw)
+	}
+	if u.Scheme == "http" && !allowHTTP {
+		return fmt.Errorf("%s %q is plain http: keys fetched over http can be forged in transit; use https, or --allow-http-issuer for a local stack", name, raw)
+	}
+	return nil
+}
+
+// oktaOrgServerWarning explains Okta's advice when the issuer is an Okta org authorization
+// server (an Okta host with no /oauth2/ path): its access tokens are meant for Okta's own APIs
+// and Okta says they must not be validated by a resource server.
+func oktaOrgServerWarning(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return ""
+	}
+	host := strings.ToLower(u.Hostname())
+	okta := false
+	for _, suffix := range []string{".okta.com", ".oktapreview.com", ".okta-emea.com", ".okta-gov.com", ".okta.mil"} {
+		okta = okta || strings.HasSuffix(host, suffix)
+	}
+	if !okta || strings.Contains(u.Path, "/oauth2/") {
+		return ""
+	}
+	return fmt.Sprintf("issuer %s is an Okta org authorization server: Okta says its access tokens are for Okta's own APIs "+
+		"and must not be validated by your API. Use a custom authorization server, e.g. %s/oauth2/default, with its audience",
+		issuer, strings.TrimSuffix(issuer, "/"))
+}

@@ -1,0 +1,136 @@
+package jwks
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// Key is one verification key from the issuer's set.
+type Key struct {
+	ID string
+	// Algs are the signature algorithms this key may verify: its own "alg" when the set names
+	// one, otherwise those its type supports, always within the configured allowlist.
+	Algs []string
+	// Public is the raw public key: *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey.
+	Public any
+}
+
+// Allows reports whether the key may verify a signature made with alg.
+func (k Key) Allows(alg string) bool { return slices.Contains(k.Algs, alg) }
+
+// algKeyType maps each supported JWS algorithm to the key type it needs (and, for EC, the curve).
+// HMAC and "none" are deliberately absent: a public key set can never authorize them.
+var algKeyType = map[string]string{
+	"RS256": "RSA", "RS384": "RSA", "RS512": "RSA",
+	"PS256": "RSA", "PS384": "RSA", "PS512": "RSA",
+	"ES256": "P-256", "ES384": "P-384", "ES512": "P-521",
+	"EdDSA": "Ed25519",
+}
+
+// SupportedAlg reports whether alg is an asymmetric signature algorithm this package can verify.
+func SupportedAlg(alg string) bool { _, ok := algKeyType[alg]; return ok }
+
+// minRSABits is the smallest RSA modulus accepted; shorter keys are dropped from the set.
+const minRSABits = 2048
+
+type skippedKey struct{ kid, reason string }
+
+// parseKeySet parses a JWK Set and keeps the keys usable for signatures with an allowed
+// algorithm. It fails when no key is usable, so a broken set never replaces a good one.
+func parseKeySet(body []byte, allowed []string) (map[string]Key, []skippedKey, error) {
+	set, err := jwk.Parse(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse: %w", err)
+	}
+	keys := make(map[string]Key, set.Len())
+	var skipped []skippedKey
+	for i := range set.Len() {
+		jk, _ := set.Key(i)
+		k, err := usableKey(jk, allowed)
+		if err != nil {
+			skipped = append(skipped, skippedKey{kid: k.ID, reason: err.Error()})
+			continue
+		}
+		if _, dup := keys[k.ID]; dup {
+			// Two keys with one id make "which key signed this" ambiguous: use neither.
+			delete(keys, k.ID)
+			skipped = append(skipped, skippedKey{kid: k.ID, reason: "duplicate kid"})
+			continue
+		}
+		keys[k.ID] = k
+	}
+	if len(keys) == 0 {
+		return nil, skipped, errors.New("no usable signing key")
+	}
+	return keys, skipped, nil
+}
+
+func usableKey(jk jwk.Key, allowed []string) (Key, error) {
+	var k Key
+	kid, _ := jk.KeyID()
+	k.ID = kid
+	if kid == "" {
+		return k, errors.New("no kid")
+	}
+	if use, ok := jk.KeyUsage(); ok && use != "sig" {
+		return k, fmt.Errorf("use is %q, not sig", use)
+	}
+	pub, err := jk.PublicKey()
+	if err != nil {
+		return k, fmt.Errorf("public key: %w", err)
+	}
+	var raw any
+	if err := jwk.Export(pub, &raw); err != nil {
+		return k, fmt.Errorf("export: %w", err)
+	}
+	typ, err := keyType(raw)
+	if err != nil {
+		return k, err
+	}
+	candidates := allowed
+	if a, ok := jk.Algorithm(); ok {
+		candidates = []string{a.String()}
+	}
+	for _, alg := range candidates {
+		if slices.Contains(allowed, alg) && algKeyType[alg] == typ {
+			k.Algs = append(k.Algs, alg)
+		}
+	}
+	if len(k.Algs) == 0 {
+		return k, fmt.Errorf("no allowed algorithm fits this %s key", typ)
+	}
+	k.Public = raw
+	return k, nil
+}
+
+// keyType names a raw public key's type the way algKeyType does, and rejects weak keys.
+func keyType(raw any) (string, error) {
+	switch pk := raw.(type) {
+	case *rsa.PublicKey:
+		if pk.N.BitLen() < minRSABits {
+			return "", fmt.Errorf("RSA key of %d bits is too short", pk.N.BitLen())
+		}
+		return "RSA", nil
+	case *ecdsa.PublicKey:
+		switch pk.Curve {
+		case elliptic.P256():
+			return "P-256", nil
+		case elliptic.P384():
+			return "P-384", nil
+		case elliptic.P521():
+			return "P-521", nil
+		}
+		return "", errors.New("unsupported curve")
+	case ed25519.PublicKey:
+		return "Ed25519", nil
+	default:
+		return "", fmt.Errorf("unsupported key type %T", raw)
+	}
+}
