@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -45,22 +46,32 @@ type skippedKey struct{ kid, reason string }
 // parseKeySet parses a JWK Set and keeps the keys usable for signatures with an allowed
 // algorithm. It fails when no key is usable, so a broken set never replaces a good one.
 func parseKeySet(body []byte, allowed []string) (map[string]Key, []skippedKey, error) {
-	set, err := jwk.Parse(body)
-	if err != nil {
+	// Keys are parsed one by one: jwx fails a whole set on one key it rejects, and one odd key
+	// (an encryption key, a new key type) must not cost the service every other key.
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, nil, fmt.Errorf("parse: %w", err)
 	}
-	keys := make(map[string]Key, set.Len())
+	keys := make(map[string]Key, len(set.Keys))
 	var skipped []skippedKey
-	for i := range set.Len() {
-		jk, _ := set.Key(i)
+	dups := map[string]bool{}
+	for i, raw := range set.Keys {
+		jk, err := jwk.ParseKey(raw)
+		if err != nil {
+			skipped = append(skipped, skippedKey{kid: fmt.Sprintf("#%d", i), reason: err.Error()})
+			continue
+		}
 		k, err := usableKey(jk, allowed)
 		if err != nil {
 			skipped = append(skipped, skippedKey{kid: k.ID, reason: err.Error()})
 			continue
 		}
-		if _, dup := keys[k.ID]; dup {
+		if _, dup := keys[k.ID]; dup || dups[k.ID] {
 			// Two keys with one id make "which key signed this" ambiguous: use neither.
 			delete(keys, k.ID)
+			dups[k.ID] = true
 			skipped = append(skipped, skippedKey{kid: k.ID, reason: "duplicate kid"})
 			continue
 		}

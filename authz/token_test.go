@@ -1,0 +1,156 @@
+package authz
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platformauth/envoy-okta-authz/devidp"
+)
+
+func TestVerify(t *testing.T) {
+	e := newEnv(t, nil)
+	priv, kid := e.idp.PrivateKey()
+	good := e.idp.Claims(devTokenRequest())
+
+	with := func(changes map[string]any) map[string]any {
+		c := map[string]any{}
+		for k, v := range good {
+			c[k] = v
+		}
+		for k, v := range changes {
+			if v == nil {
+				delete(c, k)
+			} else {
+				c[k] = v
+			}
+		}
+		return c
+	}
+	signed := func(claims map[string]any) string {
+		return sign(t, priv, jwa.RS256(), map[string]any{"kid": kid}, claims)
+	}
+	valid := signed(good)
+	parts := strings.Split(valid, ".")
+	tampered := compact(t, map[string]any{"alg": "RS256", "kid": kid}, with(map[string]any{"sub": "admin"}), parts[2])
+
+	foreignJWK, err := jwk.Import(&foreignKey.PublicKey)
+	require.NoError(t, err)
+
+	tests := []struct {
+		name    string
+		token   string
+		now     time.Duration // offset from t0 when checking
+		want    *Reason       // nil: valid
+		wantSub string
+	}{
+		{name: "valid", token: valid, wantSub: "test-client"},
+		{name: "aud array, one matches", token: signed(with(map[string]any{"aud": []string{"other", "api://default"}}))},
+		{name: "wrong audience", token: signed(with(map[string]any{"aud": "api://other"})), want: ErrAudience},
+		{name: "no audience", token: signed(with(map[string]any{"aud": nil})), want: ErrAudience},
+		{name: "wrong issuer", token: signed(with(map[string]any{"iss": "https://evil.example/oauth2/default"})), want: ErrIssuer},
+		{name: "issuer differs by path", token: signed(with(map[string]any{"iss": e.idp.Issuer() + "x"})), want: ErrIssuer},
+		{name: "no exp", token: signed(with(map[string]any{"exp": nil})), want: ErrNoExpiry},
+		{name: "exp as string", token: signed(with(map[string]any{"exp": "2000000000"})), want: ErrMalformed},
+		{name: "expired beyond leeway", token: valid, now: time.Hour + 2*time.Minute + time.Second, want: ErrExpired},
+		{name: "expired within leeway", token: valid, now: time.Hour + time.Minute},
+		{name: "nbf in the future", token: signed(with(map[string]any{"nbf": t0.Add(5 * time.Minute).Unix()})), want: ErrNotYetValid},
+		{name: "nbf within leeway", token: signed(with(map[string]any{"nbf": t0.Add(time.Minute).Unix()}))},
+		{name: "iat in the future", token: signed(with(map[string]any{"iat": t0.Add(10 * time.Minute).Unix()})), want: ErrIssuedInFuture},
+		{name: "fractional dates", token: signed(with(map[string]any{"iat": float64(t0.Unix()) + 0.5}))},
+		{name: "scp not a list", token: signed(with(map[string]any{"scp": 7})), want: ErrMalformed},
+		{name: "tampered payload", token: tampered, want: ErrSignature},
+		{name: "foreign key reusing a known kid", token: sign(t, foreignKey, jwa.RS256(), map[string]any{"kid": kid}, good), want: ErrSignature},
+		{name: "unknown kid", token: sign(t, foreignKey, jwa.RS256(), map[string]any{"kid": "attacker"}, good), want: ErrUnknownKey},
+		{name: "no kid", token: sign(t, priv, jwa.RS256(), nil, good), want: ErrNoKeyID},
+		{name: "alg none", token: compact(t, map[string]any{"alg": "none", "kid": kid}, good, ""), want: ErrMalformed},
+		{name: "alg none with signature", token: compact(t, map[string]any{"alg": "none", "kid": kid}, good, "c2ln"), want: ErrAlgorithm},
+		{name: "HS256 keyed with the public key", token: sign(t, publicPEM(t, &priv.PublicKey), jwa.HS256(), map[string]any{"kid": kid}, good), want: ErrAlgorithm},
+		{name: "RS512 not allowed", token: sign(t, priv, jwa.RS512(), map[string]any{"kid": kid}, good), want: ErrAlgorithm},
+		{name: "embedded jwk", token: sign(t, foreignKey, jwa.RS256(), map[string]any{"kid": kid, "jwk": foreignJWK}, good), want: ErrForbiddenHdr},
+		{name: "jku", token: sign(t, priv, jwa.RS256(), map[string]any{"kid": kid, "jku": "https://evil.example/keys"}, good), want: ErrForbiddenHdr},
+		{name: "x5u", token: sign(t, priv, jwa.RS256(), map[string]any{"kid": kid, "x5u": "https://evil.example/cert"}, good), want: ErrForbiddenHdr},
+		{name: "crit", token: sign(t, priv, jwa.RS256(), map[string]any{"kid": kid, "crit": []string{"exp"}, "exp": 1}, good), want: ErrForbiddenHdr},
+		{name: "two parts", token: parts[0] + "." + parts[1], want: ErrMalformed},
+		{name: "four parts", token: valid + ".x", want: ErrMalformed},
+		{name: "JSON serialization", token: `{"payload":"e30","signatures":[]}`, want: ErrMalformed},
+		{name: "padded base64", token: parts[0] + "=." + parts[1] + "." + parts[2], want: ErrMalformed},
+		{name: "header not JSON", token: "bm90anNvbg." + parts[1] + "." + parts[2], want: ErrMalformed},
+		{name: "oversized", token: valid + strings.Repeat("A", MaxTokenBytes), want: ErrTooLarge},
+		{name: "empty", token: "", want: ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.now = t0.Add(tt.now)
+			c, err := e.v.Verify(context.Background(), tt.token)
+			if tt.want == nil {
+				require.NoError(t, err)
+				if tt.wantSub != "" {
+					assert.Equal(t, tt.wantSub, c.Subject)
+				}
+				return
+			}
+			require.Error(t, err, "want %s", tt.want.Code)
+			assert.Equal(t, tt.want.Code, reasonOf(err).Code, "got %v", err)
+		})
+	}
+}
+
+func devTokenRequest() devidp.TokenRequest {
+	return devidp.TokenRequest{ClientID: "test-client", Scopes: []string{"messages:read"}}
+}
+
+func TestVerifyClientIDAllowlist(t *testing.T) {
+	e := newEnv(t, func(c *VerifierConfig) { c.ClientIDs = []string{"allowed-client"} })
+	_, err := e.v.Verify(context.Background(), e.mint(t, nil))
+	assert.Equal(t, ErrClientID.Code, reasonOf(err).Code)
+	_, err = e.v.Verify(context.Background(), e.mint(t, map[string]any{"cid": "allowed-client"}))
+	assert.NoError(t, err)
+}
+
+func TestVerifyAudienceAnyOf(t *testing.T) {
+	e := newEnv(t, func(c *VerifierConfig) { c.Audiences = []string{"api://one", "api://default"} })
+	_, err := e.v.Verify(context.Background(), e.mint(t, nil))
+	assert.NoError(t, err)
+}
+
+func TestVerifyKeyAlgMustMatchHeader(t *testing.T) {
+	// PS256 is allowed, but the issuer's key says alg RS256: a PS256 signature by the same RSA key
+	// must not verify.
+	e := newEnv(t, func(c *VerifierConfig) { c.Algs = []string{"RS256", "PS256"} })
+	priv, kid := e.idp.PrivateKey()
+	tok := sign(t, priv, jwa.PS256(), map[string]any{"kid": kid}, e.idp.Claims(devTokenRequest()))
+	_, err := e.v.Verify(context.Background(), tok)
+	assert.Equal(t, ErrAlgorithm.Code, reasonOf(err).Code, "got %v", err)
+}
+
+func TestVerifyScopesFromScpAndScope(t *testing.T) {
+	e := newEnv(t, nil)
+	c, err := e.v.Verify(context.Background(), e.mint(t, map[string]any{"scp": []string{"a", "b"}, "scope": "b c"}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b", "c"}, c.Scopes)
+	assert.True(t, c.HasScope("c"))
+}
+
+func TestVerifyRotation(t *testing.T) {
+	e := newEnv(t, nil)
+	_, err := e.idp.Rotate()
+	require.NoError(t, err)
+	// The new kid is unknown to the cached set: one refetch picks it up.
+	_, err = e.v.Verify(context.Background(), e.mint(t, nil))
+	require.NoError(t, err)
+}
+
+func TestNewVerifierRefusesUnsafeConfig(t *testing.T) {
+	_, err := NewVerifier(VerifierConfig{Algs: []string{"none", "HS256"}}, nil)
+	require.Error(t, err)
+	for _, want := range []string{"issuer is required", "audience is required", `"none"`, `"HS256"`, "key source"} {
+		assert.ErrorContains(t, err, want)
+	}
+}
