@@ -12,9 +12,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/platformauth/envoy-okta-authz/internal/probe"
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "healthcheck" {
+		// For distroless containers: `authz healthcheck http://127.0.0.1:9003/readyz`.
+		os.Exit(probe.Run(os.Args[2], os.Stderr))
+	}
 	c, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

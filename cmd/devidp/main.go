@@ -1,0 +1,136 @@
+// Command devidp runs the Okta-shaped development issuer (package devidp) on port 9400.
+// FOR DEVELOPMENT ONLY: keys live in memory and clients are configured in plain text.
+//
+//	devidp [flags]               serve the issuer; SIGHUP or POST /rotate on the admin port rotates the key
+//	devidp token [flags]         print a fresh access token from a running issuer
+//	devidp healthcheck URL       exit 0 when URL answers 2xx (for distroless containers)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/internal/probe"
+)
+
+func main() {
+	args := os.Args[1:]
+	switch {
+	case len(args) == 2 && args[0] == "healthcheck":
+		os.Exit(probe.Run(args[1], os.Stderr))
+	case len(args) > 0 && args[0] == "token":
+		if err := token(args[1:], os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "devidp token: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := serve(args); err != nil {
+		fmt.Fprintf(os.Stderr, "devidp: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// envDefaults sets each flag from its DEVIDP_* environment twin; flags on the command line win.
+func envDefaults(fs *flag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "DEVIDP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := os.Getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("devidp", flag.ContinueOnError)
+	addr := fs.String("addr", ":9400", "listen address")
+	adminAddr := fs.String("admin-addr", "127.0.0.1:9401", "admin listener (POST /rotate); keep it on loopback")
+	issuer := fs.String("issuer", "http://localhost:9400/oauth2/default", "issuer URL as clients and the authz service reach it")
+	audience := fs.String("audience", "api://default", "audience of minted tokens")
+	clientID := fs.String("client-id", "demo-client", "client id for the client-credentials grant")
+	secret := fs.String("client-secret", "demo-secret", "client secret")
+	scopes := fs.String("scopes", "messages:read messages:write", "scopes the client may request, space-separated")
+	ttl := fs.Duration("token-ttl", time.Hour, "token lifetime")
+	if err := envDefaults(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	idp, err := devidp.New(devidp.Config{
+		Issuer:   *issuer,
+		Audience: *audience,
+		Clients:  map[string]devidp.Client{*clientID: {Secret: *secret, Scopes: strings.Fields(*scopes)}},
+		TokenTTL: *ttl,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			kid, err := idp.Rotate()
+			log.Info("signing key rotated", "kid", kid, "error", err)
+		}
+	}()
+	pub := &http.Server{Addr: *addr, Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Addr: *adminAddr, Handler: idp.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 2)
+	for _, s := range []*http.Server{pub, admin} {
+		go func() {
+			if err := s.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	log.Warn("DEVELOPMENT ISSUER: for local stacks and tests only, never production",
+		"issuer", *issuer, "addr", *addr, "admin", *adminAddr, "client_id", *clientID, "kid", idp.CurrentKID())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return errors.Join(pub.Shutdown(sctx), admin.Shutdown(sctx))
+}
+
+// token asks a running issuer's token endpoint for a client-credentials token and prints it.
+func token(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("devidp token", flag.ContinueOnError)
+	issuer := fs.String("issuer", "http://localhost:9400/oauth2/default", "issuer URL to ask")
+	clientID := fs.String("client-id", "demo-client", "client id")
+	secret := fs.String("client-secret", "demo-secret", "client secret")
+	scope := fs.String("scope", "messages:read", "scopes to request, space-separated")
+	if err := envDefaults(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tok, err := devidp.RequestToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, tok)
+	return err
+}

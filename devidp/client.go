@@ -1,0 +1,43 @@
+package devidp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// RequestToken asks the token endpoint of the issuer at issuerURL for a client-credentials
+// access token (client_secret_basic) and returns it.
+func RequestToken(ctx context.Context, client *http.Client, issuerURL, clientID, secret, scope string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(issuerURL, "/")+"/v1/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, secret)
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return "", fmt.Errorf("token endpoint answered %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
+		return "", fmt.Errorf("token endpoint answered %s: %s: %s", resp.Status, body.Error, body.Description)
+	}
+	return body.AccessToken, nil
+}

@@ -1,0 +1,126 @@
+package devidp_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
+)
+
+func claimsOf(t *testing.T, tok string) (map[string]any, map[string]any) {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	require.Len(t, parts, 3)
+	var hdr, claims map[string]any
+	for i, dst := range []*map[string]any{&hdr, &claims} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, dst))
+	}
+	return hdr, claims
+}
+
+func TestTokenEndpointIssuesOktaShapedTokens(t *testing.T) {
+	idp, srv := devidptest.Start(t, devidp.Config{})
+	tok, err := devidp.RequestToken(context.Background(), srv.Client(), idp.Issuer(), "test-client", "test-secret", "messages:read")
+	require.NoError(t, err)
+	hdr, c := claimsOf(t, tok)
+	assert.Equal(t, "RS256", hdr["alg"])
+	assert.Equal(t, idp.CurrentKID(), hdr["kid"])
+	for _, name := range []string{"ver", "jti", "iss", "aud", "iat", "exp", "cid", "scp", "sub"} {
+		assert.Contains(t, c, name)
+	}
+	assert.Equal(t, idp.Issuer(), c["iss"])
+	assert.Equal(t, "api://default", c["aud"])
+	assert.Equal(t, []any{"messages:read"}, c["scp"], "scp is a JSON array, as Okta's")
+	assert.True(t, strings.HasPrefix(c["jti"].(string), "AT."))
+}
+
+func TestTokenEndpointErrors(t *testing.T) {
+	idp, srv := devidptest.Start(t, devidp.Config{})
+	post := func(form url.Values, basic [2]string) (*http.Response, map[string]any) {
+		req, err := http.NewRequest("POST", idp.Issuer()+"/v1/token", strings.NewReader(form.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if basic[0] != "" {
+			req.SetBasicAuth(basic[0], basic[1])
+		}
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return resp, body
+	}
+	cc := url.Values{"grant_type": {"client_credentials"}}
+
+	resp, body := post(cc, [2]string{"test-client", "wrong"})
+	assert.Equal(t, 401, resp.StatusCode)
+	assert.Equal(t, "invalid_client", body["error"])
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Basic")
+
+	resp, body = post(url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}, [2]string{"test-client", "test-secret"})
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Equal(t, "invalid_scope", body["error"])
+
+	resp, body = post(url.Values{"grant_type": {"password"}}, [2]string{"test-client", "test-secret"})
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Equal(t, "unsupported_grant_type", body["error"])
+
+	// client_secret_post, no scope: the client's scopes are granted.
+	resp, body = post(url.Values{"grant_type": {"client_credentials"}, "client_id": {"test-client"}, "client_secret": {"test-secret"}}, [2]string{})
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "messages:read messages:write", body["scope"])
+	assert.Equal(t, "Bearer", body["token_type"])
+}
+
+func TestMetadataAndRotation(t *testing.T) {
+	idp, srv := devidptest.Start(t, devidp.Config{})
+	for _, p := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
+		resp, err := srv.Client().Get(idp.Issuer() + p)
+		require.NoError(t, err)
+		var md map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&md))
+		resp.Body.Close()
+		assert.Equal(t, idp.Issuer(), md["issuer"])
+		assert.Equal(t, idp.Issuer()+"/v1/keys", md["jwks_uri"])
+	}
+	kids := func() []string {
+		resp, err := srv.Client().Get(idp.Issuer() + "/v1/keys")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		assert.Contains(t, resp.Header.Get("Cache-Control"), "max-age=")
+		var set struct{ Keys []map[string]any }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&set))
+		var out []string
+		for _, k := range set.Keys {
+			assert.NotContains(t, k, "d", "never publish a private key")
+			out = append(out, k["kid"].(string))
+		}
+		return out
+	}
+	first := idp.CurrentKID()
+	assert.Equal(t, []string{first}, kids())
+	second, err := idp.Rotate()
+	require.NoError(t, err)
+	assert.Equal(t, []string{second, first}, kids(), "the previous key stays published")
+	third, err := idp.Rotate()
+	require.NoError(t, err)
+	assert.Equal(t, []string{third, second}, kids(), "older keys are dropped")
+}
+
+func TestNewRejectsBadIssuer(t *testing.T) {
+	for _, iss := range []string{"", "ftp://x", "http://x/oauth2/default/"} {
+		_, err := devidp.New(devidp.Config{Issuer: iss})
+		assert.Error(t, err, iss)
+	}
+}
