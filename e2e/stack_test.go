@@ -1,0 +1,82 @@
+// Package e2e runs the pieces together on loopback: the dev issuer, the authz service's front
+// ends, the demo API and (in nginx_test.go) a real nginx enforcing the decisions.
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+
+	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/demoapi"
+	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
+	"github.com/platformauth/envoy-okta-authz/jwks"
+)
+
+// stack is a running set of the services, each on its own loopback port.
+type stack struct {
+	idp      *devidp.Server
+	idpURL   string
+	grpcAddr string // authz gRPC (ext_authz)
+	httpURL  string // authz HTTP decision API
+	apiURL   string // demo API
+	api      http.Handler
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	idp, idpSrv := devidptest.Start(t, devidp.Config{})
+	keys, err := jwks.New(jwks.Options{Issuer: idp.Issuer(), Algs: []string{"RS256"}, AllowHTTP: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go keys.Run(ctx)
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	require.NoError(t, keys.WaitLoaded(wctx))
+
+	v, err := authz.NewVerifier(authz.VerifierConfig{
+		Issuer: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Leeway: 2 * time.Minute,
+	}, keys)
+	require.NoError(t, err)
+	az := authz.NewAuthorizer(v, authz.Options{Realm: "api"})
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, authz.NewGRPCServer(az))
+	go func() { _ = gs.Serve(l) }()
+	t.Cleanup(gs.Stop)
+
+	httpSrv := httptest.NewServer(authz.NewHTTPServer(az, ""))
+	t.Cleanup(httpSrv.Close)
+	api := demoapi.Handler(time.Now)
+	apiSrv := httptest.NewServer(api)
+	t.Cleanup(apiSrv.Close)
+
+	return &stack{idp: idp, idpURL: idpSrv.URL, grpcAddr: l.Addr().String(), httpURL: httpSrv.URL, apiURL: apiSrv.URL, api: api}
+}
+
+// token gets a token from the dev issuer's real token endpoint.
+func (s *stack) token(t *testing.T, scope string) string {
+	t.Helper()
+	tok, err := devidp.RequestToken(context.Background(), http.DefaultClient, s.idp.Issuer(), "test-client", "test-secret", scope)
+	require.NoError(t, err)
+	return tok
+}
+
+// mint signs a token directly, for claims the token endpoint would never issue.
+func (s *stack) mint(t *testing.T, extra map[string]any) string {
+	t.Helper()
+	tok, err := s.idp.Mint(devidp.TokenRequest{ClientID: "test-client", Scopes: []string{"messages:read"}, Extra: extra})
+	require.NoError(t, err)
+	return tok
+}
