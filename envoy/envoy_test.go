@@ -10,6 +10,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -41,6 +42,8 @@ type frontProxy struct {
 	hcm      *hcmv3.HttpConnectionManager
 	extAuthz *extauthzv3.ExtAuthz
 	clusters map[string]*clusterv3.Cluster
+	// perRoute returns a route's ExtAuthzPerRoute (nil when unset); set by commonChecks.
+	perRoute func(path string) *extauthzv3.ExtAuthzPerRoute
 }
 
 func parseFrontProxy(t *testing.T, path string) *frontProxy {
@@ -108,13 +111,10 @@ func (fp *frontProxy) commonChecks(t *testing.T) {
 	assert.True(t, perRoute("/healthz").GetDisabled(), "/healthz bypasses ext_authz")
 	assert.Equal(t, "demoapi", routes["/healthz"].GetRoute().GetCluster())
 	assert.Equal(t, uint32(3000), fp.port(t, "demoapi"), "the demo API listens on :3000")
-	for path, policy := range map[string]string{"/api/messages": "messages", "/secure": "secure"} {
-		pr := perRoute(path)
-		require.NotNil(t, pr, "%s configures ext_authz per route", path)
-		assert.False(t, pr.GetDisabled(), "%s is protected", path)
-		assert.Equal(t, policy, pr.GetCheckSettings().GetContextExtensions()["policy"], "%s names its policy", path)
+	for _, path := range []string{"/api/messages", "/secure", "/"} {
+		assert.False(t, perRoute(path).GetDisabled(), "%s is protected", path)
 	}
-	assert.Nil(t, perRoute("/"), "the catch-all route keeps ext_authz on")
+	fp.perRoute = perRoute
 }
 
 func (fp *frontProxy) port(t *testing.T, cluster string) uint32 {
@@ -129,6 +129,12 @@ func (fp *frontProxy) port(t *testing.T, cluster string) uint32 {
 func TestEnvoyGRPCConfig(t *testing.T) {
 	fp := parseFrontProxy(t, "envoy.yaml")
 	fp.commonChecks(t)
+
+	for path, policy := range map[string]string{"/api/messages": "messages", "/secure": "secure"} {
+		pr := fp.perRoute(path)
+		require.NotNil(t, pr, "%s configures ext_authz per route", path)
+		assert.Equal(t, policy, pr.GetCheckSettings().GetContextExtensions()["policy"], "%s names its policy", path)
+	}
 
 	grpcSvc := fp.extAuthz.GetGrpcService()
 	require.NotNil(t, grpcSvc, "ext_authz uses a gRPC service")
@@ -147,6 +153,33 @@ func TestEnvoyGRPCConfig(t *testing.T) {
 	require.NotEmpty(t, c.GetHealthChecks())
 	assert.Equal(t, "envoy.service.auth.v3.Authorization", c.GetHealthChecks()[0].GetGrpcHealthCheck().GetServiceName(),
 		"the cluster is health-checked with gRPC health")
+}
+
+func TestEnvoyHTTPConfig(t *testing.T) {
+	fp := parseFrontProxy(t, "envoy-http.yaml")
+	fp.commonChecks(t)
+
+	hs := fp.extAuthz.GetHttpService()
+	require.NotNil(t, hs, "ext_authz uses the HTTP decision API")
+	assert.Equal(t, "/authz", hs.GetPathPrefix())
+	cluster := hs.GetServerUri().GetCluster()
+	assert.Equal(t, uint32(9002), fp.port(t, cluster), "http_service points at the HTTP decision API port")
+	require.NotNil(t, hs.GetServerUri().GetTimeout())
+
+	patterns := func(ms []*matcherv3.StringMatcher) (out []string) {
+		for _, m := range ms {
+			out = append(out, m.GetExact()+m.GetPrefix())
+		}
+		return out
+	}
+	assert.Contains(t, patterns(hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns()), "authorization")
+	assert.Contains(t, patterns(hs.GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns()), "x-authz-",
+		"identity headers reach the upstream")
+	assert.Contains(t, patterns(hs.GetAuthorizationResponse().GetAllowedClientHeaders().GetPatterns()), "www-authenticate")
+
+	ep := fp.clusters[cluster].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint()
+	assert.Equal(t, uint32(9003), ep.GetHealthCheckConfig().GetPortValue(), "health checks go to the admin port")
+	assert.Equal(t, "/readyz", fp.clusters[cluster].GetHealthChecks()[0].GetHttpHealthCheck().GetPath())
 }
 
 // AuthzGRPCPort is the authz gRPC port the compose file and Envoy agree on.
