@@ -154,11 +154,12 @@ func TestCheckEmptyRequestIsDenied(t *testing.T) {
 func TestCheckUnavailableBeforeKeysLoad(t *testing.T) {
 	keys, err := jwks.New(jwks.Options{JWKSURL: "https://idp.invalid/keys", Algs: []string{"RS256"}})
 	require.NoError(t, err)
-	v, err := NewVerifier(VerifierConfig{Issuer: "https://idp.invalid", Audiences: []string{"api://default"}, Algs: []string{"RS256"}}, keys)
+	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: "https://idp.invalid", Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys}}})
 	require.NoError(t, err)
 	e := newEnv(t, nil)
 	client := dialCheck(t, NewAuthorizer(v, Options{}))
-	resp, err := client.Check(context.Background(), checkRequest("/", map[string]string{"authorization": "Bearer " + e.mint(t, nil)}, false))
+	tok := e.mint(t, map[string]any{"iss": "https://idp.invalid"})
+	resp, err := client.Check(context.Background(), checkRequest("/", map[string]string{"authorization": "Bearer " + tok}, false))
 	require.NoError(t, err)
 	assert.Equal(t, int32(codes.Unavailable), resp.GetStatus().GetCode())
 	assert.Equal(t, int32(503), int32(resp.GetDeniedResponse().GetStatus().GetCode()))
@@ -170,11 +171,11 @@ func TestResponseGolden(t *testing.T) {
 	e := newEnv(t, nil)
 	unloaded, err := jwks.New(jwks.Options{JWKSURL: "https://idp.invalid/keys", Algs: []string{"RS256"}})
 	require.NoError(t, err)
-	vUnloaded, err := NewVerifier(VerifierConfig{Issuer: "https://idp.invalid", Audiences: []string{"x"}, Algs: []string{"RS256"}}, unloaded)
+	vUnloaded, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: "ISSUER", Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: unloaded}}})
 	require.NoError(t, err)
 	token := e.mint(t, map[string]any{"jti": "AT.golden", "iss": "ISSUER", "uid": "00u-user"})
 	// The dev issuer's URL has a random port: pin iss so the golden claims are stable.
-	e.v.cfg.Issuer = "ISSUER"
+	e.v.byIssuer["ISSUER"] = e.v.byIssuer[e.idp.Issuer()]
 	cases := map[string]struct {
 		az      *Authorizer
 		headers map[string]string

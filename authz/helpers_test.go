@@ -41,24 +41,18 @@ type env struct {
 	now  time.Time
 }
 
-func newEnv(t testing.TB, mod func(*VerifierConfig)) *env {
+func newEnv(t testing.TB, mod func(*Issuer)) *env {
 	t.Helper()
 	e := &env{now: t0}
 	idp, _ := devidptest.Start(t, devidp.Config{Now: func() time.Time { return t0 }})
 	keys, err := jwks.New(jwks.Options{Issuer: idp.Issuer(), Algs: []string{"RS256"}, AllowHTTP: true})
 	require.NoError(t, err)
 	require.NoError(t, keys.Refresh(context.Background()))
-	cfg := VerifierConfig{
-		Issuer:    idp.Issuer(),
-		Audiences: []string{"api://default"},
-		Algs:      []string{"RS256"},
-		Leeway:    2 * time.Minute,
-		Now:       func() time.Time { return e.now },
-	}
+	is := Issuer{URL: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys}
 	if mod != nil {
-		mod(&cfg)
+		mod(&is)
 	}
-	e.v, err = NewVerifier(cfg, keys)
+	e.v, err = NewVerifier(VerifierConfig{Issuers: []Issuer{is}, Leeway: 2 * time.Minute, Now: func() time.Time { return e.now }})
 	require.NoError(t, err)
 	e.idp, e.keys = idp, keys
 	e.az = NewAuthorizer(e.v, Options{Realm: "api"})

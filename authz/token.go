@@ -26,45 +26,58 @@ type KeySource interface {
 	Key(ctx context.Context, kid string) (jwks.Key, error)
 }
 
-// VerifierConfig is what a token must satisfy, apart from route policy.
-type VerifierConfig struct {
-	Issuer    string   // must equal iss (a trailing slash aside)
+// Issuer is one trusted token issuer and what its tokens must satisfy, apart from route policy.
+type Issuer struct {
+	// Name identifies the issuer in policy rules and logs ("default" when empty).
+	Name      string
+	URL       string   // must equal iss (a trailing slash aside)
 	Audiences []string // any-of with aud
 	ClientIDs []string // allowlist for cid; empty allows any
 	Algs      []string // allowed header alg values
-	Leeway    time.Duration
-	Now       func() time.Time
+	Keys      KeySource
 }
 
-// Verifier checks JWT access tokens: compact JWS only, allowed algorithm, known kid, signature,
-// then iss, aud, exp, nbf, iat and cid.
+// VerifierConfig lists the trusted issuers and the clock rules shared by all.
+type VerifierConfig struct {
+	Issuers []Issuer
+	Leeway  time.Duration // clock skew allowed on exp, nbf and iat
+	Now     func() time.Time
+}
+
+// Verifier checks JWT access tokens: compact JWS only; the token is routed to its issuer by its
+// (not yet trusted) iss claim, so an unknown issuer costs no key fetch; then allowed algorithm,
+// known kid, signature, and the issuer's rules for aud and cid, and exp, nbf and iat.
 type Verifier struct {
-	cfg  VerifierConfig
-	keys KeySource
+	cfg      VerifierConfig
+	byIssuer map[string]*Issuer // keyed by URL without a trailing slash
 }
 
 // NewVerifier returns a Verifier. It refuses configurations that could never be safe.
-func NewVerifier(cfg VerifierConfig, keys KeySource) (*Verifier, error) {
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	var errs []error
-	if cfg.Issuer == "" {
+	if len(cfg.Issuers) == 0 {
 		errs = append(errs, errors.New("an issuer is required"))
 	}
-	if len(cfg.Audiences) == 0 {
-		errs = append(errs, errors.New("at least one audience is required"))
-	}
-	if len(cfg.Algs) == 0 {
-		errs = append(errs, errors.New("at least one algorithm is required"))
-	}
-	for _, a := range cfg.Algs {
-		if !jwks.SupportedAlg(a) {
-			errs = append(errs, fmt.Errorf("algorithm %q is not allowed: only asymmetric signature algorithms (RS*, PS*, ES*, EdDSA) can be verified with a public key set", a))
+	v := &Verifier{byIssuer: map[string]*Issuer{}}
+	names := map[string]bool{}
+	for i := range cfg.Issuers {
+		is := &cfg.Issuers[i]
+		if is.Name == "" {
+			is.Name = "default"
 		}
+		errs = append(errs, is.validate()...)
+		key := strings.TrimSuffix(is.URL, "/")
+		if _, dup := v.byIssuer[key]; dup {
+			errs = append(errs, fmt.Errorf("issuer %s is configured twice", is.URL))
+		}
+		if names[is.Name] {
+			errs = append(errs, fmt.Errorf("issuer name %q is used twice", is.Name))
+		}
+		names[is.Name] = true
+		v.byIssuer[key] = is
 	}
 	if cfg.Leeway < 0 {
 		errs = append(errs, errors.New("leeway must not be negative"))
-	}
-	if keys == nil {
-		errs = append(errs, errors.New("a key source is required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("authz: %w", err)
@@ -72,7 +85,39 @@ func NewVerifier(cfg VerifierConfig, keys KeySource) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Verifier{cfg: cfg, keys: keys}, nil
+	v.cfg = cfg
+	return v, nil
+}
+
+func (is *Issuer) validate() []error {
+	var errs []error
+	if is.URL == "" {
+		errs = append(errs, fmt.Errorf("issuer %q: an issuer URL is required", is.Name))
+	}
+	if len(is.Audiences) == 0 {
+		errs = append(errs, fmt.Errorf("issuer %q: at least one audience is required", is.Name))
+	}
+	if len(is.Algs) == 0 {
+		errs = append(errs, fmt.Errorf("issuer %q: at least one algorithm is required", is.Name))
+	}
+	for _, a := range is.Algs {
+		if !jwks.SupportedAlg(a) {
+			errs = append(errs, fmt.Errorf("issuer %q: algorithm %q is not allowed: only asymmetric signature algorithms (RS*, PS*, ES*, EdDSA) can be verified with a public key set", is.Name, a))
+		}
+	}
+	if is.Keys == nil {
+		errs = append(errs, fmt.Errorf("issuer %q: a key source is required", is.Name))
+	}
+	return errs
+}
+
+// IssuerNames returns the names of the configured issuers.
+func (v *Verifier) IssuerNames() []string {
+	var out []string
+	for _, is := range v.cfg.Issuers {
+		out = append(out, is.Name)
+	}
+	return out
 }
 
 // Claims are the verified claims of an access token.
@@ -85,6 +130,8 @@ type Claims struct {
 	Scopes    []string
 	ID        string // jti
 	KeyID     string // kid of the key that verified it
+	// IssuerName is the configured name of the issuer that verified it.
+	IssuerName string
 	Expiry    time.Time
 	IssuedAt  time.Time // zero when absent
 	NotBefore time.Time // zero when absent
@@ -157,24 +204,34 @@ var rawURL = base64.RawURLEncoding.Strict()
 
 func b64(s string) ([]byte, error) { return rawURL.DecodeString(s) }
 
-// Verify checks token and returns its claims, or an error wrapping one Reason.
+// Verify checks token and returns its claims, or an error wrapping one Reason. Claims are
+// returned with an error only when the signature verified (so logs never show forged claims).
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	hdr, signingInput, payload, sig, err := parseCompact(token)
 	if err != nil {
 		return nil, err
-	}
-	if !slices.Contains(v.cfg.Algs, hdr.Alg) {
-		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
 	}
 	// Keys named or embedded by the token itself are never used; a token that carries them is
 	// not what Okta issues, so it is refused rather than silently half-honoured.
 	if name := hdr.forbidden(); name != "" {
 		return nil, fmt.Errorf("%w: %s", ErrForbiddenHdr, name)
 	}
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return nil, err
+	}
+	// Route by the untrusted iss: only the chosen issuer's keys can make it trusted.
+	is, ok := v.byIssuer[strings.TrimSuffix(c.Issuer, "/")]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrIssuer, c.Issuer)
+	}
+	if !slices.Contains(is.Algs, hdr.Alg) {
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
+	}
 	if hdr.Kid == "" {
 		return nil, ErrNoKeyID
 	}
-	key, err := v.keys.Key(ctx, hdr.Kid)
+	key, err := is.Keys.Key(ctx, hdr.Kid)
 	switch {
 	case errors.Is(err, jwks.ErrNotLoaded):
 		return nil, ErrKeysNotLoaded
@@ -195,27 +252,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
 		return nil, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
-	c, err := decodeClaims(payload)
-	if err != nil {
-		return nil, err
-	}
 	c.KeyID = hdr.Kid
-	if err := v.checkClaims(c); err != nil {
+	c.IssuerName = is.Name
+	if err := v.checkClaims(is, c); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
 // checkClaims applies the registered-claim rules to signature-verified claims.
-func (v *Verifier) checkClaims(c *Claims) error {
+func (v *Verifier) checkClaims(is *Issuer, c *Claims) error {
 	now := v.cfg.Now()
 	lw := v.cfg.Leeway
 	switch {
-	// Exact, apart from a trailing slash: operators write the issuer either way, and the key
-	// set was discovered from the same issuer, so the slash carries no trust.
-	case strings.TrimSuffix(c.Issuer, "/") != strings.TrimSuffix(v.cfg.Issuer, "/"):
-		return fmt.Errorf("%w: %q", ErrIssuer, c.Issuer)
-	case !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }):
+	case !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(is.Audiences, a) }):
 		return fmt.Errorf("%w: %q", ErrAudience, c.Audience)
 	case c.Expiry.IsZero():
 		return ErrNoExpiry
@@ -225,7 +275,7 @@ func (v *Verifier) checkClaims(c *Claims) error {
 		return fmt.Errorf("%w: until %s", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
 	case !c.IssuedAt.IsZero() && now.Add(lw).Before(c.IssuedAt):
 		return fmt.Errorf("%w: at %s", ErrIssuedInFuture, c.IssuedAt.UTC().Format(time.RFC3339))
-	case len(v.cfg.ClientIDs) > 0 && !slices.Contains(v.cfg.ClientIDs, c.ClientID):
+	case len(is.ClientIDs) > 0 && !slices.Contains(is.ClientIDs, c.ClientID):
 		return fmt.Errorf("%w: %q", ErrClientID, c.ClientID)
 	}
 	return nil

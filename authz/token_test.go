@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
 func TestVerify(t *testing.T) {
@@ -107,7 +108,7 @@ func devTokenRequest() devidp.TokenRequest {
 }
 
 func TestVerifyClientIDAllowlist(t *testing.T) {
-	e := newEnv(t, func(c *VerifierConfig) { c.ClientIDs = []string{"allowed-client"} })
+	e := newEnv(t, func(c *Issuer) { c.ClientIDs = []string{"allowed-client"} })
 	_, err := e.v.Verify(context.Background(), e.mint(t, nil))
 	assert.Equal(t, ErrClientID.Code, reasonOf(err).Code)
 	_, err = e.v.Verify(context.Background(), e.mint(t, map[string]any{"cid": "allowed-client"}))
@@ -115,7 +116,7 @@ func TestVerifyClientIDAllowlist(t *testing.T) {
 }
 
 func TestVerifyAudienceAnyOf(t *testing.T) {
-	e := newEnv(t, func(c *VerifierConfig) { c.Audiences = []string{"api://one", "api://default"} })
+	e := newEnv(t, func(c *Issuer) { c.Audiences = []string{"api://one", "api://default"} })
 	_, err := e.v.Verify(context.Background(), e.mint(t, nil))
 	assert.NoError(t, err)
 }
@@ -123,7 +124,7 @@ func TestVerifyAudienceAnyOf(t *testing.T) {
 func TestVerifyKeyAlgMustMatchHeader(t *testing.T) {
 	// PS256 is allowed, but the issuer's key says alg RS256: a PS256 signature by the same RSA key
 	// must not verify.
-	e := newEnv(t, func(c *VerifierConfig) { c.Algs = []string{"RS256", "PS256"} })
+	e := newEnv(t, func(c *Issuer) { c.Algs = []string{"RS256", "PS256"} })
 	priv, kid := e.idp.PrivateKey()
 	tok := sign(t, priv, jwa.PS256(), map[string]any{"kid": kid}, e.idp.Claims(devTokenRequest()))
 	_, err := e.v.Verify(context.Background(), tok)
@@ -148,9 +149,62 @@ func TestVerifyRotation(t *testing.T) {
 }
 
 func TestNewVerifierRefusesUnsafeConfig(t *testing.T) {
-	_, err := NewVerifier(VerifierConfig{Algs: []string{"none", "HS256"}}, nil)
+	_, err := NewVerifier(VerifierConfig{})
+	assert.ErrorContains(t, err, "an issuer is required")
+	_, err = NewVerifier(VerifierConfig{Issuers: []Issuer{
+		{Algs: []string{"none", "HS256"}},
+		{Name: "b", URL: "https://x.example", Audiences: []string{"a"}, Algs: []string{"RS256"}, Keys: stubKeys{}},
+		{Name: "b", URL: "https://x.example/", Audiences: []string{"a"}, Algs: []string{"RS256"}, Keys: stubKeys{}},
+	}, Leeway: -time.Second})
 	require.Error(t, err)
-	for _, want := range []string{"issuer is required", "audience is required", `"none"`, `"HS256"`, "key source"} {
+	for _, want := range []string{"URL is required", "audience is required", `"none"`, `"HS256"`, "key source",
+		"configured twice", "used twice", "leeway"} {
 		assert.ErrorContains(t, err, want)
 	}
+}
+
+// stubKeys knows no keys.
+type stubKeys struct{}
+
+func (stubKeys) Key(context.Context, string) (jwks.Key, error) { return jwks.Key{}, jwks.ErrUnknownKID }
+
+func TestMultiIssuerRouting(t *testing.T) {
+	a := newEnv(t, nil)
+	b := newEnv(t, func(is *Issuer) { is.Audiences = []string{"api://b"} })
+	counting := &countingKeys{KeySource: b.keys}
+	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{
+		{Name: "okta", URL: a.idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: a.keys},
+		{Name: "other", URL: b.idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: counting},
+	}, Now: func() time.Time { return t0 }})
+	require.NoError(t, err)
+
+	c, err := v.Verify(context.Background(), a.mint(t, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "okta", c.IssuerName)
+	c, err = v.Verify(context.Background(), b.mint(t, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "other", c.IssuerName)
+	before := counting.n
+
+	// A token from issuer a that claims to be from b is checked with b's keys, and fails.
+	priv, kid := a.idp.PrivateKey()
+	forged := sign(t, priv, jwa.RS256(), map[string]any{"kid": kid}, b.idp.Claims(devTokenRequest()))
+	_, err = v.Verify(context.Background(), forged)
+	assert.Equal(t, ErrUnknownKey.Code, reasonOf(err).Code, "got %v", err)
+	assert.Equal(t, before+1, counting.n)
+
+	// An unknown iss is refused without asking any key source.
+	_, err = v.Verify(context.Background(), a.mint(t, map[string]any{"iss": "https://unknown.example"}))
+	assert.Equal(t, ErrIssuer.Code, reasonOf(err).Code)
+	assert.Equal(t, before+1, counting.n, "no key lookup for an unknown issuer")
+}
+
+type countingKeys struct {
+	KeySource
+	n int
+}
+
+func (c *countingKeys) Key(ctx context.Context, kid string) (jwks.Key, error) {
+	c.n++
+	return c.KeySource.Key(ctx, kid)
 }

@@ -43,9 +43,9 @@ func startStack(t *testing.T) *stack {
 	defer wcancel()
 	require.NoError(t, keys.WaitLoaded(wctx))
 
-	v, err := authz.NewVerifier(authz.VerifierConfig{
-		Issuer: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Leeway: 2 * time.Minute,
-	}, keys)
+	v, err := authz.NewVerifier(authz.VerifierConfig{Issuers: []authz.Issuer{
+		{URL: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys},
+	}, Leeway: 2 * time.Minute})
 	require.NoError(t, err)
 	az := authz.NewAuthorizer(v, authz.Options{Realm: "api"})
 

@@ -215,7 +215,7 @@ func TestReadyzBeforeKeysLoad(t *testing.T) {
 	assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, r.GetStatus())
 
 	idp, _ := devidptest.Start(t, devidp.Config{})
-	token, err := idp.Mint(devidp.TokenRequest{ClientID: "c"})
+	token, err := idp.Mint(devidp.TokenRequest{ClientID: "c", Extra: map[string]any{"iss": c.Issuer}})
 	require.NoError(t, err)
 	cr, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{

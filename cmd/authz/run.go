@@ -60,12 +60,9 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 		return err
 	}
 	verifier, err := authz.NewVerifier(authz.VerifierConfig{
-		Issuer:    c.Issuer,
-		Audiences: c.Audiences,
-		ClientIDs: c.ClientIDs,
-		Algs:      c.Algs,
-		Leeway:    c.Leeway,
-	}, keys)
+		Issuers: []authz.Issuer{{URL: c.Issuer, Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs, Keys: keys}},
+		Leeway:  c.Leeway,
+	})
 	if err != nil {
 		return err
 	}
