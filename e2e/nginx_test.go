@@ -127,7 +127,7 @@ func TestNginxEnforcesDecisions(t *testing.T) {
 	t.Run("no token", func(t *testing.T) {
 		resp, body := get(t, "/api/messages", "", nil)
 		assert.Equal(t, 401, resp.StatusCode)
-		assert.Equal(t, `Bearer realm="api"`, resp.Header.Get("WWW-Authenticate"))
+		assert.Equal(t, []string{`Bearer realm="api"`}, resp.Header.Values("WWW-Authenticate"), "exactly one challenge")
 		assert.True(t, json.Valid(body), "JSON body: %s", body)
 	})
 	t.Run("valid token", func(t *testing.T) {
@@ -145,6 +145,7 @@ func TestNginxEnforcesDecisions(t *testing.T) {
 	t.Run("wrong audience", func(t *testing.T) {
 		resp, _ := get(t, "/api/messages", s.mint(t, map[string]any{"aud": "api://other"}), nil)
 		assert.Equal(t, 401, resp.StatusCode)
+		assert.Len(t, resp.Header.Values("WWW-Authenticate"), 1)
 		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`)
 		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "audience")
 	})
