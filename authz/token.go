@@ -122,19 +122,19 @@ func (v *Verifier) IssuerNames() []string {
 
 // Claims are the verified claims of an access token.
 type Claims struct {
-	Issuer    string
-	Subject   string
-	Audience  []string
-	ClientID  string // Okta's cid
-	UserID    string // Okta's uid, when a user is involved
-	Scopes    []string
-	ID        string // jti
-	KeyID     string // kid of the key that verified it
+	Issuer   string
+	Subject  string
+	Audience []string
+	ClientID string // Okta's cid
+	UserID   string // Okta's uid, when a user is involved
+	Scopes   []string
+	ID       string // jti
+	KeyID    string // kid of the key that verified it
 	// IssuerName is the configured name of the issuer that verified it.
 	IssuerName string
-	Expiry    time.Time
-	IssuedAt  time.Time // zero when absent
-	NotBefore time.Time // zero when absent
+	Expiry     time.Time
+	IssuedAt   time.Time // zero when absent
+	NotBefore  time.Time // zero when absent
 	// Raw is the verified JSON payload, as signed.
 	Raw []byte
 }
