@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,13 +65,21 @@ type Decision struct {
 	Detail string
 	// Scope lists the scopes the route needs, for insufficient_scope answers.
 	Scope string
-	// Claims are the verified claims (nil unless the signature verified).
+	// Claims are the verified claims (nil unless the signature verified). On Allow they are the
+	// identity forwarded upstream; an anonymous allow (public route) has none.
 	Claims *Claims
+	// Rule is the policy rule that decided.
+	Rule string
+	// DryRun is set when a rule in dry-run mode turned a denial into this allow; WouldBe is the
+	// decision it would have made.
+	DryRun  bool
+	WouldBe *Decision
 }
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
 	verifier *Verifier
+	policy   atomic.Pointer[Policy]
 	log      *slog.Logger
 	realm    string
 	// keyWait caps how long a request may wait for a refetch caused by an unknown kid.
@@ -84,6 +93,8 @@ type Options struct {
 	Logger *slog.Logger
 	// KeyWait caps the wait for an unknown-kid refetch (default 2s).
 	KeyWait time.Duration
+	// Policy is the route policy; nil means every route needs a valid token.
+	Policy *Policy
 }
 
 // NewAuthorizer returns an Authorizer that verifies tokens with v.
@@ -97,8 +108,22 @@ func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
 	if opts.KeyWait <= 0 {
 		opts.KeyWait = 2 * time.Second
 	}
-	return &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, keyWait: opts.KeyWait}
+	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, keyWait: opts.KeyWait}
+	a.SetPolicy(opts.Policy)
+	return a
 }
+
+// SetPolicy swaps in a new route policy atomically: each request sees the old or the new one
+// whole. nil restores the default (every route needs a valid token).
+func (a *Authorizer) SetPolicy(p *Policy) {
+	if p == nil {
+		p = defaultPolicy
+	}
+	a.policy.Store(p)
+}
+
+// Policy returns the policy in force.
+func (a *Authorizer) Policy() *Policy { return a.policy.Load() }
 
 // Realm returns the realm used in WWW-Authenticate.
 func (a *Authorizer) Realm() string { return a.realm }
@@ -111,8 +136,29 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) Decision {
 }
 
 func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
+	pol := a.policy.Load()
+	rule := pol.match(r)
+	d := a.decideRule(ctx, r, rule)
+	d.Rule = rule.Name
+	if d.Outcome != Allow && (rule.DryRun || pol.DryRun) {
+		// Dry run: say what would have happened, let the request through. Only a fully valid
+		// token's identity is forwarded.
+		would := d
+		d = Decision{Outcome: Allow, Rule: rule.Name, DryRun: true, WouldBe: &would}
+		if would.Outcome == InsufficientScope {
+			d.Claims = would.Claims
+		}
+	}
+	return d
+}
+
+// decideRule is the decision for one rule: token, verification, then the rule's requirements.
+func (a *Authorizer) decideRule(ctx context.Context, r *Request, rule *Rule) Decision {
 	token, err := bearerToken(r.Authorization)
 	if err != nil {
+		if rule.Public {
+			return Decision{Outcome: Allow}
+		}
 		if err == errNoBearer {
 			return Decision{Outcome: NoCredentials, Reason: ErrNoCredentials}
 		}
@@ -122,12 +168,19 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	defer cancel()
 	claims, err := a.verifier.Verify(ctx, token)
 	if err != nil {
+		if rule.Public {
+			// An invalid token on a public route is ignored: no identity, no denial.
+			return Decision{Outcome: Allow, Detail: "ignored invalid token: " + err.Error()}
+		}
 		reason := reasonOf(err)
 		outcome := InvalidToken
 		if reason == ErrKeysNotLoaded {
 			outcome = Unavailable
 		}
 		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: claims}
+	}
+	if reason, scope, detail := rule.check(claims); reason != nil {
+		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: claims}
 	}
 	return Decision{Outcome: Allow, Claims: claims}
 }
@@ -139,7 +192,10 @@ var ErrNoCredentials = &Reason{"no_token", "An access token is required"}
 // verified claims, never the token or the Authorization header.
 func (a *Authorizer) logDecision(r *Request, d *Decision) {
 	level := slog.LevelInfo
-	if d.Outcome == Allow {
+	switch {
+	case d.WouldBe != nil:
+		level = slog.LevelWarn
+	case d.Outcome == Allow:
 		level = slog.LevelDebug
 	}
 	if !a.log.Enabled(context.Background(), level) {
@@ -154,8 +210,22 @@ func (a *Authorizer) logDecision(r *Request, d *Decision) {
 	if r.RequestID != "" {
 		attrs = append(attrs, slog.String("request_id", r.RequestID))
 	}
+	if d.Rule != "" {
+		attrs = append(attrs, slog.String("rule", d.Rule))
+	}
 	if d.Reason != nil {
 		attrs = append(attrs, slog.String("reason", d.Reason.Code))
+	}
+	if w := d.WouldBe; w != nil {
+		// Dry run: the denial that was not enforced, and why.
+		attrs = append(attrs, slog.Bool("dry_run", true), slog.String("would_be", w.Outcome.String()),
+			slog.String("reason", w.Reason.Code))
+		if w.Detail != "" {
+			attrs = append(attrs, slog.String("detail", w.Detail))
+		}
+		if c := w.Claims; c != nil && d.Claims == nil {
+			attrs = append(attrs, slog.String("sub", c.Subject), slog.String("cid", c.ClientID))
+		}
 	}
 	if d.Detail != "" {
 		attrs = append(attrs, slog.String("detail", d.Detail))

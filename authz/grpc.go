@@ -118,6 +118,12 @@ func decisionMetadata(d *Decision) *structpb.Struct {
 	if d.Reason != nil {
 		f["reason"] = structpb.NewStringValue(d.Reason.Code)
 	}
+	if d.Rule != "" {
+		f["rule"] = structpb.NewStringValue(d.Rule)
+	}
+	if d.DryRun {
+		f["dry_run_would_be"] = structpb.NewStringValue(d.WouldBe.Outcome.String())
+	}
 	if c := d.Claims; c != nil {
 		f["sub"] = structpb.NewStringValue(c.Subject)
 		f["cid"] = structpb.NewStringValue(c.ClientID)

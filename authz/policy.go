@@ -1,0 +1,239 @@
+package authz
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Policy is a parsed, validated route policy: rules matched first-match-wins, and a default
+// rule for requests no rule matches. It is immutable; reloads swap in a new one.
+type Policy struct {
+	Rules   []*Rule
+	Default *Rule
+	// DryRun makes every rule decide, log what it would deny, and allow.
+	DryRun bool
+	// Issuers are the extra trusted issuers the file declares (fixed at start-up).
+	Issuers []IssuerSpec
+}
+
+// defaultPolicy is the behaviour without a policy file: every route needs a valid token.
+var defaultPolicy = &Policy{Default: &Rule{Name: "default"}}
+
+// IssuerSpec is an issuer declared in a policy file.
+type IssuerSpec struct {
+	Name      string   `yaml:"name"`
+	Issuer    string   `yaml:"issuer"`
+	Audiences []string `yaml:"audiences"`
+	ClientIDs []string `yaml:"client_ids"`
+	JWKSURL   string   `yaml:"jwks_url"`
+	Algs      []string `yaml:"algs"`
+}
+
+// Rule says which requests it covers and what they need.
+type Rule struct {
+	Name string
+	Line int // line in the policy file, for messages
+
+	// Match conditions; all that are set must hold. A rule with none matches everything.
+	Policy     string   // Envoy context_extensions["policy"]
+	Hosts      []string // lower-case, without port
+	Methods    []string // upper-case
+	Path       string   // exact
+	PathPrefix string
+	pathGlob   string
+	pathRegex  *regexp.Regexp
+
+	// Public rules need no token: a valid one still forwards identity, an invalid one is ignored.
+	Public bool
+	// Requirements on a valid token.
+	Scopes    []string // all of
+	AnyScopes []string // at least one of
+	Claims    []ClaimRequirement
+	Issuers   []string // issuer names, any-of
+	Audiences []string // any-of, on top of the issuer's own
+	DryRun    bool
+}
+
+// ClaimRequirement is one assertion on a claim, like Okta's assertClaims.
+type ClaimRequirement struct {
+	Claim       string // dotted path into the claims, e.g. "address.country"
+	Equals      any    // the claim equals this value
+	OneOf       []any  // the claim equals one of these
+	Contains    any    // the claim (array, or space-separated string) contains this value
+	ContainsAny []any  // ... contains at least one of these
+	Exists      *bool  // the claim is present (true) or absent (false)
+}
+
+// match reports whether the rule covers r.
+func (rule *Rule) match(r *Request) bool {
+	if rule.Policy != "" && r.ContextExtensions["policy"] != rule.Policy {
+		return false
+	}
+	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, hostOnly(r.Host)) {
+		return false
+	}
+	if len(rule.Methods) > 0 && !slices.Contains(rule.Methods, strings.ToUpper(r.Method)) {
+		return false
+	}
+	p := pathOnly(r.Path)
+	switch {
+	case rule.Path != "" && p != rule.Path:
+		return false
+	case rule.PathPrefix != "" && !hasPathPrefix(p, rule.PathPrefix):
+		return false
+	case rule.pathGlob != "":
+		if ok, _ := path.Match(rule.pathGlob, p); !ok {
+			return false
+		}
+	case rule.pathRegex != nil && !rule.pathRegex.MatchString(p):
+		return false
+	}
+	return true
+}
+
+// hasPathPrefix matches whole segments: /api matches /api and /api/x, not /apix.
+func hasPathPrefix(p, prefix string) bool {
+	if strings.HasSuffix(prefix, "/") {
+		return strings.HasPrefix(p, prefix)
+	}
+	return p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+func hostOnly(h string) string {
+	h = strings.ToLower(h)
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	return h
+}
+
+// match returns the first rule covering r, or the default rule.
+func (p *Policy) match(r *Request) *Rule {
+	for _, rule := range p.Rules {
+		if rule.match(r) {
+			return rule
+		}
+	}
+	return p.Default
+}
+
+// Reasons a valid token is refused by a rule (403).
+var (
+	ErrInsufficientScope = &Reason{"insufficient_scope", "The access token lacks a required scope"}
+	ErrClaimMismatch     = &Reason{"claim_mismatch", "The access token lacks a required claim"}
+	ErrIssuerNotAllowed  = &Reason{"issuer_not_allowed", "The issuer is not accepted for this resource"}
+	ErrAudienceForRoute  = &Reason{"audience_not_allowed", "The audience is not accepted for this resource"}
+)
+
+// check applies the rule's requirements to verified claims: nil when they hold, otherwise the
+// reason, the scopes to name in the challenge, and a detail for logs.
+func (rule *Rule) check(c *Claims) (reason *Reason, scope, detail string) {
+	if len(rule.Issuers) > 0 && !slices.Contains(rule.Issuers, c.IssuerName) {
+		return ErrIssuerNotAllowed, "", fmt.Sprintf("issuer %q not in %q", c.IssuerName, rule.Issuers)
+	}
+	if len(rule.Audiences) > 0 && !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(rule.Audiences, a) }) {
+		return ErrAudienceForRoute, "", fmt.Sprintf("aud %q not in %q", c.Audience, rule.Audiences)
+	}
+	for _, s := range rule.Scopes {
+		if !c.HasScope(s) {
+			return ErrInsufficientScope, strings.Join(rule.Scopes, " "), "missing scope " + s
+		}
+	}
+	if len(rule.AnyScopes) > 0 && !slices.ContainsFunc(rule.AnyScopes, c.HasScope) {
+		return ErrInsufficientScope, strings.Join(rule.AnyScopes, " "), fmt.Sprintf("none of the scopes %q", rule.AnyScopes)
+	}
+	if len(rule.Claims) > 0 {
+		all, err := c.All()
+		if err != nil {
+			return ErrClaimMismatch, "", err.Error()
+		}
+		for _, req := range rule.Claims {
+			if !req.holds(all) {
+				return ErrClaimMismatch, "", "claim " + req.Claim + " does not satisfy the rule"
+			}
+		}
+	}
+	return nil, "", ""
+}
+
+// All returns every claim, decoded from the verified payload (numbers as float64).
+func (c *Claims) All() (map[string]any, error) {
+	var m map[string]any
+	if err := json.Unmarshal(c.Raw, &m); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	return m, nil
+}
+
+func (req *ClaimRequirement) holds(claims map[string]any) bool {
+	v, present := lookupClaim(claims, req.Claim)
+	if req.Exists != nil {
+		return present == *req.Exists
+	}
+	if !present {
+		return false
+	}
+	switch {
+	case req.Equals != nil:
+		return jsonEqual(v, req.Equals)
+	case req.OneOf != nil:
+		return slices.ContainsFunc(req.OneOf, func(w any) bool { return jsonEqual(v, w) })
+	case req.Contains != nil:
+		return containsValue(v, req.Contains)
+	case req.ContainsAny != nil:
+		return slices.ContainsFunc(req.ContainsAny, func(w any) bool { return containsValue(v, w) })
+	}
+	return false
+}
+
+func lookupClaim(claims map[string]any, name string) (any, bool) {
+	if v, ok := claims[name]; ok {
+		return v, true // a claim whose name has dots (e.g. a URL) wins over a path
+	}
+	var cur any = claims
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// containsValue: an array claim contains an equal element; a string claim is a space-separated
+// list (the scope convention) that contains the value.
+func containsValue(claim, want any) bool {
+	switch c := claim.(type) {
+	case []any:
+		return slices.ContainsFunc(c, func(e any) bool { return jsonEqual(e, want) })
+	case string:
+		w, ok := want.(string)
+		return ok && slices.Contains(strings.Fields(c), w)
+	}
+	return false
+}
+
+// jsonEqual compares a JSON-decoded claim with a policy value, which the loader normalised to
+// its JSON form (so YAML's 1 equals JSON's 1.0).
+func jsonEqual(claim, want any) bool { return reflect.DeepEqual(claim, want) }
+
+// normalize gives a policy value the form encoding/json decodes it to.
+func normalize(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return v
+	}
+	return out
+}

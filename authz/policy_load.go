@@ -1,0 +1,296 @@
+package authz
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The policy file, as YAML carries it. Unknown keys are errors.
+type policyFile struct {
+	Issuers []IssuerSpec `yaml:"issuers"`
+	DryRun  bool         `yaml:"dry_run"`
+	Rules   []ruleSpec   `yaml:"rules"`
+	Default *ruleSpec    `yaml:"default"`
+}
+
+type ruleSpec struct {
+	Name    string      `yaml:"name"`
+	Match   matchSpec   `yaml:"match"`
+	Public  bool        `yaml:"public"`
+	Require requireSpec `yaml:"require"`
+	DryRun  bool        `yaml:"dry_run"`
+}
+
+type matchSpec struct {
+	Policy     string   `yaml:"policy"`
+	Hosts      []string `yaml:"hosts"`
+	Methods    []string `yaml:"methods"`
+	Path       string   `yaml:"path"`
+	PathPrefix string   `yaml:"path_prefix"`
+	PathGlob   string   `yaml:"path_glob"`
+	PathRegex  string   `yaml:"path_regex"`
+}
+
+func (m *matchSpec) empty() bool {
+	return m.Policy == "" && len(m.Hosts) == 0 && len(m.Methods) == 0 && m.Path == "" &&
+		m.PathPrefix == "" && m.PathGlob == "" && m.PathRegex == ""
+}
+
+type requireSpec struct {
+	Scopes    []string    `yaml:"scopes"`
+	AnyScopes []string    `yaml:"any_scopes"`
+	Claims    []claimSpec `yaml:"claims"`
+	Issuers   []string    `yaml:"issuers"`
+	Audiences []string    `yaml:"audiences"`
+}
+
+func (r *requireSpec) empty() bool {
+	return len(r.Scopes) == 0 && len(r.AnyScopes) == 0 && len(r.Claims) == 0 && len(r.Issuers) == 0 && len(r.Audiences) == 0
+}
+
+type claimSpec struct {
+	Claim       string `yaml:"claim"`
+	Equals      any    `yaml:"equals"`
+	OneOf       []any  `yaml:"one_of"`
+	Contains    any    `yaml:"contains"`
+	ContainsAny []any  `yaml:"contains_any"`
+	Exists      *bool  `yaml:"exists"`
+}
+
+// MaxPolicyBytes caps a policy file.
+const MaxPolicyBytes = 1 << 20
+
+// LoadPolicy parses and validates a policy file. issuerNames are the issuers configured outside
+// the file (e.g. "default" for --issuer); rules may name those and the file's own. Every problem
+// is reported, each with its line.
+func LoadPolicy(data []byte, issuerNames []string) (*Policy, error) {
+	if len(data) > MaxPolicyBytes {
+		return nil, fmt.Errorf("policy: larger than %d bytes", MaxPolicyBytes)
+	}
+	var f policyFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	lines := ruleLines(data)
+	var errs []error
+	fail := func(line int, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
+	}
+
+	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers}
+	known := map[string]bool{}
+	for _, n := range issuerNames {
+		known[n] = true
+	}
+	for i, is := range f.Issuers {
+		line := lineAt(lines.issuers, i)
+		switch {
+		case is.Name == "":
+			fail(line, "issuer: a name is required")
+		case known[is.Name]:
+			fail(line, "issuer %q: the name is already used", is.Name)
+		}
+		known[is.Name] = true
+		if is.Issuer == "" {
+			fail(line, "issuer %q: issuer (the URL) is required", is.Name)
+		}
+		if len(is.Audiences) == 0 {
+			fail(line, "issuer %q: at least one audience is required", is.Name)
+		}
+		if len(is.Algs) == 0 {
+			p.Issuers[i].Algs = []string{"RS256"}
+		}
+	}
+
+	names := map[string]bool{}
+	for i := range f.Rules {
+		spec := &f.Rules[i]
+		line := lineAt(lines.rules, i)
+		if spec.Name == "" {
+			spec.Name = fmt.Sprintf("rule-%d", i+1)
+		}
+		if names[spec.Name] {
+			fail(line, "rule %q: the name is used twice", spec.Name)
+		}
+		names[spec.Name] = true
+		if spec.Match.empty() && i < len(f.Rules)-1 {
+			fail(line, "rule %q matches every request, so the rules after it can never match (use default: instead)", spec.Name)
+		}
+		rule, ruleErrs := buildRule(spec, line, known)
+		errs = append(errs, ruleErrs...)
+		p.Rules = append(p.Rules, rule)
+	}
+	p.Default = defaultPolicy.Default
+	if f.Default != nil {
+		if f.Default.Name == "" {
+			f.Default.Name = "default"
+		}
+		if !f.Default.Match.empty() {
+			fail(lines.def, "default: has no match (it covers what no rule matches)")
+		}
+		rule, ruleErrs := buildRule(f.Default, lines.def, known)
+		errs = append(errs, ruleErrs...)
+		p.Default = rule
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("policy:\n%w", err)
+	}
+	return p, nil
+}
+
+// scopeToken is what may appear in a scope (RFC 6749 §3.3), and so in WWW-Authenticate.
+var scopeToken = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]+$`)
+
+var methodToken = regexp.MustCompile(`^[A-Z]+$`)
+
+func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []error) {
+	var errs []error
+	fail := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("line %d: rule %q: "+format, append([]any{line, spec.Name}, a...)...))
+	}
+	m, req := spec.Match, spec.Require
+	rule := &Rule{
+		Name: spec.Name, Line: line, Policy: m.Policy, Path: m.Path, PathPrefix: m.PathPrefix, pathGlob: m.PathGlob,
+		Public: spec.Public, Scopes: req.Scopes, AnyScopes: req.AnyScopes, Issuers: req.Issuers,
+		Audiences: req.Audiences, DryRun: spec.DryRun,
+	}
+	nPaths := 0
+	for _, p := range []string{m.Path, m.PathPrefix, m.PathGlob, m.PathRegex} {
+		if p != "" {
+			nPaths++
+		}
+	}
+	if nPaths > 1 {
+		fail("path, path_prefix, path_glob and path_regex contradict each other: use one")
+	}
+	for _, p := range []string{m.Path, m.PathPrefix, m.PathGlob} {
+		if p != "" && !strings.HasPrefix(p, "/") {
+			fail("path %q must start with /", p)
+		}
+	}
+	if m.PathGlob != "" {
+		if _, err := path.Match(m.PathGlob, "/"); err != nil {
+			fail("path_glob %q: %v", m.PathGlob, err)
+		}
+	}
+	if m.PathRegex != "" {
+		re, err := regexp.Compile(`^(?:` + m.PathRegex + `)$`)
+		if err != nil {
+			fail("path_regex %q: %v", m.PathRegex, err)
+		}
+		rule.pathRegex = re
+	}
+	for _, h := range m.Hosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			fail("host %q is not a host name", h)
+		}
+		rule.Hosts = append(rule.Hosts, hostOnly(h))
+	}
+	for _, meth := range m.Methods {
+		u := strings.ToUpper(meth)
+		if !methodToken.MatchString(u) {
+			fail("method %q is not an HTTP method", meth)
+		}
+		rule.Methods = append(rule.Methods, u)
+	}
+	if spec.Public && !req.empty() {
+		fail("public: true contradicts require: a public rule needs no token")
+	}
+	for _, s := range append(append([]string{}, req.Scopes...), req.AnyScopes...) {
+		if !scopeToken.MatchString(s) {
+			fail("scope %q is not a valid scope token", s)
+		}
+	}
+	for _, name := range req.Issuers {
+		if !issuers[name] {
+			fail("issuer %q is not configured (known: %s)", name, strings.Join(sortedKeys(issuers), ", "))
+		}
+	}
+	for _, c := range req.Claims {
+		ops := 0
+		for _, set := range []bool{c.Equals != nil, c.OneOf != nil, c.Contains != nil, c.ContainsAny != nil, c.Exists != nil} {
+			if set {
+				ops++
+			}
+		}
+		switch {
+		case c.Claim == "":
+			fail("a claim requirement needs claim: (the claim's name)")
+		case ops != 1:
+			fail("claim %q: give exactly one of equals, one_of, contains, contains_any, exists", c.Claim)
+		}
+		rule.Claims = append(rule.Claims, ClaimRequirement{
+			Claim: c.Claim, Equals: normalize(c.Equals), OneOf: normalizeAll(c.OneOf),
+			Contains: normalize(c.Contains), ContainsAny: normalizeAll(c.ContainsAny), Exists: c.Exists,
+		})
+	}
+	return rule, errs
+}
+
+func normalizeAll(vs []any) []any {
+	if vs == nil {
+		return nil
+	}
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = normalize(v)
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// policyLines are the lines where each rule, issuer and the default start.
+type policyLines struct {
+	rules, issuers []int
+	def            int
+}
+
+func lineAt(lines []int, i int) int {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return 0
+}
+
+func ruleLines(data []byte) policyLines {
+	var pl policyLines
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return pl
+	}
+	doc := root.Content[0]
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		key, val := doc.Content[i], doc.Content[i+1]
+		switch key.Value {
+		case "rules":
+			for _, item := range val.Content {
+				pl.rules = append(pl.rules, item.Line)
+			}
+		case "issuers":
+			for _, item := range val.Content {
+				pl.issuers = append(pl.issuers, item.Line)
+			}
+		case "default":
+			pl.def = val.Line
+		}
+	}
+	return pl
+}
