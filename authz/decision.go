@@ -125,6 +125,9 @@ func (a *Authorizer) SetPolicy(p *Policy) {
 // Policy returns the policy in force.
 func (a *Authorizer) Policy() *Policy { return a.policy.Load() }
 
+// IssuerNames returns the names of the trusted issuers, in configuration order.
+func (a *Authorizer) IssuerNames() []string { return a.verifier.IssuerNames() }
+
 // Realm returns the realm used in WWW-Authenticate.
 func (a *Authorizer) Realm() string { return a.realm }
 

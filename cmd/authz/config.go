@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -8,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -28,6 +31,10 @@ type config struct {
 	AdminAddr       string
 	AllowHTTPIssuer bool
 	Policy          string
+	// PolicyRules is the parsed --policy file (nil without one); policyDigest is the SHA-256
+	// of the content it was parsed from, so the watcher notices any later change.
+	PolicyRules  *authz.Policy
+	policyDigest []byte
 	Realm           string
 	LogLevel        slog.Level
 	HTTPPathPrefix  string
@@ -48,7 +55,17 @@ func envName(flagName string) string {
 // parseConfig reads flags, with defaults from their AUTHZ_* environment twins (a flag on the
 // command line wins), and validates everything, reporting every problem at once.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
-	fs := flag.NewFlagSet("authz", flag.ContinueOnError)
+	c, rest, err := parseArgs("authz", args, getenv, out, nil)
+	if err == nil && len(rest) > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", rest)
+	}
+	return c, err
+}
+
+// parseArgs is parseConfig for a named command that may add flags of its own and take
+// positional arguments, which it returns.
+func parseArgs(name string, args []string, getenv func(string) string, out io.Writer, extra func(*flag.FlagSet)) (*config, []string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	var (
 		c                                   config
@@ -64,13 +81,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":9002", "HTTP decision API listener (Envoy http_service, nginx auth_request, Traefik ForwardAuth)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", ":9003", "admin listener: /healthz, /readyz")
 	fs.BoolVar(&c.AllowHTTPIssuer, "allow-http-issuer", false, "permit a plain-http issuer and key URL (local stacks only)")
-	fs.StringVar(&c.Policy, "policy", "", "route policy file (not yet supported: every route needs a valid token)")
+	fs.StringVar(&c.Policy, "policy", "", "route policy file (YAML); without one every route needs a valid token. Reloaded on SIGHUP and when the file changes")
 	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
 	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
+	if extra != nil {
+		extra(fs)
+	}
 
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -81,10 +101,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 		}
 	})
 	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+		return nil, nil, err
 	}
 	c.Audiences = splitList(audience)
 	c.ClientIDs = splitList(clientIDs)
@@ -94,9 +111,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	}
 	errs = append(errs, c.validate()...)
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &c, nil
+	return &c, fs.Args(), nil
 }
 
 func splitList(s string) []string {
@@ -124,8 +141,10 @@ func (c *config) validate() []error {
 		}
 	} else {
 		switch {
-		case c.Issuer == "":
+		case c.Issuer == "" && c.Policy == "":
 			add("--issuer is required (e.g. https://{yourOktaDomain}/oauth2/default), or use --dev for a local dev issuer")
+		case c.Issuer == "":
+			// The policy file must then declare its issuers; checked once it is loaded.
 		default:
 			if err := checkIssuerURL("--issuer", c.Issuer, c.AllowHTTPIssuer); err != nil {
 				errs = append(errs, err)
@@ -164,7 +183,21 @@ func (c *config) validate() []error {
 		}
 	}
 	if c.Policy != "" {
-		add("--policy: route policy files are not supported yet; without one, every route needs a valid token")
+		p, digest, err := readPolicy(c.Policy, c.flagIssuerNames())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--policy %s: %w", c.Policy, err))
+		}
+		c.PolicyRules, c.policyDigest = p, digest
+		for _, is := range policyIssuers(c.PolicyRules) {
+			if err := checkIssuerURL(fmt.Sprintf("policy issuer %q", is.Name), is.Issuer, c.AllowHTTPIssuer); err != nil {
+				errs = append(errs, err)
+			}
+			for _, a := range is.Algs {
+				if !jwks.SupportedAlg(a) {
+					add("policy issuer %q: algorithm %q is not supported", is.Name, a)
+				}
+			}
+		}
 	}
 	if c.Realm == "" || strings.ContainsAny(c.Realm, "\"\\") || strings.ContainsFunc(c.Realm, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		add("--realm %q must be non-empty and contain no quotes, backslashes or control characters", c.Realm)
@@ -173,6 +206,39 @@ func (c *config) validate() []error {
 		add("--http-path-prefix %q must start with /", c.HTTPPathPrefix)
 	}
 	return errs
+}
+
+func policyIssuers(p *authz.Policy) []authz.IssuerSpec {
+	if p == nil {
+		return nil
+	}
+	return p.Issuers
+}
+
+// flagIssuerNames names the issuers configured by flags: the one --issuer (or --dev) is "default".
+func (c *config) flagIssuerNames() []string {
+	if c.Issuer != "" || c.Dev {
+		return []string{"default"}
+	}
+	return nil
+}
+
+// readPolicy loads a policy file, and returns the SHA-256 of what it read; issuers the file may
+// name besides its own are flagIssuers.
+func readPolicy(path string, flagIssuers []string) (*authz.Policy, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(data)
+	p, err := authz.LoadPolicy(data, flagIssuers)
+	if err != nil {
+		return nil, sum[:], err
+	}
+	if len(flagIssuers) == 0 && len(p.Issuers) == 0 {
+		return nil, sum[:], errors.New("no issuer: give --issuer or declare issuers in the policy file")
+	}
+	return p, sum[:], nil
 }
 
 // checkAddr accepts host:port with a numeric port (host may be empty).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -20,6 +21,9 @@ func main() {
 	if len(os.Args) == 3 && os.Args[1] == "healthcheck" {
 		// For distroless containers: `authz healthcheck http://127.0.0.1:9003/readyz`.
 		os.Exit(probe.Run(os.Args[2], os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "explain" {
+		os.Exit(explainMain(os.Args[2:]))
 	}
 	c, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -54,4 +58,43 @@ func main() {
 		fmt.Fprintf(os.Stderr, "authz: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// explainMain runs `authz explain [flags] [TOKEN|-]`: the service's flags (and policy), plus the
+// request to explain. The token comes from the argument, or standard input.
+func explainMain(args []string) int {
+	var req explainRequest
+	c, rest, err := parseArgs("authz explain", args, os.Getenv, os.Stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&req.Method, "method", "GET", "request method")
+		fs.StringVar(&req.Path, "path", "/", "request path (with query string, as Envoy sends it)")
+		fs.StringVar(&req.Host, "host", "", "request host")
+		fs.StringVar(&req.RoutePolicy, "route-policy", "", "Envoy context_extensions policy of the route")
+	})
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "authz explain: invalid configuration:\n%v\n", err)
+		return 2
+	}
+	if c.Dev {
+		fmt.Fprintln(os.Stderr, "authz explain: --dev is not supported; point --issuer at a running dev issuer")
+		return 2
+	}
+	var token string
+	switch {
+	case len(rest) > 1:
+		fmt.Fprintln(os.Stderr, "authz explain: give one token (or - for standard input)")
+		return 2
+	case len(rest) == 1 && rest[0] != "-":
+		token = rest[0]
+	default:
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "authz explain: %v\n", err)
+			return 2
+		}
+		token = string(b)
+	}
+	return explain(context.Background(), c, token, req, os.Stdout)
 }

@@ -47,26 +47,62 @@ func listen(c *config) (*listeners, error) {
 // grpcServiceName is the name Envoy's gRPC health check and grpcurl use.
 const grpcServiceName = "envoy.service.auth.v3.Authorization"
 
+// buildAuthorizer makes the key sets of every issuer (the flags' and the policy file's) and the
+// authorizer on top of them. The key sets are not loaded yet: run them.
+func buildAuthorizer(c *config, log *slog.Logger) (*authz.Authorizer, []*jwks.Set, error) {
+	type source struct {
+		name, url, jwksURL  string
+		audiences, clientID []string
+		algs                []string
+	}
+	var sources []source
+	if c.Issuer != "" {
+		sources = append(sources, source{"default", c.Issuer, c.JWKSURL, c.Audiences, c.ClientIDs, c.Algs})
+	}
+	for _, is := range policyIssuers(c.PolicyRules) {
+		sources = append(sources, source{is.Name, is.Issuer, is.JWKSURL, is.Audiences, is.ClientIDs, is.Algs})
+	}
+	var issuers []authz.Issuer
+	var sets []*jwks.Set
+	for _, src := range sources {
+		keys, err := jwks.New(jwks.Options{
+			Issuer:    src.url,
+			JWKSURL:   src.jwksURL,
+			Algs:      src.algs,
+			AllowHTTP: c.AllowHTTPIssuer,
+			Logger:    log.With("issuer", src.name),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("issuer %q: %w", src.name, err)
+		}
+		sets = append(sets, keys)
+		issuers = append(issuers, authz.Issuer{Name: src.name, URL: src.url, Audiences: src.audiences,
+			ClientIDs: src.clientID, Algs: src.algs, Keys: keys})
+	}
+	verifier, err := authz.NewVerifier(authz.VerifierConfig{Issuers: issuers, Leeway: c.Leeway})
+	if err != nil {
+		return nil, nil, err
+	}
+	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: c.PolicyRules})
+	return az, sets, nil
+}
+
+// allLoaded reports whether every issuer's key set is loaded.
+func allLoaded(sets []*jwks.Set) bool {
+	for _, s := range sets {
+		if !s.Loaded() {
+			return false
+		}
+	}
+	return true
+}
+
 // run serves until ctx ends, then stops gracefully: in-flight checks finish.
 func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error {
-	keys, err := jwks.New(jwks.Options{
-		Issuer:    c.Issuer,
-		JWKSURL:   c.JWKSURL,
-		Algs:      c.Algs,
-		AllowHTTP: c.AllowHTTPIssuer,
-		Logger:    log,
-	})
+	az, sets, err := buildAuthorizer(c, log)
 	if err != nil {
 		return err
 	}
-	verifier, err := authz.NewVerifier(authz.VerifierConfig{
-		Issuers: []authz.Issuer{{URL: c.Issuer, Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs, Keys: keys}},
-		Leeway:  c.Leeway,
-	})
-	if err != nil {
-		return err
-	}
-	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log})
 
 	gs := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(gs, authz.NewGRPCServer(az))
@@ -77,20 +113,28 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	reflection.Register(gs)
 
 	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, c.HTTPPathPrefix), ReadHeaderTimeout: 5 * time.Second}
-	adminSrv := &http.Server{Handler: adminHandler(keys), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: adminHandler(sets), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { keys.Run(gctx); return nil })
+	for _, keys := range sets {
+		g.Go(func() error { keys.Run(gctx); return nil })
+	}
 	g.Go(func() error {
-		// Health turns SERVING once the first key set is in; before that Envoy's health check
-		// keeps traffic away and any Check that arrives gets 503.
-		if keys.WaitLoaded(gctx) == nil {
-			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			hs.SetServingStatus(grpcServiceName, healthpb.HealthCheckResponse_SERVING)
-			log.Info("ready: key set loaded", "kids", keys.KeyIDs())
+		// Health turns SERVING once every issuer's key set is in; before that Envoy's health
+		// check keeps traffic away and any Check that arrives gets 503.
+		for _, keys := range sets {
+			if keys.WaitLoaded(gctx) != nil {
+				return nil
+			}
 		}
+		hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		hs.SetServingStatus(grpcServiceName, healthpb.HealthCheckResponse_SERVING)
+		log.Info("ready: key sets loaded", "issuers", len(sets))
 		return nil
 	})
+	if c.Policy != "" {
+		g.Go(func() error { watchPolicy(gctx, c, az, log, policyPollInterval); return nil })
+	}
 	g.Go(func() error {
 		if err := gs.Serve(ls.grpc); err != nil {
 			return fmt.Errorf("grpc: %w", err)
@@ -114,7 +158,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 		return errors.Join(decisionSrv.Shutdown(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
 	})
 	log.Info("authz listening", "grpc", ls.grpc.Addr().String(), "http", ls.http.Addr().String(),
-		"admin", ls.admin.Addr().String(), "issuer", c.Issuer, "audiences", c.Audiences, "algs", c.Algs)
+		"admin", ls.admin.Addr().String(), "issuer", c.Issuer, "audiences", c.Audiences, "algs", c.Algs, "policy", c.Policy)
 	return g.Wait()
 }
 
@@ -125,19 +169,19 @@ func serveHTTP(s *http.Server, l net.Listener, name string) error {
 	return nil
 }
 
-// adminHandler serves /healthz (the process is alive) and /readyz (a key set is loaded).
-func adminHandler(keys *jwks.Set) http.Handler {
+// adminHandler serves /healthz (the process is alive) and /readyz (every key set is loaded).
+func adminHandler(sets []*jwks.Set) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !keys.Loaded() {
+		if !allLoaded(sets) {
 			w.Header().Set("Retry-After", authz.RetryAfterSeconds)
-			http.Error(w, "not ready: no key set loaded yet", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: key set not loaded yet", http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = fmt.Fprintf(w, "ready: %d keys, fetched %s\n", len(keys.KeyIDs()), keys.FetchedAt().UTC().Format(time.RFC3339))
+		_, _ = io.WriteString(w, "ready\n")
 	})
 	return mux
 }

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/platformauth/envoy-okta-authz/authz"
+)
+
+// explainRequest is what `authz explain` asks about.
+type explainRequest struct {
+	Method, Host, Path, RoutePolicy string
+}
+
+// checkSteps are the checks of a decision in the order the verifier and the policy make them,
+// each with the reasons that mean it failed. explain marks the steps before the failing one as
+// passed and those after it as not reached: it reads the real decision, it does not re-decide.
+var checkSteps = []struct {
+	name    string
+	reasons []*authz.Reason
+}{
+	{"bearer token present", []*authz.Reason{authz.ErrNoCredentials}},
+	{"token well-formed (compact JWS, ≤ 16 KiB)", []*authz.Reason{authz.ErrMalformed, authz.ErrTooLarge}},
+	{"no token-named keys (jku, x5u, jwk, x5c), no crit", []*authz.Reason{authz.ErrForbiddenHdr}},
+	{"iss is a configured issuer", []*authz.Reason{authz.ErrIssuer}},
+	{"alg allowed (header and key)", []*authz.Reason{authz.ErrAlgorithm}},
+	{"kid present", []*authz.Reason{authz.ErrNoKeyID}},
+	{"key set loaded", []*authz.Reason{authz.ErrKeysNotLoaded}},
+	{"kid known to the issuer", []*authz.Reason{authz.ErrUnknownKey}},
+	{"signature", []*authz.Reason{authz.ErrSignature}},
+	{"aud accepted", []*authz.Reason{authz.ErrAudience}},
+	{"exp present and not past", []*authz.Reason{authz.ErrNoExpiry, authz.ErrExpired}},
+	{"nbf not in the future", []*authz.Reason{authz.ErrNotYetValid}},
+	{"iat not in the future", []*authz.Reason{authz.ErrIssuedInFuture}},
+	{"cid allowed", []*authz.Reason{authz.ErrClientID}},
+	{"rule: issuer", []*authz.Reason{authz.ErrIssuerNotAllowed}},
+	{"rule: audience", []*authz.Reason{authz.ErrAudienceForRoute}},
+	{"rule: scopes", []*authz.Reason{authz.ErrInsufficientScope}},
+	{"rule: claims", []*authz.Reason{authz.ErrClaimMismatch}},
+}
+
+// explain prints why a token would be allowed or denied for a request: the decoded header and
+// claims, each check, the matched rule and the decision. It returns the exit status: 0 allow,
+// 1 deny.
+func explain(ctx context.Context, c *config, token string, req explainRequest, out io.Writer) int {
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "))
+	fmt.Fprintf(out, "Request:  %s %s%s", req.Method, req.Host, req.Path)
+	if req.RoutePolicy != "" {
+		fmt.Fprintf(out, "  (Envoy policy %q)", req.RoutePolicy)
+	}
+	fmt.Fprintln(out)
+	printDecoded(out, token)
+
+	az, sets, err := buildAuthorizer(c, slog.New(slog.DiscardHandler))
+	if err != nil {
+		fmt.Fprintf(out, "configuration: %v\n", err)
+		return 2
+	}
+	fmt.Fprintln(out, "\nIssuers:")
+	for i, keys := range sets {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := keys.Refresh(rctx)
+		cancel()
+		name := az.IssuerNames()[i]
+		if err != nil {
+			fmt.Fprintf(out, "  %-10s UNREACHABLE: %v\n             the signature cannot be verified\n", name, err)
+			continue
+		}
+		fmt.Fprintf(out, "  %-10s keys loaded: %s\n", name, strings.Join(keys.KeyIDs(), ", "))
+	}
+
+	r := &authz.Request{Method: req.Method, Host: req.Host, Path: req.Path, ContextExtensions: map[string]string{}}
+	if req.RoutePolicy != "" {
+		r.ContextExtensions["policy"] = req.RoutePolicy
+	}
+	if token != "" {
+		r.Authorization = []string{"Bearer " + token}
+	}
+	d := az.Decide(ctx, r)
+	decided := d
+	if d.WouldBe != nil {
+		decided = *d.WouldBe
+	}
+
+	fmt.Fprintln(out, "\nChecks:")
+	reached := true
+	for _, step := range checkSteps {
+		failed := decided.Reason != nil && slices.Contains(step.reasons, decided.Reason)
+		mark := "pass"
+		switch {
+		case !reached:
+			mark = "not reached"
+		case failed:
+			mark = "FAIL"
+			reached = false
+		}
+		fmt.Fprintf(out, "  %-12s %s\n", mark, step.name)
+		if failed && decided.Detail != "" {
+			fmt.Fprintf(out, "               %s\n", decided.Detail)
+		}
+	}
+
+	fmt.Fprintf(out, "\nRule:     %s\n", d.Rule)
+	if d.WouldBe != nil {
+		fmt.Fprintf(out, "Dry run:  would be %s (%d), allowed because the rule is in dry-run mode\n",
+			d.WouldBe.Outcome, d.WouldBe.HTTPStatus())
+	}
+	fmt.Fprintf(out, "Decision: %s, HTTP %d\n", d.Outcome, d.HTTPStatus())
+	for _, h := range d.ClientHeaders(az.Realm()) {
+		if h.Name == "www-authenticate" || h.Name == "retry-after" {
+			fmt.Fprintf(out, "          %s: %s\n", h.Name, h.Value)
+		}
+	}
+	for _, h := range d.UpstreamHeaders() {
+		if h.Name != authz.HeaderClaims {
+			fmt.Fprintf(out, "          upstream %s: %s\n", h.Name, h.Value)
+		}
+	}
+	if d.Outcome == authz.Allow {
+		return 0
+	}
+	return 1
+}
+
+// printDecoded shows the token's header and claims as they are, before any verification.
+func printDecoded(out io.Writer, token string) {
+	if token == "" {
+		fmt.Fprintln(out, "Token:    none")
+		return
+	}
+	parts := strings.Split(token, ".")
+	for i, label := range []string{"Header (unverified):", "Claims (unverified):"} {
+		fmt.Fprintln(out, label)
+		if i >= len(parts) {
+			fmt.Fprintln(out, "  (missing)")
+			continue
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		var pretty bytes.Buffer
+		if err == nil {
+			err = json.Indent(&pretty, raw, "  ", "  ")
+		}
+		if err != nil {
+			fmt.Fprintf(out, "  (not decodable: %v)\n", err)
+			continue
+		}
+		fmt.Fprintf(out, "  %s\n", pretty.String())
+		if i == 1 {
+			printTimes(out, raw)
+		}
+	}
+}
+
+func printTimes(out io.Writer, raw []byte) {
+	var t struct{ Exp, Iat, Nbf *float64 }
+	if json.Unmarshal(raw, &t) != nil {
+		return
+	}
+	for _, f := range []struct {
+		n string
+		v *float64
+	}{{"iat", t.Iat}, {"nbf", t.Nbf}, {"exp", t.Exp}} {
+		if f.v != nil {
+			ts := time.Unix(int64(*f.v), 0).UTC()
+			fmt.Fprintf(out, "  %s = %s (%s)\n", f.n, ts.Format(time.RFC3339), relative(ts))
+		}
+	}
+}
+
+func relative(t time.Time) string {
+	d := time.Until(t).Round(time.Second)
+	if d < 0 {
+		return (-d).String() + " ago"
+	}
+	return "in " + d.String()
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
+)
+
+const policyV1 = "rules:\n  - name: m\n    match: {path: /m}\n    require: {scopes: [messages:read]}\n"
+const policyV2 = "rules:\n  - name: m2\n    match: {path: /m}\n    require: {scopes: [messages:write]}\n"
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+}
+
+func TestPolicyFlagValidatesAtStartup(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "rules:\n  - name: x\n    match: {path: nope}\n")
+	_, err := parseConfig([]string{"--issuer", "https://x.example/oauth2/default", "--policy", bad}, env(nil), io.Discard)
+	assert.ErrorContains(t, err, `line 2: rule "x": path "nope" must start with /`)
+
+	noIssuer := filepath.Join(dir, "p.yaml")
+	writeFile(t, noIssuer, policyV1)
+	_, err = parseConfig([]string{"--policy", noIssuer}, env(nil), io.Discard)
+	assert.ErrorContains(t, err, "no issuer")
+
+	withIssuer := filepath.Join(dir, "i.yaml")
+	writeFile(t, withIssuer, "issuers:\n  - {name: okta, issuer: 'http://idp.example/oauth2/x', audiences: [api://x]}\n"+
+		"rules:\n  - {name: r, match: {path: /}, require: {issuers: [okta]}}\n")
+	_, err = parseConfig([]string{"--policy", withIssuer}, env(nil), io.Discard)
+	assert.ErrorContains(t, err, "plain http", "policy issuers get the same URL checks")
+	c, err := parseConfig([]string{"--policy", withIssuer, "--allow-http-issuer"}, env(nil), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "okta", c.PolicyRules.Issuers[0].Name)
+}
+
+func TestPolicyReload(t *testing.T) {
+	idp, _ := devidptest.Start(t, devidp.Config{})
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyV1)
+	c, err := parseConfig([]string{"--issuer", idp.Issuer(), "--allow-http-issuer", "--policy", path}, env(nil), io.Discard)
+	require.NoError(t, err)
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	az, _, err := buildAuthorizer(c, log)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go watchPolicy(ctx, c, az, log, 10*time.Millisecond)
+
+	rule := func() string { return az.Policy().Rules[0].Name }
+	assert.Equal(t, "m", rule())
+
+	// A valid change is picked up from the file.
+	writeFile(t, path, policyV2)
+	require.Eventually(t, func() bool { return rule() == "m2" }, 5*time.Second, 5*time.Millisecond)
+
+	// An invalid one is rejected and logged; the running policy stays.
+	writeFile(t, path, "rules:\n  - name: broken\n    match: {path: nope}\n")
+	require.Eventually(t, func() bool { return bytes.Contains([]byte(logs.String()), []byte("policy reload rejected")) }, 5*time.Second, 5*time.Millisecond, "logs: %s", logs.String())
+	assert.Equal(t, "m2", rule())
+	assert.Contains(t, logs.String(), "must start with /")
+
+	// A change of issuers needs a restart.
+	reloadPolicy(c, az, log, "test")
+	writeFile(t, path, "issuers:\n  - {name: other, issuer: 'https://o.example', audiences: [a]}\n"+policyV1)
+	reloadPolicy(c, az, log, "sighup")
+	assert.Equal(t, "m2", rule())
+	assert.Contains(t, logs.String(), "restart the service to change issuers")
+}
+
+func TestExplain(t *testing.T) {
+	idp, _ := devidptest.Start(t, devidp.Config{})
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyV2)
+	c, err := parseConfig([]string{"--issuer", idp.Issuer(), "--allow-http-issuer", "--policy", path}, env(nil), io.Discard)
+	require.NoError(t, err)
+	tok, err := idp.Mint(devidp.TokenRequest{ClientID: "test-client", Scopes: []string{"messages:read"}})
+	require.NoError(t, err)
+
+	var out bytes.Buffer
+	code := explain(context.Background(), c, "Bearer "+tok, explainRequest{Method: "GET", Path: "/m"}, &out)
+	assert.Equal(t, 1, code)
+	text := out.String()
+	for _, want := range []string{`"cid": "test-client"`, "keys loaded", "pass         signature",
+		"FAIL         rule: scopes", "missing scope messages:write", "Rule:     m2",
+		"Decision: insufficient_scope, HTTP 403", `scope="messages:write"`} {
+		assert.Contains(t, text, want)
+	}
+
+	out.Reset()
+	code = explain(context.Background(), c, tok, explainRequest{Method: "GET", Path: "/other"}, &out)
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out.String(), "Decision: allow, HTTP 200")
+	assert.Contains(t, out.String(), "upstream x-authz-subject: test-client")
+
+	out.Reset()
+	expired, err := idp.Mint(devidp.TokenRequest{ClientID: "c", Extra: map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}})
+	require.NoError(t, err)
+	explain(context.Background(), c, expired, explainRequest{Method: "GET", Path: "/"}, &out)
+	assert.Contains(t, out.String(), "FAIL         exp present and not past")
+	assert.Contains(t, out.String(), "not reached  cid allowed")
+
+	// An unreachable issuer is said plainly.
+	c2, err := parseConfig([]string{"--issuer", "http://127.0.0.1:1/oauth2/default", "--allow-http-issuer"}, env(nil), io.Discard)
+	require.NoError(t, err)
+	out.Reset()
+	explain(context.Background(), c2, tok, explainRequest{Method: "GET", Path: "/"}, &out)
+	assert.Contains(t, out.String(), "UNREACHABLE")
+	assert.Contains(t, out.String(), "the signature cannot be verified")
+}
