@@ -33,11 +33,11 @@ type config struct {
 	Policy          string
 	// PolicyRules is the parsed --policy file (nil without one); policyDigest is the SHA-256
 	// of the content it was parsed from, so the watcher notices any later change.
-	PolicyRules  *authz.Policy
-	policyDigest []byte
-	Realm           string
-	LogLevel        slog.Level
-	HTTPPathPrefix  string
+	PolicyRules    *authz.Policy
+	policyDigest   []byte
+	Realm          string
+	LogLevel       slog.Level
+	HTTPPathPrefix string
 
 	Dev         bool
 	DevAddr     string
