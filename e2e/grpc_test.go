@@ -22,7 +22,7 @@ import (
 // ask Check over real gRPC, apply the CheckResponse's header mutations to the request as Envoy
 // does, and forward it to the demo API, whose /secure echoes the verified subject.
 func TestGRPCCheckThenDemoAPI(t *testing.T) {
-	s := startStack(t)
+	s := startStack(t, "")
 	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()

@@ -102,7 +102,7 @@ func startNginx(t *testing.T, s *stack) string {
 }
 
 func TestNginxEnforcesDecisions(t *testing.T) {
-	s := startStack(t)
+	s := startStack(t, "../deploy/policy/demo.yaml")
 	base := startNginx(t, s)
 	client := &http.Client{Timeout: 10 * time.Second}
 
@@ -134,6 +134,12 @@ func TestNginxEnforcesDecisions(t *testing.T) {
 		resp, body := get(t, "/api/messages", s.token(t, "messages:read"), nil)
 		require.Equal(t, 200, resp.StatusCode, "%s", body)
 		assert.Contains(t, string(body), "Hello, world!")
+	})
+	t.Run("missing scope is 403 with the challenge", func(t *testing.T) {
+		resp, body := get(t, "/api/messages", s.token(t, "messages:write"), nil)
+		assert.Equal(t, 403, resp.StatusCode, "%s", body)
+		assert.Equal(t, []string{`Bearer realm="api", error="insufficient_scope", error_description="The access token lacks a required scope", scope="messages:read"`},
+			resp.Header.Values("WWW-Authenticate"))
 	})
 	t.Run("secure echoes the subject", func(t *testing.T) {
 		resp, body := get(t, "/secure", s.token(t, "messages:read"), nil)

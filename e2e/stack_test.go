@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -31,7 +32,8 @@ type stack struct {
 	api      http.Handler
 }
 
-func startStack(t *testing.T) *stack {
+// startStack starts the services; with a policy file, the authz service enforces it.
+func startStack(t *testing.T, policyFile string) *stack {
 	t.Helper()
 	idp, idpSrv := devidptest.Start(t, devidp.Config{})
 	keys, err := jwks.New(jwks.Options{Issuer: idp.Issuer(), Algs: []string{"RS256"}, AllowHTTP: true})
@@ -47,7 +49,14 @@ func startStack(t *testing.T) *stack {
 		{URL: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys},
 	}, Leeway: 2 * time.Minute})
 	require.NoError(t, err)
-	az := authz.NewAuthorizer(v, authz.Options{Realm: "api"})
+	var pol *authz.Policy
+	if policyFile != "" {
+		data, err := os.ReadFile(policyFile)
+		require.NoError(t, err)
+		pol, err = authz.LoadPolicy(data, []string{"default"})
+		require.NoError(t, err)
+	}
+	az := authz.NewAuthorizer(v, authz.Options{Realm: "api", Policy: pol})
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

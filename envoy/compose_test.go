@@ -3,6 +3,7 @@ package envoy
 import (
 	"context"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	authzpkg "github.com/platformauth/envoy-okta-authz/authz"
 )
 
 // loadCompose loads docker-compose.yml with the compose project's own loader (schema validation,
@@ -96,6 +99,27 @@ func TestComposeStack(t *testing.T) {
 		assert.NotEmpty(t, s.HealthCheck.Test)
 	}
 	assert.Contains(t, strings.Join(authz.HealthCheck.Test, " "), "/readyz", "authz is healthy once keys are loaded")
+
+	// The policy file the stack mounts loads, and names every policy Envoy's routes ask for.
+	var policySource string
+	for _, v := range authz.Volumes {
+		if v.Target == env(authz, "AUTHZ_POLICY") {
+			policySource = v.Source
+		}
+	}
+	require.NotEmpty(t, policySource, "AUTHZ_POLICY is a mounted file")
+	data, err := os.ReadFile(policySource)
+	require.NoError(t, err)
+	pol, err := authzpkg.LoadPolicy(data, []string{"default"})
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, r := range pol.Rules {
+		names[r.Policy] = true
+	}
+	for _, path := range []string{"/api/messages", "/secure"} {
+		policy := fp.perRoute(t, path).GetCheckSettings().GetContextExtensions()["policy"]
+		assert.True(t, names[policy], "envoy route %s names policy %q, which the policy file must have", path, policy)
+	}
 }
 
 func TestComposeSwitchesToOkta(t *testing.T) {

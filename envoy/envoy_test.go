@@ -42,8 +42,7 @@ type frontProxy struct {
 	hcm      *hcmv3.HttpConnectionManager
 	extAuthz *extauthzv3.ExtAuthz
 	clusters map[string]*clusterv3.Cluster
-	// perRoute returns a route's ExtAuthzPerRoute (nil when unset); set by commonChecks.
-	perRoute func(path string) *extauthzv3.ExtAuthzPerRoute
+	routes   map[string]*routev3.Route // by path or prefix
 }
 
 func parseFrontProxy(t *testing.T, path string) *frontProxy {
@@ -69,7 +68,28 @@ func parseFrontProxy(t *testing.T, path string) *frontProxy {
 		}
 	}
 	require.NotNil(t, fp.extAuthz, "an ext_authz filter is configured")
+	fp.routes = map[string]*routev3.Route{}
+	for _, vh := range fp.hcm.GetRouteConfig().GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			fp.routes[r.GetMatch().GetPath()+r.GetMatch().GetPrefix()] = r
+		}
+	}
 	return fp
+}
+
+// perRoute returns a route's ExtAuthzPerRoute (nil when unset).
+func (fp *frontProxy) perRoute(t *testing.T, path string) *extauthzv3.ExtAuthzPerRoute {
+	t.Helper()
+	r, ok := fp.routes[path]
+	require.True(t, ok, "route %s exists", path)
+	anyCfg, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
+	if !ok {
+		return nil
+	}
+	pr := &extauthzv3.ExtAuthzPerRoute{}
+	require.NoError(t, anyCfg.UnmarshalTo(pr))
+	require.NoError(t, pr.ValidateAll())
+	return pr
 }
 
 // commonChecks are the rules both front proxies (gRPC and HTTP ext_authz) must satisfy.
@@ -86,35 +106,21 @@ func (fp *frontProxy) commonChecks(t *testing.T) {
 	assert.Equal(t, int32(503), int32(fp.extAuthz.GetStatusOnError().GetCode()), "an authz outage is a 503, not a 403")
 
 	require.NotEmpty(t, fp.hcm.GetAccessLog(), "an access log is configured")
+	assert.True(t, fp.hcm.GetNormalizePath().GetValue(), "paths are normalised before path-based policy")
+	assert.True(t, fp.hcm.GetMergeSlashes(), "repeated slashes are merged before path-based policy")
 
-	routes := map[string]*routev3.Route{}
 	for _, vh := range fp.hcm.GetRouteConfig().GetVirtualHosts() {
 		require.Contains(t, vh.GetTypedPerFilterConfig(), "envoy.filters.http.cors", "CORS policy on the virtual host")
 		for _, r := range vh.GetRoutes() {
-			cluster := r.GetRoute().GetCluster()
-			assert.Contains(t, fp.clusters, cluster, "route %s names an existing cluster", r.GetMatch())
-			routes[r.GetMatch().GetPath()+r.GetMatch().GetPrefix()] = r
+			assert.Contains(t, fp.clusters, r.GetRoute().GetCluster(), "route %s names an existing cluster", r.GetMatch())
 		}
 	}
-	perRoute := func(path string) *extauthzv3.ExtAuthzPerRoute {
-		r, ok := routes[path]
-		require.True(t, ok, "route %s exists", path)
-		anyCfg, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
-		if !ok {
-			return nil
-		}
-		pr := &extauthzv3.ExtAuthzPerRoute{}
-		require.NoError(t, anyCfg.UnmarshalTo(pr))
-		require.NoError(t, pr.ValidateAll())
-		return pr
-	}
-	assert.True(t, perRoute("/healthz").GetDisabled(), "/healthz bypasses ext_authz")
-	assert.Equal(t, "demoapi", routes["/healthz"].GetRoute().GetCluster())
+	assert.True(t, fp.perRoute(t, "/healthz").GetDisabled(), "/healthz bypasses ext_authz")
+	assert.Equal(t, "demoapi", fp.routes["/healthz"].GetRoute().GetCluster())
 	assert.Equal(t, uint32(3000), fp.port(t, "demoapi"), "the demo API listens on :3000")
 	for _, path := range []string{"/api/messages", "/secure", "/"} {
-		assert.False(t, perRoute(path).GetDisabled(), "%s is protected", path)
+		assert.False(t, fp.perRoute(t, path).GetDisabled(), "%s is protected", path)
 	}
-	fp.perRoute = perRoute
 }
 
 func (fp *frontProxy) port(t *testing.T, cluster string) uint32 {
@@ -131,7 +137,7 @@ func TestEnvoyGRPCConfig(t *testing.T) {
 	fp.commonChecks(t)
 
 	for path, policy := range map[string]string{"/api/messages": "messages", "/secure": "secure"} {
-		pr := fp.perRoute(path)
+		pr := fp.perRoute(t, path)
 		require.NotNil(t, pr, "%s configures ext_authz per route", path)
 		assert.Equal(t, policy, pr.GetCheckSettings().GetContextExtensions()["policy"], "%s names its policy", path)
 	}
