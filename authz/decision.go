@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
-	"time"
 )
 
 // Outcome is the kind of a decision; each maps to one HTTP status and one gRPC code.
@@ -82,8 +81,6 @@ type Authorizer struct {
 	policy   atomic.Pointer[Policy]
 	log      *slog.Logger
 	realm    string
-	// keyWait caps how long a request may wait for a refetch caused by an unknown kid.
-	keyWait time.Duration
 }
 
 // Options configure an Authorizer.
@@ -91,8 +88,6 @@ type Options struct {
 	// Realm goes into WWW-Authenticate.
 	Realm  string
 	Logger *slog.Logger
-	// KeyWait caps the wait for an unknown-kid refetch (default 2s).
-	KeyWait time.Duration
 	// Policy is the route policy; nil means every route needs a valid token.
 	Policy *Policy
 }
@@ -105,10 +100,7 @@ func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.KeyWait <= 0 {
-		opts.KeyWait = 2 * time.Second
-	}
-	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, keyWait: opts.KeyWait}
+	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm}
 	a.SetPolicy(opts.Policy)
 	return a
 }
@@ -167,8 +159,6 @@ func (a *Authorizer) decideRule(ctx context.Context, r *Request, rule *Rule) Dec
 		}
 		return Decision{Outcome: InvalidToken, Reason: reasonOf(err), Detail: err.Error()}
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.keyWait)
-	defer cancel()
 	claims, err := a.verifier.Verify(ctx, token)
 	if err != nil {
 		if rule.Public {

@@ -42,6 +42,12 @@ type VerifierConfig struct {
 	Issuers []Issuer
 	Leeway  time.Duration // clock skew allowed on exp, nbf and iat
 	Now     func() time.Time
+	// KeyWait caps how long a verification may wait for a refetch caused by an unknown kid
+	// (default 2s).
+	KeyWait time.Duration
+	// CacheSize bounds the verified-token cache (0: DefaultCacheSize; negative: no cache);
+	// NegativeCacheSize bounds the cache of refusals (0: DefaultNegativeCacheSize).
+	CacheSize, NegativeCacheSize int
 }
 
 // Verifier checks JWT access tokens: compact JWS only; the token is routed to its issuer by its
@@ -50,6 +56,7 @@ type VerifierConfig struct {
 type Verifier struct {
 	cfg      VerifierConfig
 	byIssuer map[string]*Issuer // keyed by URL without a trailing slash
+	cache    *tokenCache        // nil when disabled
 }
 
 // NewVerifier returns a Verifier. It refuses configurations that could never be safe.
@@ -85,8 +92,29 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v.cfg = cfg
+	if cfg.KeyWait <= 0 {
+		cfg.KeyWait = 2 * time.Second
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.NegativeCacheSize == 0 {
+		cfg.NegativeCacheSize = DefaultNegativeCacheSize
+	}
+	cache, err := newTokenCache(cfg.CacheSize, cfg.NegativeCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("authz: cache: %w", err)
+	}
+	v.cfg, v.cache = cfg, cache
 	return v, nil
+}
+
+// CachedTokens is the number of verified tokens in the cache.
+func (v *Verifier) CachedTokens() int {
+	if v.cache == nil {
+		return 0
+	}
+	return v.cache.len()
 }
 
 func (is *Issuer) validate() []error {
@@ -206,58 +234,81 @@ func b64(s string) ([]byte, error) { return rawURL.DecodeString(s) }
 
 // Verify checks token and returns its claims, or an error wrapping one Reason. Claims are
 // returned with an error only when the signature verified (so logs never show forged claims).
+// The claims are shared with the cache: callers must not modify them.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if v.cache == nil {
+		c, _, err := v.verify(ctx, token)
+		return c, err
+	}
+	h := hashToken(token)
+	now := v.cfg.Now()
+	if c, hit, err := v.cache.lookup(h, now); hit {
+		return c, err
+	}
+	c, is, err := v.verify(ctx, token)
+	if err != nil {
+		v.cache.putRefusal(h, err, now)
+		return c, err
+	}
+	v.cache.putClaims(h, c, is.Keys, v.cfg.Leeway)
+	return c, nil
+}
+
+// verify does the work of Verify, and says which issuer verified the token.
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, *Issuer, error) {
 	hdr, signingInput, payload, sig, err := parseCompact(token)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Keys named or embedded by the token itself are never used; a token that carries them is
 	// not what Okta issues, so it is refused rather than silently half-honoured.
 	if name := hdr.forbidden(); name != "" {
-		return nil, fmt.Errorf("%w: %s", ErrForbiddenHdr, name)
+		return nil, nil, fmt.Errorf("%w: %s", ErrForbiddenHdr, name)
 	}
 	c, err := decodeClaims(payload)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Route by the untrusted iss: only the chosen issuer's keys can make it trusted.
 	is, ok := v.byIssuer[strings.TrimSuffix(c.Issuer, "/")]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrIssuer, c.Issuer)
+		return nil, nil, fmt.Errorf("%w: %q", ErrIssuer, c.Issuer)
 	}
 	if !slices.Contains(is.Algs, hdr.Alg) {
-		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
+		return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
 	}
 	if hdr.Kid == "" {
-		return nil, ErrNoKeyID
+		return nil, nil, ErrNoKeyID
 	}
-	key, err := is.Keys.Key(ctx, hdr.Kid)
+	kctx, cancel := context.WithTimeout(ctx, v.cfg.KeyWait)
+	key, err := is.Keys.Key(kctx, hdr.Kid)
+	cancel()
 	switch {
 	case errors.Is(err, jwks.ErrNotLoaded):
-		return nil, ErrKeysNotLoaded
+		return nil, nil, ErrKeysNotLoaded
 	case err != nil:
-		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
+		return nil, nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
 	}
 	if !key.Allows(hdr.Alg) {
-		return nil, fmt.Errorf("%w: key %q does not allow %s", ErrAlgorithm, hdr.Kid, hdr.Alg)
+		return nil, nil, fmt.Errorf("%w: key %q does not allow %s", ErrAlgorithm, hdr.Kid, hdr.Alg)
 	}
 	alg, ok := jwa.LookupSignatureAlgorithm(hdr.Alg)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
+		return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
 	}
 	verifier, err := jws.VerifierFor(alg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrAlgorithm, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrAlgorithm, err)
 	}
 	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
-		return nil, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
+		return nil, nil, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
 	c.KeyID = hdr.Kid
 	c.IssuerName = is.Name
 	if err := v.checkClaims(is, c); err != nil {
-		return c, err
+		return c, is, err
 	}
-	return c, nil
+	return c, is, nil
 }
 
 // checkClaims applies the registered-claim rules to signature-verified claims.

@@ -193,6 +193,16 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 	return Key{}, ErrUnknownKID
 }
 
+// HasKey reports whether the current key set holds kid, without any fetch.
+func (s *Set) HasKey(kid string) bool {
+	snap := s.snap.Load()
+	if snap == nil {
+		return false
+	}
+	_, ok := snap.keys[kid]
+	return ok
+}
+
 // claimRefetch reports whether an unknown kid may cause a fetch now, and if so records it, so a
 // burst of tokens with made-up kids costs the issuer at most one request per MinRefetch.
 func (s *Set) claimRefetch() bool {

@@ -38,6 +38,7 @@ type config struct {
 	Realm          string
 	LogLevel       slog.Level
 	HTTPPathPrefix string
+	CacheSize      int
 
 	Dev         bool
 	DevAddr     string
@@ -84,6 +85,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.Policy, "policy", "", "route policy file (YAML); without one every route needs a valid token. Reloaded on SIGHUP and when the file changes")
 	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&c.CacheSize, "cache-size", authz.DefaultCacheSize, "verified tokens kept in memory (by SHA-256, never the token); 0 disables the cache")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
 	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")
@@ -201,6 +203,9 @@ func (c *config) validate() []error {
 	}
 	if c.Realm == "" || strings.ContainsAny(c.Realm, "\"\\") || strings.ContainsFunc(c.Realm, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		add("--realm %q must be non-empty and contain no quotes, backslashes or control characters", c.Realm)
+	}
+	if c.CacheSize < 0 || c.CacheSize > 10_000_000 {
+		add("--cache-size %d must be between 0 (off) and 10000000", c.CacheSize)
 	}
 	if c.HTTPPathPrefix != "" && !strings.HasPrefix(c.HTTPPathPrefix, "/") {
 		add("--http-path-prefix %q must start with /", c.HTTPPathPrefix)

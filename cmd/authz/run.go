@@ -79,7 +79,11 @@ func buildAuthorizer(c *config, log *slog.Logger) (*authz.Authorizer, []*jwks.Se
 		issuers = append(issuers, authz.Issuer{Name: src.name, URL: src.url, Audiences: src.audiences,
 			ClientIDs: src.clientID, Algs: src.algs, Keys: keys})
 	}
-	verifier, err := authz.NewVerifier(authz.VerifierConfig{Issuers: issuers, Leeway: c.Leeway})
+	cacheSize := c.CacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // off
+	}
+	verifier, err := authz.NewVerifier(authz.VerifierConfig{Issuers: issuers, Leeway: c.Leeway, CacheSize: cacheSize})
 	if err != nil {
 		return nil, nil, err
 	}
