@@ -2,6 +2,7 @@ package authz
 
 import (
 	"crypto/sha256"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -24,8 +25,9 @@ const (
 // only for refusals that time and key changes cannot undo (a bad signature, a wrong audience,
 // an expired token; never an unknown kid or keys not loaded).
 type tokenCache struct {
-	pos *lru.Cache[[32]byte, *cachedClaims]
-	neg *lru.Cache[[32]byte, *cachedRefusal]
+	pos          *lru.Cache[[32]byte, *cachedClaims]
+	neg          *lru.Cache[[32]byte, *cachedRefusal]
+	hits, misses atomic.Uint64
 }
 
 type cachedClaims struct {
@@ -67,16 +69,19 @@ func newTokenCache(size, negSize int) (*tokenCache, error) {
 func (tc *tokenCache) lookup(h [32]byte, now time.Time) (c *Claims, hit bool, err error) {
 	if e, ok := tc.pos.Get(h); ok {
 		if now.Before(e.expires) && stillHasKey(e.keys, e.claims.KeyID) {
+			tc.hits.Add(1)
 			return e.claims, true, nil
 		}
 		tc.pos.Remove(h)
 	}
 	if e, ok := tc.neg.Get(h); ok {
 		if now.Before(e.expires) {
+			tc.hits.Add(1)
 			return nil, true, e.err
 		}
 		tc.neg.Remove(h)
 	}
+	tc.misses.Add(1)
 	return nil, false, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Outcome is the kind of a decision; each maps to one HTTP status and one gRPC code.
@@ -52,6 +53,8 @@ type Request struct {
 	// ContextExtensions are Envoy's per-route check_settings (gRPC only).
 	ContextExtensions map[string]string
 	RequestID         string
+	// Frontend names the front end that asked ("grpc", "http"), for metrics and logs.
+	Frontend string
 }
 
 // Decision is the answer for one request. Front ends turn it into their wire format through the
@@ -78,6 +81,7 @@ type Decision struct {
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
 	verifier *Verifier
+	metrics  *Metrics
 	policy   atomic.Pointer[Policy]
 	log      *slog.Logger
 	realm    string
@@ -90,6 +94,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Policy is the route policy; nil means every route needs a valid token.
 	Policy *Policy
+	// Metrics, when set, count decisions and their latency.
+	Metrics *Metrics
 }
 
 // NewAuthorizer returns an Authorizer that verifies tokens with v.
@@ -100,7 +106,7 @@ func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm}
+	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, metrics: opts.Metrics}
 	a.SetPolicy(opts.Policy)
 	return a
 }
@@ -125,8 +131,11 @@ func (a *Authorizer) Realm() string { return a.realm }
 
 // Decide is the one decision path every front end uses.
 func (a *Authorizer) Decide(ctx context.Context, r *Request) Decision {
+	start := time.Now()
 	d := a.decide(ctx, r)
-	a.logDecision(r, &d)
+	elapsed := time.Since(start)
+	a.metrics.observe(r.Frontend, &d, elapsed)
+	a.logDecision(r, &d, elapsed)
 	return d
 }
 
@@ -183,7 +192,7 @@ var ErrNoCredentials = &Reason{"no_token", "An access token is required"}
 
 // logDecision writes one line per refusal (allows at debug). It logs identifiers from the
 // verified claims, never the token or the Authorization header.
-func (a *Authorizer) logDecision(r *Request, d *Decision) {
+func (a *Authorizer) logDecision(r *Request, d *Decision, elapsed time.Duration) {
 	level := slog.LevelInfo
 	switch {
 	case d.WouldBe != nil:
@@ -203,6 +212,10 @@ func (a *Authorizer) logDecision(r *Request, d *Decision) {
 	if r.RequestID != "" {
 		attrs = append(attrs, slog.String("request_id", r.RequestID))
 	}
+	if r.Frontend != "" {
+		attrs = append(attrs, slog.String("frontend", r.Frontend))
+	}
+	attrs = append(attrs, slog.Duration("latency", elapsed))
 	if d.Rule != "" {
 		attrs = append(attrs, slog.String("rule", d.Rule))
 	}
@@ -225,7 +238,7 @@ func (a *Authorizer) logDecision(r *Request, d *Decision) {
 	}
 	if c := d.Claims; c != nil {
 		attrs = append(attrs, slog.String("sub", c.Subject), slog.String("cid", c.ClientID),
-			slog.String("kid", c.KeyID), slog.String("jti", c.ID))
+			slog.String("kid", c.KeyID), slog.String("jti", c.ID), slog.String("iss", c.Issuer))
 	}
 	a.log.LogAttrs(context.Background(), level, "authz decision", attrs...)
 }

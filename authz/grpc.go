@@ -37,6 +37,7 @@ func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	r := &Request{
+		Frontend:          "grpc",
 		Method:            h.GetMethod(),
 		Host:              h.GetHost(),
 		Path:              h.GetPath(),

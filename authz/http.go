@@ -57,6 +57,7 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // These headers are trusted because only the proxy can reach this listener; see the README.
 func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, []string) {
 	r := &Request{
+		Frontend:      "http",
 		Method:        req.Method,
 		Host:          req.Host,
 		Path:          req.URL.RequestURI(),

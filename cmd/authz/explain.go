@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"slices"
@@ -59,7 +60,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	fmt.Fprintln(out)
 	printDecoded(out, token)
 
-	az, sets, err := buildAuthorizer(c, slog.New(slog.DiscardHandler))
+	az, sets, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Fprintf(out, "configuration: %v\n", err)
 		return 2

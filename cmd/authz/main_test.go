@@ -160,6 +160,28 @@ func TestServiceEndToEnd(t *testing.T) {
 		assert.Equal(t, want, resp.StatusCode, path)
 	}
 
+	// Metrics.
+	mresp, err := http.Get("http://" + ls.admin.Addr().String() + "/metrics")
+	require.NoError(t, err)
+	metrics, err := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	require.NoError(t, err)
+	for _, want := range []string{
+		`authz_checks_total{decision="allow",frontend="grpc",reason="ok"} 1`,
+		`authz_checks_total{decision="no_credentials",frontend="grpc",reason="no_token"} 1`,
+		`authz_checks_total{decision="invalid_token",frontend="grpc",reason="bad_signature"} 1`,
+		`authz_check_duration_seconds_count{frontend="grpc"} 3`,
+		`authz_jwks_fetches_total{issuer="default",result="success",trigger="startup"} 1`,
+		`authz_jwks_keys{issuer="default"} 1`,
+		`authz_jwks_last_success_timestamp_seconds{issuer="default"}`,
+		`authz_token_cache_entries 1`,
+		`authz_token_cache_misses_total 2`,
+		`go_goroutines`,
+		`process_open_fds`,
+	} {
+		assert.Contains(t, string(metrics), want)
+	}
+
 	// The HTTP decision API answers the same way.
 	req, _ := http.NewRequest("GET", "http://"+ls.http.Addr().String()+"/api/messages", nil)
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"os"
@@ -55,7 +56,7 @@ func TestPolicyReload(t *testing.T) {
 	require.NoError(t, err)
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	az, _, err := buildAuthorizer(c, log)
+	az, _, err := buildAuthorizer(c, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

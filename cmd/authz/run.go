@@ -17,6 +17,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
@@ -49,7 +53,8 @@ const grpcServiceName = "envoy.service.auth.v3.Authorization"
 
 // buildAuthorizer makes the key sets of every issuer (the flags' and the policy file's) and the
 // authorizer on top of them. The key sets are not loaded yet: run them.
-func buildAuthorizer(c *config, log *slog.Logger) (*authz.Authorizer, []*jwks.Set, error) {
+func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*authz.Authorizer, []*jwks.Set, error) {
+	jwksMetrics := jwks.NewMetrics(reg)
 	type source struct {
 		name, url, jwksURL  string
 		audiences, clientID []string
@@ -71,6 +76,7 @@ func buildAuthorizer(c *config, log *slog.Logger) (*authz.Authorizer, []*jwks.Se
 			Algs:      src.algs,
 			AllowHTTP: c.AllowHTTPIssuer,
 			Logger:    log.With("issuer", src.name),
+			OnFetch:   jwksMetrics.Observe(src.name),
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("issuer %q: %w", src.name, err)
@@ -87,7 +93,9 @@ func buildAuthorizer(c *config, log *slog.Logger) (*authz.Authorizer, []*jwks.Se
 	if err != nil {
 		return nil, nil, err
 	}
-	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: c.PolicyRules})
+	verifier.RegisterCacheMetrics(reg)
+	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: c.PolicyRules,
+		Metrics: authz.NewMetrics(reg)})
 	return az, sets, nil
 }
 
@@ -103,7 +111,9 @@ func allLoaded(sets []*jwks.Set) bool {
 
 // run serves until ctx ends, then stops gracefully: in-flight checks finish.
 func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error {
-	az, sets, err := buildAuthorizer(c, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	az, sets, err := buildAuthorizer(c, log, reg)
 	if err != nil {
 		return err
 	}
@@ -117,7 +127,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	reflection.Register(gs)
 
 	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, c.HTTPPathPrefix), ReadHeaderTimeout: 5 * time.Second}
-	adminSrv := &http.Server{Handler: adminHandler(sets), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: adminHandler(sets, reg), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, keys := range sets {
@@ -173,9 +183,11 @@ func serveHTTP(s *http.Server, l net.Listener, name string) error {
 	return nil
 }
 
-// adminHandler serves /healthz (the process is alive) and /readyz (every key set is loaded).
-func adminHandler(sets []*jwks.Set) http.Handler {
+// adminHandler serves /healthz (the process is alive), /readyz (every key set is loaded) and
+// /metrics (Prometheus).
+func adminHandler(sets []*jwks.Set, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
