@@ -43,12 +43,8 @@ func bearerToken(values []string) (string, error) {
 // copies ("Bearer a,Bearer b") never yields a token.
 func isToken68(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
-			break
-		}
+	for i < len(s) && token68Char[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false
@@ -60,3 +56,12 @@ func isToken68(s string) bool {
 	}
 	return true
 }
+
+// token68Char marks the bytes token68 allows before its padding.
+var token68Char = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()

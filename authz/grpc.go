@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"strings"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -17,6 +18,21 @@ import (
 type GRPCServer struct {
 	authv3.UnimplementedAuthorizationServer
 	authz *Authorizer
+	// denials memoises the responses of denials that carry no identity: they depend only on
+	// the outcome, reason, scope and rule, and a flood of bad requests should cost little.
+	denials sync.Map // denialKey → *authv3.CheckResponse
+}
+
+type denialKey struct {
+	outcome             Outcome
+	reason, scope, rule string
+}
+
+// allowMemo is the response for a cached token's allow, kept with its (shared) claims so that a
+// hot token's identity headers are encoded once, not per request.
+type allowMemo struct {
+	rule string
+	resp *authv3.CheckResponse
 }
 
 // NewGRPCServer returns the ext_authz service for a.
@@ -27,7 +43,31 @@ func NewGRPCServer(a *Authorizer) *GRPCServer { return &GRPCServer{authz: a} }
 func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r, clientIdentity := requestFromCheck(req)
 	d := s.authz.Decide(ctx, r)
-	return checkResponse(&d, s.authz.Realm(), clientIdentity), nil
+	return s.response(&d, clientIdentity), nil
+}
+
+// response returns the CheckResponse for d, reusing a memoised one where the answer depends
+// only on things it is keyed by. Responses are never modified after they are built, so sharing
+// them between concurrent calls is safe.
+func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.CheckResponse {
+	switch {
+	case d.Outcome != Allow && d.Claims == nil:
+		key := denialKey{d.Outcome, d.Reason.Code, d.Scope, d.Rule}
+		if r, ok := s.denials.Load(key); ok {
+			return r.(*authv3.CheckResponse)
+		}
+		resp := checkResponse(d, s.authz.Realm(), nil)
+		s.denials.Store(key, resp)
+		return resp
+	case d.Outcome == Allow && d.Claims != nil && !d.DryRun && len(clientIdentity) == 0:
+		if m := d.Claims.grpcAllow.Load(); m != nil && m.rule == d.Rule {
+			return m.resp
+		}
+		resp := checkResponse(d, s.authz.Realm(), nil)
+		d.Claims.grpcAllow.Store(&allowMemo{rule: d.Rule, resp: resp})
+		return resp
+	}
+	return checkResponse(d, s.authz.Realm(), clientIdentity)
 }
 
 // requestFromCheck extracts the request from Envoy's attributes, reading headers from either

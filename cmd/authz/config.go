@@ -39,6 +39,7 @@ type config struct {
 	LogLevel       slog.Level
 	HTTPPathPrefix string
 	CacheSize      int
+	Pprof          bool
 
 	Dev         bool
 	DevAddr     string
@@ -86,6 +87,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&c.CacheSize, "cache-size", authz.DefaultCacheSize, "verified tokens kept in memory (by SHA-256, never the token); 0 disables the cache")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
 	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")

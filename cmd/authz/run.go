@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -118,7 +120,9 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 		return err
 	}
 
-	gs := grpc.NewServer()
+	// Stream workers reuse goroutines whose stacks have already grown, instead of a fresh
+	// goroutine per Check: measurably less CPU per check under load (see bench/).
+	gs := grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	authv3.RegisterAuthorizationServer(gs, authz.NewGRPCServer(az))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -127,7 +131,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	reflection.Register(gs)
 
 	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, c.HTTPPathPrefix), ReadHeaderTimeout: 5 * time.Second}
-	adminSrv := &http.Server{Handler: adminHandler(sets, reg), ReadHeaderTimeout: 5 * time.Second}
+	adminSrv := &http.Server{Handler: adminHandler(sets, reg, c.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, keys := range sets {
@@ -185,8 +189,13 @@ func serveHTTP(s *http.Server, l net.Listener, name string) error {
 
 // adminHandler serves /healthz (the process is alive), /readyz (every key set is loaded) and
 // /metrics (Prometheus).
-func adminHandler(sets []*jwks.Set, reg *prometheus.Registry) http.Handler {
+func adminHandler(sets []*jwks.Set, reg *prometheus.Registry, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")

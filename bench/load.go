@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/platformauth/envoy-okta-authz/devidp"
+)
+
+// scenario is one kind of load against one server.
+type scenario struct {
+	name, server, payload, what string
+}
+
+// measurement is one round's figures.
+type measurement struct {
+	rps      float64
+	p50, p99 time.Duration
+	cpuPerOp time.Duration
+}
+
+func load(ctx context.Context, e *env, o options) error {
+	// Payloads.
+	hot, err := e.mint(1)
+	if err != nil {
+		return err
+	}
+	cold, err := e.mint(o.distinct)
+	if err != nil {
+		return err
+	}
+	forged := hot[0][:len(hot[0])-8] + "AAAAAAAA"
+	payloads := map[string][]string{"hot": hot, "cold": cold, "invalid": {forged}, "none": {""}}
+	for name, toks := range payloads {
+		var reqs []*authv3.CheckRequest
+		for _, t := range toks {
+			auth := ""
+			if t != "" {
+				auth = "Bearer " + t
+			}
+			reqs = append(reqs, checkRequest(auth))
+		}
+		if err := writePayload(filepath.Join(e.dir, name+".bin"), reqs); err != nil {
+			return err
+		}
+	}
+
+	// Servers: the floor, the service, and the service without its token cache (every request
+	// verifies RS256).
+	noop, err := e.startNoop()
+	if err != nil {
+		return err
+	}
+	defer noop.stop()
+	cached, err := e.startAuthz("authz", "--pprof")
+	if err != nil {
+		return err
+	}
+	defer cached.stop()
+	uncached, err := e.startAuthz("authz --cache-size 0", "--cache-size", "0")
+	if err != nil {
+		return err
+	}
+	defer uncached.stop()
+	servers := map[string]*server{"noop": noop, "authz": cached, "uncached": uncached}
+
+	scenarios := []scenario{
+		{"floor", "noop", "hot", "no-op Check server (same gRPC stack)"},
+		{"hot", "authz", "hot", "one valid token, repeated (cache hit)"},
+		{"cold", "uncached", "cold", fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct)},
+		{"invalid", "authz", "invalid", "one token with a bad signature, repeated"},
+		{"none", "authz", "none", "no Authorization header"},
+	}
+	results := map[string][]measurement{}
+	// Warm up every server once, then alternate the scenarios rep by rep.
+	warm := o
+	warm.round = time.Second
+	for _, sc := range scenarios {
+		if _, err := e.ghzRound(servers[sc.server].grpc, filepath.Join(e.dir, sc.payload+".bin"), warm); err != nil {
+			return err
+		}
+	}
+	for rep := range o.reps {
+		for _, sc := range scenarios {
+			srv := servers[sc.server]
+			before, err := srv.cpuTime()
+			if err != nil {
+				return err
+			}
+			var profiled chan error
+			if o.profile != "" && rep == 0 && sc.name == "hot" {
+				profiled = make(chan error, 1)
+				go func() { profiled <- fetchProfile(srv.admin, o.profile, o.round-time.Second) }()
+			}
+			r, err := e.ghzRound(srv.grpc, filepath.Join(e.dir, sc.payload+".bin"), o)
+			if profiled != nil {
+				if err := <-profiled; err != nil {
+					return fmt.Errorf("profile: %w", err)
+				}
+				fmt.Fprintf(os.Stderr, "CPU profile of the hot round written to %s (go tool pprof -top %s)\n", o.profile, o.profile)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			after, err := srv.cpuTime()
+			if err != nil {
+				return err
+			}
+			m := measurement{rps: r.RPS, p50: r.percentile(50), p99: r.percentile(99), cpuPerOp: (after - before) / time.Duration(r.Count)}
+			results[sc.name] = append(results[sc.name], m)
+			fmt.Fprintf(os.Stderr, "rep %d %-8s %8.0f rps  p50 %-10s p99 %-10s cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp)
+		}
+	}
+
+	printTable(o, scenarios, results)
+	if o.memTokens > 0 {
+		return memory(ctx, e, o)
+	}
+	return nil
+}
+
+// mint returns n distinct tokens from the dev issuer, signed in parallel.
+func (e *env) mint(n int) ([]string, error) {
+	out := make([]string, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	workers := 4
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				tok, err := e.idp.Mint(devidp.TokenRequest{ClientID: "bench", Scopes: []string{"messages:read"}, Subject: fmt.Sprintf("user-%d", i)})
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				out[i] = tok
+			}
+		})
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+func median(ms []measurement, f func(measurement) float64) float64 {
+	vs := make([]float64, len(ms))
+	for i, m := range ms {
+		vs[i] = f(m)
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2]
+}
+
+func printTable(o options, scenarios []scenario, results map[string][]measurement) {
+	floor := results["floor"]
+	fCPU := median(floor, func(m measurement) float64 { return float64(m.cpuPerOp) })
+	fRPS := median(floor, func(m measurement) float64 { return m.rps })
+	fP99 := median(floor, func(m measurement) float64 { return float64(m.p99) })
+	host, _ := os.Hostname()
+	fmt.Printf("\n%d cores, %s, ghz %s, %d streams on one connection, %d rounds of %s each (medians)\n\n",
+		numCPU(), host, ghzVersion, o.concurrency, o.reps, o.round)
+	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor | rps × floor | p99 × floor |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, sc := range scenarios {
+		ms := results[sc.name]
+		cpu := median(ms, func(m measurement) float64 { return float64(m.cpuPerOp) })
+		rps := median(ms, func(m measurement) float64 { return m.rps })
+		p50 := median(ms, func(m measurement) float64 { return float64(m.p50) })
+		p99 := median(ms, func(m measurement) float64 { return float64(m.p99) })
+		fmt.Printf("| %s: %s | %.0f | %s | %s | %s | %.2f | %.2f | %.2f |\n", sc.name, sc.what, rps,
+			round(p50), round(p99), round(cpu), cpu/fCPU, rps/fRPS, p99/fP99)
+	}
+	fmt.Println()
+}
+
+func round(ns float64) string {
+	d := time.Duration(ns)
+	switch {
+	case d < time.Millisecond:
+		return d.Round(100 * time.Nanosecond).String()
+	default:
+		return d.Round(10 * time.Microsecond).String()
+	}
+}
+
+// memory fills the cache of a fresh service with distinct tokens and reports its RSS.
+func memory(ctx context.Context, e *env, o options) error {
+	srv, err := e.startAuthz("authz (memory)", "--cache-size", fmt.Sprint(o.memTokens+1000))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	fmt.Fprintf(os.Stderr, "minting %d tokens for the memory figure…\n", o.memTokens)
+	toks, err := e.mint(o.memTokens)
+	if err != nil {
+		return err
+	}
+	rssBefore, _ := srv.rssBytes()
+	conn, err := grpc.NewClient(srv.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < len(toks); i += 8 {
+				resp, err := client.Check(ctx, checkRequest("Bearer "+toks[i]))
+				if err != nil || resp.GetStatus().GetCode() != 0 {
+					errs <- fmt.Errorf("token %d: %v %v", i, err, resp.GetStatus())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	rss, err := srv.rssBytes()
+	if err != nil {
+		return err
+	}
+	entries := scrape(srv.admin, "authz_token_cache_entries")
+	fmt.Printf("memory: RSS %.1f MiB with %s tokens cached (%.1f MiB before filling the cache; target ≤ 64 MiB)\n",
+		float64(rss)/(1<<20), strings.TrimSpace(entries), float64(rssBefore)/(1<<20))
+	return nil
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// fetchProfile saves a CPU profile of the service taken over d.
+func fetchProfile(admin, path string, d time.Duration) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, max(1, int(d.Seconds()))))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
+}
