@@ -28,13 +28,6 @@ type denialKey struct {
 	reason, scope, rule string
 }
 
-// allowMemo is the response for a cached token's allow, kept with its (shared) claims so that a
-// hot token's identity headers are encoded once, not per request.
-type allowMemo struct {
-	rule string
-	resp *authv3.CheckResponse
-}
-
 // NewGRPCServer returns the ext_authz service for a.
 func NewGRPCServer(a *Authorizer) *GRPCServer { return &GRPCServer{authz: a} }
 
@@ -58,13 +51,6 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 		}
 		resp := checkResponse(d, s.authz.Realm(), nil)
 		s.denials.Store(key, resp)
-		return resp
-	case d.Outcome == Allow && d.Claims != nil && !d.DryRun && len(clientIdentity) == 0:
-		if m := d.Claims.grpcAllow.Load(); m != nil && m.rule == d.Rule {
-			return m.resp
-		}
-		resp := checkResponse(d, s.authz.Realm(), nil)
-		d.Claims.grpcAllow.Store(&allowMemo{rule: d.Rule, resp: resp})
 		return resp
 	}
 	return checkResponse(d, s.authz.Realm(), clientIdentity)

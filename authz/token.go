@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -166,9 +165,6 @@ type Claims struct {
 	NotBefore  time.Time // zero when absent
 	// Raw is the verified JSON payload, as signed.
 	Raw []byte
-
-	// grpcAllow memoises the gRPC allow response for these claims (see GRPCServer.response).
-	grpcAllow atomic.Pointer[allowMemo]
 }
 
 // HasScope reports whether the token grants scope s.

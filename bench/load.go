@@ -34,6 +34,9 @@ type measurement struct {
 }
 
 func load(ctx context.Context, e *env, o options) error {
+	if o.reps == 0 {
+		return memory(ctx, e, o)
+	}
 	// Payloads.
 	hot, err := e.mint(1)
 	if err != nil {

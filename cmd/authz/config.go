@@ -40,6 +40,9 @@ type config struct {
 	HTTPPathPrefix string
 	CacheSize      int
 	Pprof          bool
+	TLSCert        string
+	TLSKey         string
+	ClientCA       string
 
 	Dev         bool
 	DevAddr     string
@@ -87,6 +90,9 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&c.CacheSize, "cache-size", authz.DefaultCacheSize, "verified tokens kept in memory (by SHA-256, never the token); 0 disables the cache")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on the gRPC and HTTP listeners (reloaded when it changes)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA bundle: require client certificates it signed (mutual TLS); needs --tls-cert")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
@@ -205,6 +211,12 @@ func (c *config) validate() []error {
 	}
 	if c.Realm == "" || strings.ContainsAny(c.Realm, "\"\\") || strings.ContainsFunc(c.Realm, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		add("--realm %q must be non-empty and contain no quotes, backslashes or control characters", c.Realm)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		add("--tls-cert and --tls-key go together")
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		add("--client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
 	}
 	if c.CacheSize < 0 || c.CacheSize > 10_000_000 {
 		add("--cache-size %d must be between 0 (off) and 10000000", c.CacheSize)

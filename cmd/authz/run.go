@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -24,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/internal/tlsfiles"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -49,6 +52,9 @@ func listen(c *config) (*listeners, error) {
 	}
 	return &ls, nil
 }
+
+// certPollInterval is how often TLS files are checked for rotation.
+const certPollInterval = 10 * time.Second
 
 // grpcServiceName is the name Envoy's gRPC health check and grpcurl use.
 const grpcServiceName = "envoy.service.auth.v3.Authorization"
@@ -122,7 +128,17 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 
 	// Stream workers reuse goroutines whose stacks have already grown, instead of a fresh
 	// goroutine per Check: measurably less CPU per check under load (see bench/).
-	gs := grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	opts := []grpc.ServerOption{grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}
+	var certs *tlsfiles.Reloader
+	if c.TLSCert != "" {
+		certs, err = tlsfiles.New(tlsfiles.Files{Cert: c.TLSCert, Key: c.TLSKey, ClientCA: c.ClientCA}, log)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(certs.Config())))
+		ls.http = tls.NewListener(ls.http, certs.Config())
+	}
+	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, authz.NewGRPCServer(az))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -134,6 +150,9 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	adminSrv := &http.Server{Handler: adminHandler(sets, reg, c.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if certs != nil {
+		g.Go(func() error { certs.Run(gctx, certPollInterval); return nil })
+	}
 	for _, keys := range sets {
 		g.Go(func() error { keys.Run(gctx); return nil })
 	}
