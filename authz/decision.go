@@ -6,6 +6,7 @@ package authz
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,8 @@ type Decision struct {
 type Authorizer struct {
 	verifier *Verifier
 	metrics  *Metrics
+	logMode  string
+	sample   float64
 	policy   atomic.Pointer[Policy]
 	log      *slog.Logger
 	realm    string
@@ -96,7 +99,19 @@ type Options struct {
 	Policy *Policy
 	// Metrics, when set, count decisions and their latency.
 	Metrics *Metrics
+	// DecisionLog says which decisions are logged: DecisionLogDenials (default), DecisionLogAll
+	// or DecisionLogOff. Dry-run denials are always logged.
+	DecisionLog string
+	// AllowSampleRate is the fraction of allows logged with DecisionLogAll (0 means 1).
+	AllowSampleRate float64
 }
+
+// Decision log modes.
+const (
+	DecisionLogDenials = "denials"
+	DecisionLogAll     = "all"
+	DecisionLogOff     = "off"
+)
 
 // NewAuthorizer returns an Authorizer that verifies tokens with v.
 func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
@@ -106,7 +121,14 @@ func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, metrics: opts.Metrics}
+	if opts.DecisionLog == "" {
+		opts.DecisionLog = DecisionLogDenials
+	}
+	if opts.AllowSampleRate <= 0 || opts.AllowSampleRate > 1 {
+		opts.AllowSampleRate = 1
+	}
+	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, metrics: opts.Metrics,
+		logMode: opts.DecisionLog, sample: opts.AllowSampleRate}
 	a.SetPolicy(opts.Policy)
 	return a
 }
@@ -197,8 +219,12 @@ func (a *Authorizer) logDecision(r *Request, d *Decision, elapsed time.Duration)
 	switch {
 	case d.WouldBe != nil:
 		level = slog.LevelWarn
-	case d.Outcome == Allow:
-		level = slog.LevelDebug
+	case a.logMode == DecisionLogOff:
+		return
+	case d.Outcome == Allow && a.logMode != DecisionLogAll:
+		level = slog.LevelDebug // visible with --log-level debug
+	case d.Outcome == Allow && a.sample < 1 && rand.Float64() >= a.sample:
+		return
 	}
 	if !a.log.Enabled(context.Background(), level) {
 		return

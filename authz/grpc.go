@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/propagation"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -35,7 +36,9 @@ func NewGRPCServer(a *Authorizer) *GRPCServer { return &GRPCServer{authz: a} }
 // response (an empty CheckResponse would allow).
 func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r, clientIdentity := requestFromCheck(req)
+	ctx, span := startSpan(ctx, "authz.Check", traceCarrier(req))
 	d := s.authz.Decide(ctx, r)
+	endSpan(span, &d)
 	return s.response(&d, clientIdentity), nil
 }
 
@@ -92,6 +95,26 @@ func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
 		visit(hv.GetKey(), v)
 	}
 	return r, identity
+}
+
+// traceCarrier exposes the trace headers of the original request, from whichever header form
+// Envoy used.
+func traceCarrier(req *authv3.CheckRequest) propagation.TextMapCarrier {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	if hs := h.GetHeaders(); len(hs) > 0 {
+		return mapCarrier(hs)
+	}
+	m := mapCarrier{}
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		if k := strings.ToLower(hv.GetKey()); k == "traceparent" || k == "tracestate" || k == "baggage" {
+			v := hv.GetValue()
+			if raw := hv.GetRawValue(); len(raw) > 0 {
+				v = string(raw)
+			}
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // codeFor maps outcomes to the gRPC status Envoy reads (0 allows, anything else denies).

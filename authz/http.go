@@ -3,6 +3,8 @@ package authz
 import (
 	"net/http"
 	"strings"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // HTTPServer is the HTTP decision API: the same decisions for proxies that ask over HTTP —
@@ -29,7 +31,9 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 
 func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r, clientIdentity := s.requestFromHTTP(req)
-	d := s.authz.Decide(req.Context(), r)
+	ctx, span := startSpan(req.Context(), "authz.HTTPCheck", propagation.HeaderCarrier(req.Header))
+	d := s.authz.Decide(ctx, r)
+	endSpan(span, &d)
 	h := w.Header()
 	if d.Outcome == Allow {
 		for _, u := range d.UpstreamHeaders() {

@@ -40,6 +40,8 @@ type config struct {
 	HTTPPathPrefix string
 	CacheSize      int
 	Pprof          bool
+	DecisionLog    string
+	LogSample      float64
 	TLSCert        string
 	TLSKey         string
 	ClientCA       string
@@ -90,6 +92,8 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&c.CacheSize, "cache-size", authz.DefaultCacheSize, "verified tokens kept in memory (by SHA-256, never the token); 0 disables the cache")
+	fs.StringVar(&c.DecisionLog, "decision-log", authz.DecisionLogDenials, "decisions to log: denials, all, off (dry-run denials are always logged)")
+	fs.Float64Var(&c.LogSample, "decision-log-sample", 1, "with --decision-log all, the fraction of allows logged (0 < f ≤ 1)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on the gRPC and HTTP listeners (reloaded when it changes)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA bundle: require client certificates it signed (mutual TLS); needs --tls-cert")
@@ -211,6 +215,14 @@ func (c *config) validate() []error {
 	}
 	if c.Realm == "" || strings.ContainsAny(c.Realm, "\"\\") || strings.ContainsFunc(c.Realm, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		add("--realm %q must be non-empty and contain no quotes, backslashes or control characters", c.Realm)
+	}
+	switch c.DecisionLog {
+	case authz.DecisionLogDenials, authz.DecisionLogAll, authz.DecisionLogOff:
+	default:
+		add("--decision-log %q is not denials, all or off", c.DecisionLog)
+	}
+	if c.LogSample <= 0 || c.LogSample > 1 {
+		add("--decision-log-sample %v must be in (0, 1]", c.LogSample)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		add("--tls-cert and --tls-key go together")

@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/platformauth/envoy-okta-authz/internal/probe"
+	"github.com/platformauth/envoy-okta-authz/internal/tracing"
 )
 
 func main() {
@@ -43,6 +45,19 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if tracing.Enabled(os.Getenv) {
+		shutdown, err := tracing.Setup(ctx, os.Getenv, "authz")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "authz: %v\n", err)
+			os.Exit(2)
+		}
+		log.Info("tracing: exporting spans over OTLP as OTEL_* configures")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = shutdown(sctx)
+		}()
+	}
 	if c.Dev {
 		if err := startDev(ctx, c, os.Stdout, log); err != nil {
 			fmt.Fprintf(os.Stderr, "authz: %v\n", err)

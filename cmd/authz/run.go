@@ -103,7 +103,7 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 	}
 	verifier.RegisterCacheMetrics(reg)
 	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: c.PolicyRules,
-		Metrics: authz.NewMetrics(reg)})
+		Metrics: authz.NewMetrics(reg), DecisionLog: c.DecisionLog, AllowSampleRate: c.LogSample})
 	return az, sets, nil
 }
 

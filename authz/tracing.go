@@ -1,0 +1,57 @@
+package authz
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// tracerName names this package's tracer.
+const tracerName = "github.com/platformauth/envoy-okta-authz/authz"
+
+// startSpan starts the span of one decision as a child of the caller's trace: the trace context
+// in the request's own headers (traceparent, which Envoy forwards in the CheckRequest and nginx
+// and Traefik in the subrequest), or else the one already in ctx. With tracing off (the default:
+// no SDK installed) the global tracer and propagator are no-ops and this costs next to nothing.
+func startSpan(ctx context.Context, name string, carrier propagation.TextMapCarrier) (context.Context, trace.Span) {
+	if carrier != nil {
+		if sc := trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(context.Background(), carrier)); sc.IsValid() {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+		}
+	}
+	return otel.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+}
+
+// endSpan records the decision on the span and ends it.
+func endSpan(span trace.Span, d *Decision) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	attrs := []attribute.KeyValue{attribute.String("authz.decision", d.Outcome.String()), attribute.String("authz.rule", d.Rule)}
+	if d.Reason != nil {
+		attrs = append(attrs, attribute.String("authz.reason", d.Reason.Code))
+	}
+	if d.Outcome == Unavailable {
+		span.SetStatus(codes.Error, d.Reason.Code)
+	}
+	span.SetAttributes(attrs...)
+	span.End()
+}
+
+// mapCarrier reads trace headers from Envoy's lower-case header map.
+type mapCarrier map[string]string
+
+func (m mapCarrier) Get(k string) string { return m[k] }
+func (m mapCarrier) Set(k, v string)     { m[k] = v }
+func (m mapCarrier) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
