@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -303,12 +304,27 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, *Issuer, 
 	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
 		return nil, nil, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
-	c.KeyID = hdr.Kid
-	c.IssuerName = is.Name
+	c.intern(is, key.ID)
 	if err := v.checkClaims(is, c); err != nil {
 		return c, is, err
 	}
 	return c, is, nil
+}
+
+// intern replaces the strings that repeat across tokens (issuer, kid, client id, audiences,
+// scopes) by shared copies, so that the verified-token cache holds each once.
+func (c *Claims) intern(is *Issuer, kid string) {
+	c.KeyID, c.IssuerName = kid, is.Name
+	if c.Issuer == is.URL {
+		c.Issuer = is.URL
+	}
+	c.ClientID = unique.Make(c.ClientID).Value()
+	for i, a := range c.Audience {
+		c.Audience[i] = unique.Make(a).Value()
+	}
+	for i, s := range c.Scopes {
+		c.Scopes[i] = unique.Make(s).Value()
+	}
 }
 
 // checkClaims applies the registered-claim rules to signature-verified claims.
