@@ -94,9 +94,10 @@ type Set struct {
 
 	flight singleflight.Group
 
-	mu          sync.Mutex // guards lastRefetch and jwksURL
-	lastRefetch time.Time  // last fetch caused by an unknown kid
-	jwksURL     string     // discovered or configured key set URL
+	mu          sync.Mutex    // guards lastRefetch, refetchDone and jwksURL
+	lastRefetch time.Time     // last fetch caused by an unknown kid
+	refetchDone chan struct{} // closed when the unknown-kid refetch in flight ends; nil if none
+	jwksURL     string        // discovered or configured key set URL
 }
 
 // snapshot is one immutable, fully parsed key set.
@@ -173,17 +174,24 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 	if k, ok := snap.keys[kid]; ok {
 		return k, nil
 	}
-	if !s.claimRefetch() {
-		return Key{}, ErrUnknownKID
+	done, start := s.claimRefetch()
+	if done == nil {
+		return Key{}, ErrUnknownKID // rate-limited, and no refetch in flight to wait for
 	}
-	ch := s.flight.DoChan("fetch", func() (any, error) {
-		// The fetch outlives the request that triggered it: other callers share it.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.FetchTimeout)
-		defer cancel()
-		return nil, s.fetch(fctx, TriggerUnknownKID)
-	})
+	if start {
+		// The refetch outlives the request that triggered it: other callers wait for it.
+		go func() {
+			fctx, cancel := context.WithTimeout(context.Background(), s.opts.FetchTimeout)
+			defer cancel()
+			_ = s.refresh(fctx, TriggerUnknownKID)
+			s.mu.Lock()
+			close(s.refetchDone)
+			s.refetchDone = nil
+			s.mu.Unlock()
+		}()
+	}
 	select {
-	case <-ch:
+	case <-done:
 	case <-ctx.Done():
 		return Key{}, ErrUnknownKID
 	}
@@ -191,6 +199,25 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 		return k, nil
 	}
 	return Key{}, ErrUnknownKID
+}
+
+// claimRefetch decides what a lookup of an unknown kid does: join the refetch in flight (its
+// done channel), start one (start is true) when none ran within MinRefetch, or give up (nil).
+// So a burst of tokens with made-up kids costs the issuer at most one request per MinRefetch,
+// and tokens with a freshly rotated kid that arrive during its refetch all wait for it.
+func (s *Set) claimRefetch() (done chan struct{}, start bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refetchDone != nil {
+		return s.refetchDone, false
+	}
+	now := s.opts.Now()
+	if !s.lastRefetch.IsZero() && now.Sub(s.lastRefetch) < s.opts.MinRefetch {
+		return nil, false
+	}
+	s.lastRefetch = now
+	s.refetchDone = make(chan struct{})
+	return s.refetchDone, true
 }
 
 // HasKey reports whether the current key set holds kid, without any fetch.
@@ -201,19 +228,6 @@ func (s *Set) HasKey(kid string) bool {
 	}
 	_, ok := snap.keys[kid]
 	return ok
-}
-
-// claimRefetch reports whether an unknown kid may cause a fetch now, and if so records it, so a
-// burst of tokens with made-up kids costs the issuer at most one request per MinRefetch.
-func (s *Set) claimRefetch() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.opts.Now()
-	if !s.lastRefetch.IsZero() && now.Sub(s.lastRefetch) < s.opts.MinRefetch {
-		return false
-	}
-	s.lastRefetch = now
-	return true
 }
 
 // Loaded reports whether a key set has been loaded (the service is ready).

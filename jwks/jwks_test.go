@@ -447,3 +447,40 @@ func TestBackoffBounds(t *testing.T) {
 	}
 	assert.Less(t, backoff(0), 2*time.Second)
 }
+
+// TestConcurrentRotatedKidWaitsForTheRefetch: tokens with a freshly rotated kid that arrive
+// while its refetch is in flight all wait for it and then verify, with one fetch between them
+// (the soak test found the earlier behaviour, refusing them, after a rotation).
+func TestConcurrentRotatedKidWaitsForTheRefetch(t *testing.T) {
+	is := newIssuer(t)
+	is.set(func(is *issuer) {
+		is.keys = []map[string]any{jwkJSON(t, &rsaKey.PublicKey, map[string]any{"kid": "old"})}
+	})
+	s := newSet(t, Options{Issuer: is.issuerURL()})
+	require.NoError(t, s.Refresh(context.Background()))
+	before := is.keyFetches.Load()
+
+	block := make(chan struct{})
+	is.set(func(is *issuer) {
+		is.keys = append(is.keys, jwkJSON(t, &rsaKey2.PublicKey, map[string]any{"kid": "new"}))
+		is.block = block
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := s.Key(ctx, "new")
+			errs <- err
+		})
+	}
+	require.Eventually(t, func() bool { return is.keyFetches.Load() == before+1 }, 5*time.Second, time.Millisecond)
+	close(block)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+	assert.Equal(t, before+1, is.keyFetches.Load(), "one refetch served all of them")
+}
