@@ -9,6 +9,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -18,7 +19,8 @@ import (
 // adapts: CheckRequest → Request, Decision → CheckResponse.
 type GRPCServer struct {
 	authv3.UnimplementedAuthorizationServer
-	authz *Authorizer
+	authz  *Authorizer
+	tracer trace.Tracer
 	// denials memoises the responses of denials that carry no identity: they depend only on
 	// the outcome, reason, scope and rule, and a flood of bad requests should cost little.
 	denials sync.Map // denialKey → *authv3.CheckResponse
@@ -30,13 +32,13 @@ type denialKey struct {
 }
 
 // NewGRPCServer returns the ext_authz service for a.
-func NewGRPCServer(a *Authorizer) *GRPCServer { return &GRPCServer{authz: a} }
+func NewGRPCServer(a *Authorizer) *GRPCServer { return &GRPCServer{authz: a, tracer: newTracer()} }
 
 // Check answers Envoy. A denial is a normal response; it never returns an error or an empty
 // response (an empty CheckResponse would allow).
 func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r, clientIdentity := requestFromCheck(req)
-	ctx, span := startSpan(ctx, "authz.Check", traceCarrier(req))
+	ctx, span := startSpan(ctx, s.tracer, "authz.Check", traceCarrier(req))
 	d := s.authz.Decide(ctx, r)
 	endSpan(span, &d)
 	return s.response(&d, clientIdentity), nil

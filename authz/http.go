@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HTTPServer is the HTTP decision API: the same decisions for proxies that ask over HTTP —
@@ -15,7 +16,8 @@ import (
 // and nginx's auth_request_set); a denial is 401/403 with WWW-Authenticate and a JSON body; 503
 // with Retry-After while no key set is loaded.
 type HTTPServer struct {
-	authz *Authorizer
+	authz  *Authorizer
+	tracer trace.Tracer
 	// pathPrefix is stripped from the request path in Envoy http_service mode, where Envoy
 	// prepends its path_prefix to the client's path.
 	pathPrefix string
@@ -23,7 +25,7 @@ type HTTPServer struct {
 
 // NewHTTPServer returns the HTTP decision API for a.
 func NewHTTPServer(a *Authorizer, pathPrefix string) *HTTPServer {
-	return &HTTPServer{authz: a, pathPrefix: strings.TrimSuffix(pathPrefix, "/")}
+	return &HTTPServer{authz: a, tracer: newTracer(), pathPrefix: strings.TrimSuffix(pathPrefix, "/")}
 }
 
 // envoyHeadersToRemove asks Envoy's HTTP ext_authz filter to remove upstream request headers.
@@ -31,7 +33,7 @@ const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 
 func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r, clientIdentity := s.requestFromHTTP(req)
-	ctx, span := startSpan(req.Context(), "authz.HTTPCheck", propagation.HeaderCarrier(req.Header))
+	ctx, span := startSpan(req.Context(), s.tracer, "authz.HTTPCheck", propagation.HeaderCarrier(req.Header))
 	d := s.authz.Decide(ctx, r)
 	endSpan(span, &d)
 	h := w.Header()

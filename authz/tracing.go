@@ -17,14 +17,18 @@ const tracerName = "github.com/platformauth/envoy-okta-authz/authz"
 // in the request's own headers (traceparent, which Envoy forwards in the CheckRequest and nginx
 // and Traefik in the subrequest), or else the one already in ctx. With tracing off (the default:
 // no SDK installed) the global tracer and propagator are no-ops and this costs next to nothing.
-func startSpan(ctx context.Context, name string, carrier propagation.TextMapCarrier) (context.Context, trace.Span) {
+func startSpan(ctx context.Context, tracer trace.Tracer, name string, carrier propagation.TextMapCarrier) (context.Context, trace.Span) {
 	if carrier != nil {
 		if sc := trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(context.Background(), carrier)); sc.IsValid() {
 			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 		}
 	}
-	return otel.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	return tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
 }
+
+// newTracer takes the tracer from the global provider once, when a front end is built (after
+// tracing is set up), rather than looking it up on every request.
+func newTracer() trace.Tracer { return otel.GetTracerProvider().Tracer(tracerName) }
 
 // endSpan records the decision on the span and ends it.
 func endSpan(span trace.Span, d *Decision) {
