@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -24,6 +25,18 @@ type GRPCServer struct {
 	// denials memoises the responses of denials that carry no identity: they depend only on
 	// the outcome, reason, scope and rule, and a flood of bad requests should cost little.
 	denials sync.Map // denialKey → *authv3.CheckResponse
+	// allows memoises the allow responses of the most recently used verified tokens (the
+	// claims are shared with the token cache, so the pointer identifies the token). Bounded:
+	// it holds the hot set, not every cached token.
+	allows *lru.Cache[*Claims, allowMemo]
+}
+
+// allowMemoSize bounds the memoised allow responses (about 2 KiB each).
+const allowMemoSize = 1024
+
+type allowMemo struct {
+	rule string
+	resp *authv3.CheckResponse
 }
 
 type denialKey struct {
@@ -32,7 +45,10 @@ type denialKey struct {
 }
 
 // NewGRPCServer returns the ext_authz service for a.
-func NewGRPCServer(a *Authorizer) *GRPCServer { return &GRPCServer{authz: a, tracer: newTracer()} }
+func NewGRPCServer(a *Authorizer) *GRPCServer {
+	allows, _ := lru.New[*Claims, allowMemo](allowMemoSize) // cannot fail: the size is positive
+	return &GRPCServer{authz: a, tracer: newTracer(), allows: allows}
+}
 
 // Check answers Envoy. A denial is a normal response; it never returns an error or an empty
 // response (an empty CheckResponse would allow).
@@ -56,6 +72,13 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 		}
 		resp := checkResponse(d, s.authz.Realm(), nil)
 		s.denials.Store(key, resp)
+		return resp
+	case d.Outcome == Allow && d.Claims != nil && !d.DryRun && len(clientIdentity) == 0:
+		if m, ok := s.allows.Get(d.Claims); ok && m.rule == d.Rule {
+			return m.resp
+		}
+		resp := checkResponse(d, s.authz.Realm(), nil)
+		s.allows.Add(d.Claims, allowMemo{rule: d.Rule, resp: resp})
 		return resp
 	}
 	return checkResponse(d, s.authz.Realm(), clientIdentity)

@@ -215,3 +215,32 @@ func headerValue(hs []*corev3.HeaderValueOption, name string) string {
 	}
 	return ""
 }
+
+// TestMemoisedResponsesStayCorrect: a hot token's allow is memoised, but a later request that
+// carries spoofed identity headers, or matches another rule, still gets its own answer.
+func TestMemoisedResponsesStayCorrect(t *testing.T) {
+	e := newEnv(t, nil)
+	p, err := LoadPolicy([]byte("rules:\n  - {name: secure, match: {path: /secure}}\n"), []string{"default"})
+	require.NoError(t, err)
+	e.az.SetPolicy(p)
+	s := NewGRPCServer(e.az)
+	tok := "Bearer " + e.mint(t, nil)
+	check := func(path string, extra map[string]string) *authv3.CheckResponse {
+		h := map[string]string{"authorization": tok}
+		for k, v := range extra {
+			h[k] = v
+		}
+		resp, err := s.Check(context.Background(), checkRequest(path, h, false))
+		require.NoError(t, err)
+		return resp
+	}
+	first := check("/api/messages", nil)
+	assert.Same(t, first, check("/api/messages", nil), "the hot token's allow is memoised")
+	spoofed := check("/api/messages", map[string]string{"x-authz-role": "admin"})
+	assert.Equal(t, []string{"x-authz-role"}, spoofed.GetOkResponse().GetHeadersToRemove())
+	other := check("/secure", nil)
+	assert.Equal(t, "secure", other.GetDynamicMetadata().GetFields()["rule"].GetStringValue())
+	assert.Equal(t, "default", first.GetDynamicMetadata().GetFields()["rule"].GetStringValue())
+	assert.Same(t, s.response(&Decision{Outcome: NoCredentials, Reason: ErrNoCredentials, Rule: "x"}, nil),
+		s.response(&Decision{Outcome: NoCredentials, Reason: ErrNoCredentials, Rule: "x"}, nil), "identity-free denials are memoised")
+}
