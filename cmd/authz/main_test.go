@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
@@ -247,4 +248,14 @@ func TestReadyzBeforeKeysLoad(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int32(codes.Unavailable), cr.GetStatus().GetCode(), "no key set yet: 503, not an allow and not a 401")
 	assert.Equal(t, int32(503), int32(cr.GetDeniedResponse().GetStatus().GetCode()))
+}
+
+func TestRecoverUnaryFailsClosed(t *testing.T) {
+	var logs syncBuffer
+	interceptor := recoverUnary(slog.New(slog.NewJSONHandler(&logs, nil)))
+	resp, err := interceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/envoy.service.auth.v3.Authorization/Check"},
+		func(context.Context, any) (any, error) { panic("boom") })
+	assert.Nil(t, resp, "no response, so no accidental allow")
+	assert.Equal(t, codes.Internal, status.Code(err), "an error: Envoy applies status_on_error")
+	assert.Contains(t, logs.String(), "panic in gRPC handler")
 }
