@@ -2,6 +2,10 @@ package authz
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
@@ -211,3 +215,41 @@ func (c *countingKeys) Key(ctx context.Context, kid string) (jwks.Key, error) {
 }
 
 func (c *countingKeys) HasKey(kid string) bool { return c.KeySource.(keyChecker).HasKey(kid) }
+
+// staticKeys serves fixed keys, for algorithms the dev issuer does not use.
+type staticKeys map[string]jwks.Key
+
+func (s staticKeys) Key(_ context.Context, kid string) (jwks.Key, error) {
+	if k, ok := s[kid]; ok {
+		return k, nil
+	}
+	return jwks.Key{}, jwks.ErrUnknownKID
+}
+
+func TestVerifyOtherAlgorithms(t *testing.T) {
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	keys := staticKeys{
+		"ec":  {ID: "ec", Algs: []string{"ES256"}, Public: &ecKey.PublicKey},
+		"ed":  {ID: "ed", Algs: []string{"EdDSA"}, Public: edPub},
+		"rsa": {ID: "rsa", Algs: []string{"PS256"}, Public: &foreignKey.PublicKey},
+	}
+	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: "https://idp.example", Audiences: []string{"api"},
+		Algs: []string{"ES256", "EdDSA", "PS256"}, Keys: keys}}, Now: func() time.Time { return t0 }})
+	require.NoError(t, err)
+	claims := map[string]any{"iss": "https://idp.example", "aud": "api", "exp": t0.Add(time.Hour).Unix(), "sub": "s"}
+	for _, tc := range []struct {
+		kid string
+		alg jwa.SignatureAlgorithm
+		key any
+	}{{"ec", jwa.ES256(), ecKey}, {"ed", jwa.EdDSA(), edPriv}, {"rsa", jwa.PS256(), foreignKey}} {
+		c, err := v.Verify(context.Background(), sign(t, tc.key, tc.alg, map[string]any{"kid": tc.kid}, claims))
+		require.NoError(t, err, tc.alg.String())
+		assert.Equal(t, "s", c.Subject)
+	}
+	// An ES256 signature presented as EdDSA, against the EC key, fails on the key's algorithm.
+	_, err = v.Verify(context.Background(), sign(t, edPriv, jwa.EdDSA(), map[string]any{"kid": "ec"}, claims))
+	assert.Equal(t, ErrAlgorithm.Code, reasonOf(err).Code)
+}
