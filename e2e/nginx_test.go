@@ -185,3 +185,18 @@ func TestNginxEnforcesDecisions(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 	})
 }
+
+// TestNginxKeysNotLoaded: while the service cannot verify (no key set), nginx answers 503 with
+// Retry-After, never an allow.
+func TestNginxKeysNotLoaded(t *testing.T) {
+	s := startStackKeys(t, "", false)
+	base := startNginx(t, s)
+	req, err := http.NewRequest("GET", base+"/api/messages", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+s.mint(t, nil))
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, 503, resp.StatusCode)
+	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+}

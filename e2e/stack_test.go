@@ -34,16 +34,28 @@ type stack struct {
 
 // startStack starts the services; with a policy file, the authz service enforces it.
 func startStack(t *testing.T, policyFile string) *stack {
+	return startStackKeys(t, policyFile, true)
+}
+
+// startStackKeys is startStack; without loadKeys the authz service never gets its key set (the
+// issuer's key URL points at a closed port), as during an issuer outage at start-up.
+func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 	t.Helper()
 	idp, idpSrv := devidptest.Start(t, devidp.Config{})
-	keys, err := jwks.New(jwks.Options{Issuer: idp.Issuer(), Algs: []string{"RS256"}, AllowHTTP: true})
+	opts := jwks.Options{Issuer: idp.Issuer(), Algs: []string{"RS256"}, AllowHTTP: true}
+	if !loadKeys {
+		opts.JWKSURL = "http://127.0.0.1:1/keys"
+	}
+	keys, err := jwks.New(opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go keys.Run(ctx)
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	require.NoError(t, keys.WaitLoaded(wctx))
+	if loadKeys {
+		go keys.Run(ctx)
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		require.NoError(t, keys.WaitLoaded(wctx))
+	}
 
 	v, err := authz.NewVerifier(authz.VerifierConfig{Issuers: []authz.Issuer{
 		{URL: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys},
