@@ -73,11 +73,13 @@ type Decision struct {
 	Claims *Claims
 	// Rule is the policy rule that decided.
 	Rule string
-	// DryRun is set when a rule in dry-run mode turned a denial into this allow; WouldBe is the
-	// decision it would have made.
-	DryRun  bool
+	// WouldBe is set when a rule in dry-run mode turned a denial into this allow: the decision
+	// it would have made.
 	WouldBe *Decision
 }
+
+// DryRun reports whether a dry-run rule let this request through despite a denial.
+func (d *Decision) DryRun() bool { return d.WouldBe != nil }
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
@@ -170,7 +172,7 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 		// Dry run: say what would have happened, let the request through. Only a fully valid
 		// token's identity is forwarded.
 		would := d
-		d = Decision{Outcome: Allow, Rule: rule.Name, DryRun: true, WouldBe: &would}
+		d = Decision{Outcome: Allow, Rule: rule.Name, WouldBe: &would}
 		if would.Outcome == InsufficientScope {
 			d.Claims = would.Claims
 		}
@@ -208,9 +210,6 @@ func (a *Authorizer) decideRule(ctx context.Context, r *Request, rule *Rule) Dec
 	}
 	return Decision{Outcome: Allow, Claims: claims}
 }
-
-// ErrNoCredentials is the reason for requests without a bearer token.
-var ErrNoCredentials = &Reason{"no_token", "An access token is required"}
 
 // logDecision writes one line per refusal (allows at debug). It logs identifiers from the
 // verified claims, never the token or the Authorization header.

@@ -9,7 +9,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	lru "github.com/hashicorp/golang-lru/v2"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -54,7 +53,7 @@ func NewGRPCServer(a *Authorizer) *GRPCServer {
 // response (an empty CheckResponse would allow).
 func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r, clientIdentity := requestFromCheck(req)
-	ctx, span := startSpan(ctx, s.tracer, "authz.Check", traceCarrier(req))
+	ctx, span := startSpan(ctx, s.tracer, "authz.Check", checkCarrier{req.GetAttributes().GetRequest().GetHttp()})
 	d := s.authz.Decide(ctx, r)
 	endSpan(span, &d)
 	return s.response(&d, clientIdentity), nil
@@ -73,7 +72,7 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 		resp := checkResponse(d, s.authz.Realm(), nil)
 		s.denials.Store(key, resp)
 		return resp
-	case d.Outcome == Allow && d.Claims != nil && !d.DryRun && len(clientIdentity) == 0:
+	case d.Outcome == Allow && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0:
 		if m, ok := s.allows.Get(d.Claims); ok && m.rule == d.Rule {
 			return m.resp
 		}
@@ -113,33 +112,49 @@ func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
 		visit(k, v)
 	}
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		v := hv.GetValue()
-		if raw := hv.GetRawValue(); len(raw) > 0 {
-			v = string(raw)
-		}
-		visit(hv.GetKey(), v)
+		visit(hv.GetKey(), rawOrValue(hv))
 	}
 	return r, identity
 }
 
-// traceCarrier exposes the trace headers of the original request, from whichever header form
-// Envoy used.
-func traceCarrier(req *authv3.CheckRequest) propagation.TextMapCarrier {
-	h := req.GetAttributes().GetRequest().GetHttp()
-	if hs := h.GetHeaders(); len(hs) > 0 {
-		return mapCarrier(hs)
+// rawOrValue is a header_map entry's value: encode_raw_headers puts it in raw_value.
+func rawOrValue(hv *corev3.HeaderValue) string {
+	if raw := hv.GetRawValue(); len(raw) > 0 {
+		return string(raw)
 	}
-	m := mapCarrier{}
-	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		if k := strings.ToLower(hv.GetKey()); k == "traceparent" || k == "tracestate" || k == "baggage" {
-			v := hv.GetValue()
-			if raw := hv.GetRawValue(); len(raw) > 0 {
-				v = string(raw)
-			}
-			m[k] = v
+	return hv.GetValue()
+}
+
+// checkCarrier lets a propagator read the original request's trace headers straight from the
+// CheckRequest, in whichever form Envoy sent them; nothing is copied unless a propagator asks
+// (with tracing off, none does).
+type checkCarrier struct {
+	h *authv3.AttributeContext_HttpRequest
+}
+
+func (c checkCarrier) Get(key string) string {
+	if v, ok := c.h.GetHeaders()[key]; ok {
+		return v
+	}
+	for _, hv := range c.h.GetHeaderMap().GetHeaders() {
+		if strings.EqualFold(hv.GetKey(), key) {
+			return rawOrValue(hv)
 		}
 	}
-	return m
+	return ""
+}
+
+func (checkCarrier) Set(string, string) {} // only ever extracted from
+
+func (c checkCarrier) Keys() []string {
+	var keys []string
+	for k := range c.h.GetHeaders() {
+		keys = append(keys, k)
+	}
+	for _, hv := range c.h.GetHeaderMap().GetHeaders() {
+		keys = append(keys, strings.ToLower(hv.GetKey()))
+	}
+	return keys
 }
 
 // codeFor maps outcomes to the gRPC status Envoy reads (0 allows, anything else denies).
@@ -196,7 +211,7 @@ func decisionMetadata(d *Decision) *structpb.Struct {
 	if d.Rule != "" {
 		f["rule"] = structpb.NewStringValue(d.Rule)
 	}
-	if d.DryRun {
+	if d.DryRun() {
 		f["dry_run_would_be"] = structpb.NewStringValue(d.WouldBe.Outcome.String())
 	}
 	if c := d.Claims; c != nil {

@@ -38,7 +38,7 @@ func (m *Metrics) observe(frontend string, d *Decision, elapsed time.Duration) {
 		reason = d.Reason.Code
 	}
 	decision := d.Outcome.String()
-	if d.DryRun {
+	if d.DryRun() {
 		decision = "dry_run_allow"
 		reason = d.WouldBe.Reason.Code
 	}

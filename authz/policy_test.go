@@ -196,7 +196,7 @@ func TestDryRunLogsWhatWouldBeDenied(t *testing.T) {
 	tok := e.mint(t, nil)
 	d := az.Decide(context.Background(), &Request{Path: "/m", Authorization: []string{"Bearer " + tok}})
 	assert.Equal(t, Allow, d.Outcome)
-	assert.True(t, d.DryRun)
+	assert.True(t, d.DryRun())
 	d = az.Decide(context.Background(), &Request{Path: "/other"})
 	assert.Equal(t, Allow, d.Outcome, "global dry run covers the default rule too")
 	out := logs.String()

@@ -15,6 +15,7 @@ func (r *Reason) Error() string { return r.Description }
 // The reasons a token is refused. Descriptions are short, fixed strings: they go into
 // WWW-Authenticate, so they never contain quotes or anything taken from the request.
 var (
+	ErrNoCredentials  = &Reason{"no_token", "An access token is required"}
 	ErrMalformed      = &Reason{"malformed_token", "The access token is malformed"}
 	ErrTooLarge       = &Reason{"token_too_large", "The access token is too large"}
 	ErrAlgorithm      = &Reason{"alg_not_allowed", "The signing algorithm is not allowed"}

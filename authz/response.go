@@ -65,14 +65,27 @@ func (d *Decision) UpstreamHeaders() []Header {
 // because removing one the decision also sets could drop ours, depending on the order the proxy
 // applies the two lists.
 func (d *Decision) HeadersToRemove(clientSent []string) []string {
-	up := d.UpstreamHeaders()
 	var out []string
 	for _, name := range clientSent {
-		if !slices.ContainsFunc(up, func(h Header) bool { return h.Name == name }) && !slices.Contains(out, name) {
+		if !d.setsUpstream(name) && !slices.Contains(out, name) {
 			out = append(out, name)
 		}
 	}
 	return out
+}
+
+// setsUpstream reports whether UpstreamHeaders includes the header, without building them.
+func (d *Decision) setsUpstream(name string) bool {
+	if d.Outcome != Allow || d.Claims == nil {
+		return false
+	}
+	switch name {
+	case HeaderSubject, HeaderClientID, HeaderScopes, HeaderClaims:
+		return true
+	case HeaderUserID:
+		return d.Claims.UserID != ""
+	}
+	return false
 }
 
 // ClientHeaders are the headers of a denial for the client: WWW-Authenticate on 401/403

@@ -46,16 +46,3 @@ func endSpan(span trace.Span, d *Decision) {
 	span.SetAttributes(attrs...)
 	span.End()
 }
-
-// mapCarrier reads trace headers from Envoy's lower-case header map.
-type mapCarrier map[string]string
-
-func (m mapCarrier) Get(k string) string { return m[k] }
-func (m mapCarrier) Set(k, v string)     { m[k] = v }
-func (m mapCarrier) Keys() []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return keys
-}

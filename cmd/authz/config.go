@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -261,15 +260,15 @@ func readPolicy(path string, flagIssuers []string) (*authz.Policy, []byte, error
 	if err != nil {
 		return nil, nil, err
 	}
-	sum := sha256.Sum256(data)
+	sum := digest(data)
 	p, err := authz.LoadPolicy(data, flagIssuers)
 	if err != nil {
-		return nil, sum[:], err
+		return nil, sum, err
 	}
 	if len(flagIssuers) == 0 && len(p.Issuers) == 0 {
-		return nil, sum[:], errors.New("no issuer: give --issuer or declare issuers in the policy file")
+		return nil, sum, errors.New("no issuer: give --issuer or declare issuers in the policy file")
 	}
-	return p, sum[:], nil
+	return p, sum, nil
 }
 
 // checkAddr accepts host:port with a numeric port (host may be empty).

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -79,6 +80,29 @@ func TestOktaOrgServerWarning(t *testing.T) {
 	assert.Empty(t, c.Warnings)
 }
 
+// startService runs the service with args, on loopback ports of its own, and returns its
+// listeners and a stop function that shuts it down and returns run's result.
+func startService(t *testing.T, log *slog.Logger, args ...string) (*listeners, func() error) {
+	t.Helper()
+	c, err := parseConfig(append(args, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0"), env(nil), io.Discard)
+	require.NoError(t, err)
+	ls, err := listen(c)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, c, ls, log) }()
+	return ls, func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			return errors.New("service did not stop")
+		}
+	}
+}
+
 // syncBuffer is a log sink safe for the service's goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -97,20 +121,10 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // service, /readyz answers, the log never holds the token, and shutdown is clean.
 func TestServiceEndToEnd(t *testing.T) {
 	idp, _ := devidptest.Start(t, devidp.Config{})
-	c, err := parseConfig([]string{
-		"--issuer", idp.Issuer(), "--allow-http-issuer",
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--log-level", "debug",
-	}, env(nil), io.Discard)
-	require.NoError(t, err)
-	ls, err := listen(c)
-	require.NoError(t, err)
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, c, ls, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	}()
+	ls, stop := startService(t, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		"--issuer", idp.Issuer(), "--allow-http-issuer", "--log-level", "debug")
+	ctx := context.Background()
 
 	conn, err := grpc.NewClient(ls.grpc.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
@@ -142,10 +156,12 @@ func TestServiceEndToEnd(t *testing.T) {
 	assert.Equal(t, int32(codes.Unauthenticated), check("Bearer "+tampered).GetStatus().GetCode())
 
 	// grpcurl relies on reflection.
-	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	rctx, rcancel := context.WithCancel(ctx)
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(rctx)
 	require.NoError(t, err)
 	require.NoError(t, stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}))
 	rr, err := stream.Recv()
+	rcancel() // end the stream, or graceful shutdown would wait for it
 	require.NoError(t, err)
 	var names []string
 	for _, s := range rr.GetListServicesResponse().GetService() {
@@ -191,13 +207,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
 
-	cancel()
-	select {
-	case err := <-done:
-		assert.NoError(t, err, "graceful shutdown is success")
-	case <-time.After(15 * time.Second):
-		t.Fatal("service did not stop")
-	}
+	assert.NoError(t, stop(), "graceful shutdown is success")
 	out := logs.String()
 	assert.Contains(t, out, `"decision":"invalid_token"`)
 	assert.NotContains(t, out, token, "the log must never contain a token")
@@ -216,14 +226,10 @@ func TestReadyzBeforeKeysLoad(t *testing.T) {
 	}))
 	defer hang.Close()
 	defer close(block) // runs first: lets the hanging fetch return so Close need not wait
-	c, err := parseConfig([]string{"--issuer", hang.URL + "/oauth2/default", "--allow-http-issuer",
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, env(nil), io.Discard)
-	require.NoError(t, err)
-	ls, err := listen(c)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = run(ctx, c, ls, slog.New(slog.DiscardHandler)) }()
+	issuer := hang.URL + "/oauth2/default"
+	ls, stop := startService(t, slog.New(slog.DiscardHandler), "--issuer", issuer, "--allow-http-issuer")
+	defer stop()
+	ctx := context.Background()
 
 	resp, err := http.Get("http://" + ls.admin.Addr().String() + "/readyz")
 	require.NoError(t, err)
@@ -238,7 +244,7 @@ func TestReadyzBeforeKeysLoad(t *testing.T) {
 	assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, r.GetStatus())
 
 	idp, _ := devidptest.Start(t, devidp.Config{})
-	token, err := idp.Mint(devidp.TokenRequest{ClientID: "c", Extra: map[string]any{"iss": c.Issuer}})
+	token, err := idp.Mint(devidp.TokenRequest{ClientID: "c", Extra: map[string]any{"iss": issuer}})
 	require.NoError(t, err)
 	cr, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"syscall"
 	"time"
 
@@ -51,11 +53,17 @@ func watchPolicy(ctx context.Context, c *config, az *authz.Authorizer, log *slog
 	}
 }
 
+// fileDigest is the digest of a file's content, nil when it cannot be read.
 func fileDigest(path string) []byte {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
+	return digest(data)
+}
+
+// digest is what the watcher compares to notice a change.
+func digest(data []byte) []byte {
 	sum := sha256.Sum256(data)
 	return sum[:]
 }
@@ -65,7 +73,9 @@ func fileDigest(path string) []byte {
 // of the content it read, so an unchanged broken file is not reported again and again.
 func reloadPolicy(c *config, az *authz.Authorizer, log *slog.Logger, trigger string) []byte {
 	p, digest, err := readPolicy(c.Policy, c.flagIssuerNames())
-	if err == nil && fmt.Sprint(p.Issuers) != fmt.Sprint(policyIssuers(c.PolicyRules)) {
+	if err == nil && !slices.EqualFunc(p.Issuers, policyIssuers(c.PolicyRules), func(a, b authz.IssuerSpec) bool {
+		return reflect.DeepEqual(a, b)
+	}) {
 		err = fmt.Errorf("the issuers section changed; restart the service to change issuers")
 	}
 	if err != nil {

@@ -63,35 +63,30 @@ const grpcServiceName = "envoy.service.auth.v3.Authorization"
 // authorizer on top of them. The key sets are not loaded yet: run them.
 func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*authz.Authorizer, []*jwks.Set, error) {
 	jwksMetrics := jwks.NewMetrics(reg)
-	type source struct {
-		name, url, jwksURL  string
-		audiences, clientID []string
-		algs                []string
-	}
-	var sources []source
+	// The flags' issuer is "default"; the policy file may add more, in the same shape.
+	var specs []authz.IssuerSpec
 	if c.Issuer != "" {
-		sources = append(sources, source{"default", c.Issuer, c.JWKSURL, c.Audiences, c.ClientIDs, c.Algs})
+		specs = append(specs, authz.IssuerSpec{Name: "default", Issuer: c.Issuer, JWKSURL: c.JWKSURL,
+			Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs})
 	}
-	for _, is := range policyIssuers(c.PolicyRules) {
-		sources = append(sources, source{is.Name, is.Issuer, is.JWKSURL, is.Audiences, is.ClientIDs, is.Algs})
-	}
+	specs = append(specs, policyIssuers(c.PolicyRules)...)
 	var issuers []authz.Issuer
 	var sets []*jwks.Set
-	for _, src := range sources {
+	for _, is := range specs {
 		keys, err := jwks.New(jwks.Options{
-			Issuer:    src.url,
-			JWKSURL:   src.jwksURL,
-			Algs:      src.algs,
+			Issuer:    is.Issuer,
+			JWKSURL:   is.JWKSURL,
+			Algs:      is.Algs,
 			AllowHTTP: c.AllowHTTPIssuer,
-			Logger:    log.With("issuer", src.name),
-			OnFetch:   jwksMetrics.Observe(src.name),
+			Logger:    log.With("issuer", is.Name),
+			OnFetch:   jwksMetrics.Observe(is.Name),
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("issuer %q: %w", src.name, err)
+			return nil, nil, fmt.Errorf("issuer %q: %w", is.Name, err)
 		}
 		sets = append(sets, keys)
-		issuers = append(issuers, authz.Issuer{Name: src.name, URL: src.url, Audiences: src.audiences,
-			ClientIDs: src.clientID, Algs: src.algs, Keys: keys})
+		issuers = append(issuers, authz.Issuer{Name: is.Name, URL: is.Issuer, Audiences: is.Audiences,
+			ClientIDs: is.ClientIDs, Algs: is.Algs, Keys: keys})
 	}
 	cacheSize := c.CacheSize
 	if cacheSize == 0 {

@@ -28,15 +28,10 @@ import (
 func TestMutualTLSListeners(t *testing.T) {
 	idp, _ := devidptest.Start(t, devidp.Config{})
 	pki := tlstest.New(t)
-	c, err := parseConfig([]string{"--issuer", idp.Issuer(), "--allow-http-issuer",
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--tls-cert", pki.CertFile, "--tls-key", pki.KeyFile, "--client-ca", pki.CAFile}, env(nil), io.Discard)
-	require.NoError(t, err)
-	ls, err := listen(c)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = run(ctx, c, ls, slog.New(slog.DiscardHandler)) }()
+	ls, stop := startService(t, slog.New(slog.DiscardHandler), "--issuer", idp.Issuer(), "--allow-http-issuer",
+		"--tls-cert", pki.CertFile, "--tls-key", pki.KeyFile, "--client-ca", pki.CAFile)
+	defer stop()
+	ctx := context.Background()
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + ls.admin.Addr().String() + "/readyz")
 		if err == nil {
