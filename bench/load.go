@@ -177,7 +177,7 @@ func printTable(o options, scenarios []scenario, results map[string][]measuremen
 	fP99 := median(floor, func(m measurement) float64 { return float64(m.p99) })
 	host, _ := os.Hostname()
 	fmt.Printf("\n%d cores, %s, ghz %s, %d streams on one connection, %d rounds of %s each (medians)\n\n",
-		numCPU(), host, ghzVersion, o.concurrency, o.reps, o.round)
+		runtime.NumCPU(), host, ghzVersion, o.concurrency, o.reps, o.round)
 	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor | rps × floor | p99 × floor |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, sc := range scenarios {
@@ -248,8 +248,6 @@ func memory(ctx context.Context, e *env, o options) error {
 		float64(rss)/(1<<20), strings.TrimSpace(entries), float64(rssBefore)/(1<<20))
 	return nil
 }
-
-func numCPU() int { return runtime.NumCPU() }
 
 // fetchProfile saves a CPU profile of the service taken over d.
 func fetchProfile(admin, path string, d time.Duration) error {

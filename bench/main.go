@@ -133,7 +133,6 @@ func (e *env) startIssuer() error {
 
 // server is a running server process.
 type server struct {
-	name        string
 	cmd         *exec.Cmd
 	grpc, admin string
 }
@@ -164,7 +163,7 @@ func (e *env) startAuthz(name string, extra ...string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{name: name, cmd: cmd, grpc: addrs[0], admin: addrs[2]}
+	s := &server{cmd: cmd, grpc: addrs[0], admin: addrs[2]}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + s.admin + "/readyz")
@@ -189,7 +188,7 @@ func (e *env) startNoop() (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{name: "noop", cmd: cmd, grpc: addr}
+	s := &server{cmd: cmd, grpc: addr}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("tcp", addr); err == nil {

@@ -180,10 +180,9 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 	}
 	if start {
 		// The refetch outlives the request that triggered it: other callers wait for it.
+		// (refresh bounds the fetch by FetchTimeout.)
 		go func() {
-			fctx, cancel := context.WithTimeout(context.Background(), s.opts.FetchTimeout)
-			defer cancel()
-			_ = s.refresh(fctx, TriggerUnknownKID)
+			_ = s.refresh(context.Background(), TriggerUnknownKID)
 			s.mu.Lock()
 			close(s.refetchDone)
 			s.refetchDone = nil
