@@ -2,6 +2,8 @@ package authz
 
 import (
 	"crypto/sha256"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,20 +16,53 @@ const (
 	DefaultNegativeCacheSize = 1_000
 	// negativeTTL bounds how long a refusal is remembered.
 	negativeTTL = 30 * time.Second
+	// hotSize bounds the tier of decoded claims: the tokens in use right now.
+	hotSize = 1024
+	// evictionSample is how many entries a full verified tier looks at to pick one to evict.
+	evictionSample = 8
 )
 
 // tokenCache remembers verification results by the SHA-256 of the token (the token itself is
 // never kept). Only the signature and registered-claim checks are cached: route policy is still
 // evaluated on every request.
 //
-// A positive entry lives until the token's exp plus the leeway that verification allowed, and
-// is dropped when its kid leaves the issuer's key set. A negative entry lives negativeTTL, and
-// only for refusals that time and key changes cannot undo (a bad signature, a wrong audience,
-// an expired token; never an unknown kid or keys not loaded).
+// Verified tokens live in two tiers:
+//   - verified: every verified token (up to the configured size), as its hash, expiry and key
+//     only. The map holds no pointers, so the garbage collector never scans it, and an entry
+//     costs about 80 bytes. A hit re-decodes the claims from the token in hand: its hash
+//     proves the bytes are the ones that were verified.
+//   - hot: the decoded claims of the most recently used tokens, so a token in steady use costs
+//     neither decoding nor allocation, and keeps the same *Claims (the gRPC front end memoises
+//     responses by it).
+//
+// An entry lives until the token's exp plus the leeway that verification allowed, and is
+// dropped when its kid leaves the issuer's key set. A full verified tier evicts, from a small
+// random sample, the entry that expires first. A negative entry lives negativeTTL, and only
+// for refusals that time and key changes cannot undo (a bad signature, a wrong audience, an
+// expired token; never an unknown kid or keys not loaded).
 type tokenCache struct {
-	pos          *lru.Cache[[32]byte, *cachedClaims]
-	neg          *lru.Cache[[32]byte, *cachedRefusal]
+	hot *lru.Cache[[32]byte, *cachedClaims]
+	neg *lru.Cache[[32]byte, *cachedRefusal]
+
+	mu       sync.RWMutex
+	verified map[[32]byte]verifiedToken
+	size     int
+	// keys numbers the (issuer, kid) pairs that verified a token, so entries refer to them
+	// without a pointer. It grows only with keys the issuers actually served.
+	keys     []keyRef
+	keyIndex map[keyRef]uint32
+
 	hits, misses atomic.Uint64
+}
+
+type verifiedToken struct {
+	expires int64  // exp + leeway, Unix nanoseconds
+	key     uint32 // index into tokenCache.keys
+}
+
+type keyRef struct {
+	is  *Issuer
+	kid string
 }
 
 type cachedClaims struct {
@@ -54,7 +89,7 @@ func newTokenCache(size, negSize int) (*tokenCache, error) {
 	if negSize <= 0 {
 		negSize = 1
 	}
-	pos, err := lru.New[[32]byte, *cachedClaims](size)
+	hot, err := lru.New[[32]byte, *cachedClaims](min(size, hotSize))
 	if err != nil {
 		return nil, err
 	}
@@ -62,17 +97,22 @@ func newTokenCache(size, negSize int) (*tokenCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tokenCache{pos: pos, neg: neg}, nil
+	return &tokenCache{hot: hot, neg: neg, size: size,
+		verified: make(map[[32]byte]verifiedToken), keyIndex: make(map[keyRef]uint32)}, nil
 }
 
-// lookup returns a cached result for the token hash: claims or a refusal on a hit.
-func (tc *tokenCache) lookup(h [32]byte, now time.Time) (c *Claims, hit bool, err error) {
-	if e, ok := tc.pos.Get(h); ok {
+// lookup returns a cached result for token, whose hash is h: claims or a refusal on a hit.
+func (tc *tokenCache) lookup(h [32]byte, token string, now time.Time) (c *Claims, hit bool, err error) {
+	if e, ok := tc.hot.Get(h); ok {
 		if now.Before(e.expires) && stillHasKey(e.keys, e.claims.KeyID) {
 			tc.hits.Add(1)
 			return e.claims, true, nil
 		}
-		tc.pos.Remove(h)
+		tc.hot.Remove(h)
+	}
+	if c := tc.lookupVerified(h, token, now); c != nil {
+		tc.hits.Add(1)
+		return c, true, nil
 	}
 	if e, ok := tc.neg.Get(h); ok {
 		if now.Before(e.expires) {
@@ -85,13 +125,80 @@ func (tc *tokenCache) lookup(h [32]byte, now time.Time) (c *Claims, hit bool, er
 	return nil, false, nil
 }
 
+// lookupVerified finds h in the verified tier and decodes the token's claims again.
+func (tc *tokenCache) lookupVerified(h [32]byte, token string, now time.Time) *Claims {
+	tc.mu.RLock()
+	e, ok := tc.verified[h]
+	var ref keyRef
+	if ok {
+		ref = tc.keys[e.key]
+	}
+	tc.mu.RUnlock()
+	if !ok {
+		return nil
+	}
+	if now.UnixNano() >= e.expires || !stillHasKey(ref.is.Keys, ref.kid) {
+		tc.mu.Lock()
+		delete(tc.verified, h)
+		tc.mu.Unlock()
+		return nil
+	}
+	// The token hashes to one that verified, so its payload decodes as it did then.
+	_, rest, _ := strings.Cut(token, ".")
+	p, _, _ := strings.Cut(rest, ".")
+	payload, err := b64(p)
+	if err != nil {
+		return nil
+	}
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return nil
+	}
+	c.intern(ref.is, ref.kid)
+	tc.hot.Add(h, &cachedClaims{claims: c, keys: ref.is.Keys, expires: time.Unix(0, e.expires)})
+	return c
+}
+
 func stillHasKey(keys KeySource, kid string) bool {
 	kc, ok := keys.(keyChecker)
 	return !ok || kc.HasKey(kid)
 }
 
-func (tc *tokenCache) putClaims(h [32]byte, c *Claims, keys KeySource, leeway time.Duration) {
-	tc.pos.Add(h, &cachedClaims{claims: c, keys: keys, expires: c.Expiry.Add(leeway)})
+// putClaims remembers verified claims c of the token hashed h, verified by issuer is.
+func (tc *tokenCache) putClaims(h [32]byte, c *Claims, is *Issuer, leeway time.Duration) {
+	expires := c.Expiry.Add(leeway)
+	tc.hot.Add(h, &cachedClaims{claims: c, keys: is.Keys, expires: expires})
+
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	ref := keyRef{is, c.KeyID}
+	idx, ok := tc.keyIndex[ref]
+	if !ok {
+		idx = uint32(len(tc.keys))
+		tc.keys = append(tc.keys, ref)
+		tc.keyIndex[ref] = idx
+	}
+	if _, ok := tc.verified[h]; !ok && len(tc.verified) >= tc.size {
+		tc.evictOne()
+	}
+	tc.verified[h] = verifiedToken{expires: expires.UnixNano(), key: idx}
+}
+
+// evictOne removes, of a few entries at random (Go randomises where map iteration starts),
+// the one that expires first. Called with tc.mu held.
+func (tc *tokenCache) evictOne() {
+	var victim [32]byte
+	first := int64(0)
+	n := 0
+	for h, e := range tc.verified {
+		if n == 0 || e.expires < first {
+			victim, first = h, e.expires
+		}
+		if n++; n == evictionSample {
+			break
+		}
+	}
+	delete(tc.verified, victim)
 }
 
 // putRefusal remembers refusals that stay refusals.
@@ -103,6 +210,11 @@ func (tc *tokenCache) putRefusal(h [32]byte, err error, now time.Time) {
 	}
 }
 
-func (tc *tokenCache) len() int { return tc.pos.Len() }
+// len is the number of verified tokens cached.
+func (tc *tokenCache) len() int {
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	return len(tc.verified)
+}
 
 func hashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }

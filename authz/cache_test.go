@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,6 +22,15 @@ func cachedEnv(t *testing.T, size int) (*env, *countingKeys) {
 	require.NoError(t, err)
 	e.v = v
 	return e, counting
+}
+
+// withoutHotTier shrinks the tier of decoded claims to one entry, so that verifying a second
+// token sends the first to the verified tier only.
+func withoutHotTier(t *testing.T, e *env) {
+	t.Helper()
+	hot, err := lru.New[[32]byte, *cachedClaims](1)
+	require.NoError(t, err)
+	e.v.cache.hot = hot
 }
 
 func TestCacheHitSkipsVerification(t *testing.T) {
@@ -53,14 +63,84 @@ func TestCacheDropsEntriesOfRemovedKeys(t *testing.T) {
 	tok := e.mint(t, nil)
 	_, err := e.v.Verify(context.Background(), tok)
 	require.NoError(t, err)
-	// Two rotations push the signing key out of the dev issuer's set.
+	dropSigningKey(t, e)
+	_, err = e.v.Verify(context.Background(), tok)
+	assert.Equal(t, ErrUnknownKey.Code, reasonOf(err).Code, "got %v", err)
+}
+
+// dropSigningKey rotates the dev issuer's key twice, which pushes the key that signed the
+// tokens minted so far out of its set, and reloads the set.
+func dropSigningKey(t *testing.T, e *env) {
+	t.Helper()
 	for range 2 {
 		_, err := e.idp.Rotate()
 		require.NoError(t, err)
 	}
 	require.NoError(t, e.keys.Refresh(context.Background()))
+}
+
+func TestVerifiedTierDecodesTheSameClaims(t *testing.T) {
+	e, keys := cachedEnv(t, 10)
+	withoutHotTier(t, e)
+	tok := e.mint(t, map[string]any{"uid": "00u1", "scope": "extra:scope"})
+	first, err := e.v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	_, err = e.v.Verify(context.Background(), e.mint(t, nil)) // pushes tok out of the hot tier
+	require.NoError(t, err)
+
+	again, err := e.v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	assert.Equal(t, 2, keys.n, "the third verification is a hit in the verified tier")
+	assert.NotSame(t, first, again, "decoded again from the token")
+	assert.Equal(t, first, again, "to the very claims verification produced")
+	third, err := e.v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	assert.Same(t, again, third, "and back in the hot tier")
+}
+
+func TestVerifiedTierHonoursExpiryAndKeys(t *testing.T) {
+	e, _ := cachedEnv(t, 10)
+	withoutHotTier(t, e)
+	tok := e.mint(t, nil) // exp = t0 + 1h; leeway 2m
+	_, err := e.v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	_, err = e.v.Verify(context.Background(), e.mint(t, nil))
+	require.NoError(t, err)
+
+	e.now = t0.Add(time.Hour + 2*time.Minute)
 	_, err = e.v.Verify(context.Background(), tok)
+	assert.Equal(t, ErrExpired.Code, reasonOf(err).Code, "got %v", err)
+
+	e.now = t0 // clocks do not go back, but this token was never refused
+	other := e.mint(t, map[string]any{"jti": "other"})
+	_, err = e.v.Verify(context.Background(), other)
+	require.NoError(t, err)
+	_, err = e.v.Verify(context.Background(), e.mint(t, nil))
+	require.NoError(t, err)
+	dropSigningKey(t, e)
+	_, err = e.v.Verify(context.Background(), other)
 	assert.Equal(t, ErrUnknownKey.Code, reasonOf(err).Code, "got %v", err)
+}
+
+func TestCacheEvictsWhatExpiresFirst(t *testing.T) {
+	e, _ := cachedEnv(t, 3) // smaller than the eviction sample: the choice is deterministic
+	withoutHotTier(t, e)
+	var toks []string
+	for _, exp := range []time.Duration{50 * time.Minute, 10 * time.Minute, 30 * time.Minute, 40 * time.Minute} {
+		tok := e.mint(t, map[string]any{"exp": t0.Add(exp).Unix()})
+		_, err := e.v.Verify(context.Background(), tok)
+		require.NoError(t, err)
+		toks = append(toks, tok)
+	}
+	assert.Equal(t, 3, e.v.CachedTokens())
+	e.v.cache.mu.RLock()
+	defer e.v.cache.mu.RUnlock()
+	_, kept := e.v.cache.verified[hashToken(toks[1])]
+	assert.False(t, kept, "the token expiring first was evicted")
+	for _, i := range []int{0, 2, 3} {
+		_, kept := e.v.cache.verified[hashToken(toks[i])]
+		assert.True(t, kept, "token %d", i)
+	}
 }
 
 func TestNegativeCache(t *testing.T) {

@@ -243,7 +243,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	h := hashToken(token)
 	now := v.cfg.Now()
-	if c, hit, err := v.cache.lookup(h, now); hit {
+	if c, hit, err := v.cache.lookup(h, token, now); hit {
 		return c, err
 	}
 	c, is, err := v.verify(ctx, token)
@@ -251,7 +251,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		v.cache.putRefusal(h, err, now)
 		return c, err
 	}
-	v.cache.putClaims(h, c, is.Keys, v.cfg.Leeway)
+	v.cache.putClaims(h, c, is, v.cfg.Leeway)
 	return c, nil
 }
 
