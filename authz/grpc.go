@@ -28,6 +28,9 @@ type GRPCServer struct {
 	// claims are shared with the token cache, so the pointer identifies the token). Bounded:
 	// it holds the hot set, not every cached token.
 	allows *lru.Cache[*Claims, allowMemo]
+	memoMu sync.Mutex // serialises changes to allows
+	// wire holds the encodings of the memoised responses.
+	wire *wireCodec
 }
 
 // allowMemoSize bounds the memoised allow responses (about 2 KiB each).
@@ -45,8 +48,10 @@ type denialKey struct {
 
 // NewGRPCServer returns the ext_authz service for a.
 func NewGRPCServer(a *Authorizer) *GRPCServer {
-	allows, _ := lru.New[*Claims, allowMemo](allowMemoSize) // cannot fail: the size is positive
-	return &GRPCServer{authz: a, tracer: newTracer(), allows: allows}
+	wire := newWireCodec()
+	// Cannot fail: the size is positive.
+	allows, _ := lru.NewWithEvict(allowMemoSize, func(_ *Claims, m allowMemo) { wire.forget(m.resp) })
+	return &GRPCServer{authz: a, tracer: newTracer(), allows: allows, wire: wire}
 }
 
 // Check answers Envoy. A denial is a normal response; it never returns an error or an empty
@@ -70,17 +75,36 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 			return r.(*authv3.CheckResponse)
 		}
 		resp := checkResponse(d, s.authz.Realm(), nil)
-		s.denials.Store(key, resp)
+		if prev, loaded := s.denials.LoadOrStore(key, resp); loaded {
+			return prev.(*authv3.CheckResponse)
+		}
+		s.wire.remember(resp)
 		return resp
 	case d.Outcome == Allow && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0:
 		if m, ok := s.allows.Get(d.Claims); ok && m.rule == d.Rule {
 			return m.resp
 		}
-		resp := checkResponse(d, s.authz.Realm(), nil)
-		s.allows.Add(d.Claims, allowMemo{rule: d.Rule, resp: resp})
-		return resp
+		return s.memoiseAllow(d)
 	}
 	return checkResponse(d, s.authz.Realm(), clientIdentity)
+}
+
+// memoiseAllow builds the allow response for d and memoises it with its encoding. Changes to
+// the memo are serialised so that every encoding stored leaves with its response: on eviction
+// (the LRU's callback) or on replacement under another rule (here; replacing is no eviction).
+func (s *GRPCServer) memoiseAllow(d *Decision) *authv3.CheckResponse {
+	resp := checkResponse(d, s.authz.Realm(), nil)
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
+	if m, ok := s.allows.Peek(d.Claims); ok {
+		if m.rule == d.Rule {
+			return m.resp // memoised meanwhile by another call
+		}
+		s.wire.forget(m.resp)
+	}
+	s.wire.remember(resp)
+	s.allows.Add(d.Claims, allowMemo{rule: d.Rule, resp: resp})
+	return resp
 }
 
 // requestFromCheck extracts the request from Envoy's attributes, reading headers from either

@@ -27,7 +27,11 @@ func benchGRPC(b *testing.B, srv authv3.AuthorizationServer, req *authv3.CheckRe
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if gs, ok := srv.(*GRPCServer); ok {
+		opts = append(opts, gs.ServerOption())
+	}
+	s := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(s, srv)
 	go func() { _ = s.Serve(l) }()
 	defer s.Stop()

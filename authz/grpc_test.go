@@ -30,8 +30,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 func dialCheck(t *testing.T, a *Authorizer) authv3.AuthorizationClient {
 	t.Helper()
 	l := bufconn.Listen(1 << 20)
-	s := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(s, NewGRPCServer(a))
+	srv := NewGRPCServer(a)
+	s := grpc.NewServer(srv.ServerOption())
+	authv3.RegisterAuthorizationServer(s, srv)
 	go func() { _ = s.Serve(l) }()
 	t.Cleanup(s.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",

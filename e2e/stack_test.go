@@ -72,8 +72,9 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, authz.NewGRPCServer(az))
+	check := authz.NewGRPCServer(az)
+	gs := grpc.NewServer(check.ServerOption())
+	authv3.RegisterAuthorizationServer(gs, check)
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 

@@ -136,8 +136,9 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 		opts = append(opts, grpc.Creds(credentials.NewTLS(certs.Config())))
 		ls.http = tls.NewListener(ls.http, certs.Config())
 	}
-	gs := grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(gs, authz.NewGRPCServer(az))
+	check := authz.NewGRPCServer(az)
+	gs := grpc.NewServer(append(opts, check.ServerOption())...)
+	authv3.RegisterAuthorizationServer(gs, check)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(grpcServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
