@@ -15,9 +15,12 @@ const tracerName = "github.com/platformauth/envoy-okta-authz/authz"
 
 // startSpan starts the span of one decision as a child of the caller's trace: the trace context
 // in the request's own headers (traceparent, which Envoy forwards in the CheckRequest and nginx
-// and Traefik in the subrequest), or else the one already in ctx. With tracing off (the default:
-// no SDK installed) the global tracer and propagator are no-ops and this costs next to nothing.
+// and Traefik in the subrequest), or else the one already in ctx. With tracing off (a nil
+// tracer) it does nothing and returns a nil span.
 func startSpan(ctx context.Context, tracer trace.Tracer, name string, carrier propagation.TextMapCarrier) (context.Context, trace.Span) {
+	if tracer == nil {
+		return ctx, nil
+	}
 	if carrier != nil {
 		if sc := trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(context.Background(), carrier)); sc.IsValid() {
 			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
@@ -26,12 +29,25 @@ func startSpan(ctx context.Context, tracer trace.Tracer, name string, carrier pr
 	return tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
 }
 
+// untraced is the global tracer provider as the process starts: until tracing is set up, a
+// no-op that still costs five allocations per span.
+var untraced = otel.GetTracerProvider()
+
 // newTracer takes the tracer from the global provider once, when a front end is built (after
-// tracing is set up), rather than looking it up on every request.
-func newTracer() trace.Tracer { return otel.GetTracerProvider().Tracer(tracerName) }
+// tracing is set up), rather than looking it up on every request; nil when tracing is off.
+func newTracer() trace.Tracer {
+	tp := otel.GetTracerProvider()
+	if tp == untraced {
+		return nil
+	}
+	return tp.Tracer(tracerName)
+}
 
 // endSpan records the decision on the span and ends it.
 func endSpan(span trace.Span, d *Decision) {
+	if span == nil {
+		return
+	}
 	if !span.IsRecording() {
 		span.End()
 		return
