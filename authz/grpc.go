@@ -26,7 +26,7 @@ type GRPCServer struct {
 	denials sync.Map // denialKey → *authv3.CheckResponse
 	// allows memoises the allow responses of the most recently used verified tokens (the
 	// claims are shared with the token cache, so the pointer identifies the token). Bounded:
-	// it holds the hot set, not every cached token.
+	// it holds the hot set, not every cached token. Nil when tokens are not cached.
 	allows *lru.Cache[*Claims, allowMemo]
 	memoMu sync.Mutex // serialises changes to allows
 	// wire holds the encodings of the memoised responses.
@@ -48,10 +48,13 @@ type denialKey struct {
 
 // NewGRPCServer returns the ext_authz service for a.
 func NewGRPCServer(a *Authorizer) *GRPCServer {
-	wire := newWireCodec()
-	// Cannot fail: the size is positive.
-	allows, _ := lru.NewWithEvict(allowMemoSize, func(_ *Claims, m allowMemo) { wire.forget(m.resp) })
-	return &GRPCServer{authz: a, tracer: newTracer(), allows: allows, wire: wire}
+	s := &GRPCServer{authz: a, tracer: newTracer(), wire: newWireCodec()}
+	// Without a token cache every check has claims of its own: nothing to memoise.
+	if a.verifier.cache != nil {
+		// Cannot fail: the size is positive.
+		s.allows, _ = lru.NewWithEvict(allowMemoSize, func(_ *Claims, m allowMemo) { s.wire.forget(m.resp) })
+	}
+	return s
 }
 
 // Check answers Envoy. A denial is a normal response; it never returns an error or an empty
@@ -80,7 +83,7 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 		}
 		s.wire.remember(resp)
 		return resp
-	case d.Outcome == Allow && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0:
+	case d.Outcome == Allow && s.allows != nil && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0:
 		if m, ok := s.allows.Get(d.Claims); ok && m.rule == d.Rule {
 			return m.resp
 		}

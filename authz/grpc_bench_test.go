@@ -29,7 +29,7 @@ func benchGRPC(b *testing.B, srv authv3.AuthorizationServer, req *authv3.CheckRe
 	}
 	var opts []grpc.ServerOption
 	if gs, ok := srv.(*GRPCServer); ok {
-		opts = append(opts, gs.ServerOption())
+		opts = gs.ServerOptions()
 	}
 	s := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(s, srv)

@@ -31,7 +31,7 @@ func dialCheck(t *testing.T, a *Authorizer) authv3.AuthorizationClient {
 	t.Helper()
 	l := bufconn.Listen(1 << 20)
 	srv := NewGRPCServer(a)
-	s := grpc.NewServer(srv.ServerOption())
+	s := grpc.NewServer(srv.ServerOptions()...)
 	authv3.RegisterAuthorizationServer(s, srv)
 	go func() { _ = s.Serve(l) }()
 	t.Cleanup(s.Stop)

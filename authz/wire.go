@@ -44,7 +44,15 @@ func (c *wireCodec) remember(r *authv3.CheckResponse) {
 
 func (c *wireCodec) forget(r *authv3.CheckResponse) { c.encoded.Delete(r) }
 
-// ServerOption installs the codec that sends s's reused responses pre-encoded. It applies to
-// the whole gRPC server (health, reflection), which it encodes as plain protobuf; without it
-// s works the same, only encoding every response.
-func (s *GRPCServer) ServerOption() grpc.ServerOption { return grpc.ForceServerCodecV2(s.wire) }
+// streamWorkers is how many goroutines serve streams, each reused for many checks.
+const streamWorkers = 64
+
+// ServerOptions are the gRPC server options s is fastest with; without them it works the same.
+//   - The codec sends s's reused responses pre-encoded. It applies to the whole server
+//     (health, reflection), where it encodes plain protobuf.
+//   - Stream workers: a check runs on a goroutine whose stack has already grown, instead of a
+//     fresh goroutine per stream that grows its stack again (a tenth of the CPU of a check
+//     that verifies a signature). With every worker busy, gRPC starts a goroutine as usual.
+func (s *GRPCServer) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(s.wire), grpc.NumStreamWorkers(streamWorkers)}
+}

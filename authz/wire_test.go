@@ -62,3 +62,17 @@ func TestEncodingsLeaveWithTheirResponses(t *testing.T) {
 	_, ok = s.wire.encoded.Load(replaced)
 	assert.False(t, ok)
 }
+
+func TestNoAllowsMemoisedWithoutATokenCache(t *testing.T) {
+	e := newEnv(t, nil)
+	e.v.cache = nil
+	s := NewGRPCServer(e.az)
+	req := checkRequest("/api/messages", map[string]string{"authorization": "Bearer " + e.mint(t, nil)}, false)
+	first, err := s.Check(context.Background(), req)
+	require.NoError(t, err)
+	second, err := s.Check(context.Background(), req)
+	require.NoError(t, err)
+	assert.Equal(t, int32(0), second.GetStatus().GetCode())
+	assert.NotSame(t, first, second, "every check verifies and answers afresh")
+	assert.Zero(t, encodedLen(s.wire))
+}

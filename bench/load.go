@@ -69,20 +69,26 @@ func load(ctx context.Context, e *env, o options) error {
 		return err
 	}
 	defer noop.stop()
+	tuned, err := e.startNoop("--workers", "64")
+	if err != nil {
+		return err
+	}
+	defer tuned.stop()
 	cached, err := e.startAuthz("authz", "--pprof")
 	if err != nil {
 		return err
 	}
 	defer cached.stop()
-	uncached, err := e.startAuthz("authz --cache-size 0", "--cache-size", "0")
+	uncached, err := e.startAuthz("authz --cache-size 0", "--cache-size", "0", "--pprof")
 	if err != nil {
 		return err
 	}
 	defer uncached.stop()
-	servers := map[string]*server{"noop": noop, "authz": cached, "uncached": uncached}
+	servers := map[string]*server{"noop": noop, "noop-workers": tuned, "authz": cached, "uncached": uncached}
 
 	scenarios := []scenario{
 		{"floor", "noop", "hot", "no-op Check server (same gRPC stack)"},
+		{"floor-workers", "noop-workers", "hot", "the floor with the service's 64 stream workers (for reference)"},
 		{"hot", "authz", "hot", "one valid token, repeated (cache hit)"},
 		{"cold", "uncached", "cold", fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct)},
 		{"invalid", "authz", "invalid", "one token with a bad signature, repeated"},
@@ -105,7 +111,7 @@ func load(ctx context.Context, e *env, o options) error {
 				return err
 			}
 			var profiled chan error
-			if o.profile != "" && rep == 0 && sc.name == "hot" {
+			if o.profile != "" && rep == 0 && sc.name == o.profileScenario {
 				profiled = make(chan error, 1)
 				go func() { profiled <- fetchProfile(srv.admin, o.profile, o.round-time.Second) }()
 			}
@@ -114,7 +120,7 @@ func load(ctx context.Context, e *env, o options) error {
 				if err := <-profiled; err != nil {
 					return fmt.Errorf("profile: %w", err)
 				}
-				fmt.Fprintf(os.Stderr, "CPU profile of the hot round written to %s (go tool pprof -top %s)\n", o.profile, o.profile)
+				fmt.Fprintf(os.Stderr, "CPU profile of the %s round written to %s (go tool pprof -top %s)\n", sc.name, o.profile, o.profile)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
@@ -125,7 +131,7 @@ func load(ctx context.Context, e *env, o options) error {
 			}
 			m := measurement{rps: r.RPS, p50: r.percentile(50), p99: r.percentile(99), cpuPerOp: (after - before) / time.Duration(r.Count)}
 			results[sc.name] = append(results[sc.name], m)
-			fmt.Fprintf(os.Stderr, "rep %d %-8s %8.0f rps  p50 %-10s p99 %-10s cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp)
+			fmt.Fprintf(os.Stderr, "rep %d %-13s %8.0f rps  p50 %-10s p99 %-10s cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp)
 		}
 	}
 

@@ -46,7 +46,8 @@ func main() {
 	flag.IntVar(&o.memTokens, "mem-tokens", 100_000, "distinct tokens cached for the memory figure (0 skips)")
 	flag.DurationVar(&o.soak, "soak", 0, "run the soak test for this long instead of the load rounds")
 	flag.IntVar(&o.soakRate, "soak-rate", 400, "requests per second in the soak test")
-	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the authz service during the first hot round to this file")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the authz service during the first round of -profile-scenario to this file")
+	flag.StringVar(&o.profileScenario, "profile-scenario", "hot", "the scenario -profile profiles: hot, cold, invalid or none")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -60,7 +61,7 @@ type options struct {
 	memTokens                   int
 	soak                        time.Duration
 	soakRate                    int
-	profile                     string
+	profile, profileScenario    string
 }
 
 // env is everything a run needs: binaries, the dev issuer, a work directory.
@@ -179,12 +180,12 @@ func (e *env) startAuthz(name string, extra ...string) (*server, error) {
 	return nil, fmt.Errorf("%s did not become ready", name)
 }
 
-func (e *env) startNoop() (*server, error) {
+func (e *env) startNoop(args ...string) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.noop, "--addr", addr)
+	cmd := exec.Command(e.noop, append([]string{"--addr", addr}, args...)...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

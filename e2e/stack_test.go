@@ -73,7 +73,7 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	check := authz.NewGRPCServer(az)
-	gs := grpc.NewServer(check.ServerOption())
+	gs := grpc.NewServer(check.ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs, check)
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)

@@ -31,12 +31,17 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	workers := flag.Uint("workers", 0, "gRPC stream workers (0: a goroutine per stream, gRPC's default)")
 	flag.Parse()
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	s := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if *workers > 0 {
+		opts = append(opts, grpc.NumStreamWorkers(uint32(*workers)))
+	}
+	s := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(s, noop{})
 	reflection.Register(s)
 	log.Printf("noop listening on %s", l.Addr())
