@@ -31,6 +31,8 @@ type measurement struct {
 	rps      float64
 	p50, p99 time.Duration
 	cpuPerOp time.Duration
+	// clientPerOp is ghz's CPU time per call.
+	clientPerOp time.Duration
 }
 
 func load(ctx context.Context, e *env, o options) error {
@@ -129,9 +131,10 @@ func load(ctx context.Context, e *env, o options) error {
 			if err != nil {
 				return err
 			}
-			m := measurement{rps: r.RPS, p50: r.percentile(50), p99: r.percentile(99), cpuPerOp: (after - before) / time.Duration(r.Count)}
+			m := measurement{rps: r.RPS, p50: r.percentile(50), p99: r.percentile(99), cpuPerOp: (after - before) / time.Duration(r.Count),
+				clientPerOp: r.clientCPU / time.Duration(r.Count)}
 			results[sc.name] = append(results[sc.name], m)
-			fmt.Fprintf(os.Stderr, "rep %d %-13s %8.0f rps  p50 %-10s p99 %-10s cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp)
+			fmt.Fprintf(os.Stderr, "rep %d %-13s %8.0f rps  p50 %-10s p99 %-10s cpu/op %-10s client cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp, m.clientPerOp)
 		}
 	}
 
@@ -184,16 +187,17 @@ func printTable(o options, scenarios []scenario, results map[string][]measuremen
 	host, _ := os.Hostname()
 	fmt.Printf("\n%d cores, %s, ghz %s, %d streams on one connection, %d rounds of %s each (medians)\n\n",
 		runtime.NumCPU(), host, ghzVersion, o.concurrency, o.reps, o.round)
-	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor | rps × floor | p99 × floor |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor | rps × floor | p99 × floor | ghz CPU/check |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, sc := range scenarios {
 		ms := results[sc.name]
 		cpu := median(ms, func(m measurement) float64 { return float64(m.cpuPerOp) })
 		rps := median(ms, func(m measurement) float64 { return m.rps })
 		p50 := median(ms, func(m measurement) float64 { return float64(m.p50) })
 		p99 := median(ms, func(m measurement) float64 { return float64(m.p99) })
-		fmt.Printf("| %s: %s | %.0f | %s | %s | %s | %.2f | %.2f | %.2f |\n", sc.name, sc.what, rps,
-			round(p50), round(p99), round(cpu), cpu/fCPU, rps/fRPS, p99/fP99)
+		client := median(ms, func(m measurement) float64 { return float64(m.clientPerOp) })
+		fmt.Printf("| %s: %s | %.0f | %s | %s | %s | %.2f | %.2f | %.2f | %s |\n", sc.name, sc.what, rps,
+			round(p50), round(p99), round(cpu), cpu/fCPU, rps/fRPS, p99/fP99, round(client))
 	}
 	fmt.Println()
 }

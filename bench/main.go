@@ -280,6 +280,9 @@ type ghzResult struct {
 		Percentage int           `json:"percentage"`
 		Latency    time.Duration `json:"latency"`
 	} `json:"latencyDistribution"`
+	// clientCPU is ghz's own CPU time for the round: it shares the cores with the server, so
+	// what the client spends per call bounds the requests per second too.
+	clientCPU time.Duration
 }
 
 func (r *ghzResult) percentile(p int) time.Duration {
@@ -306,6 +309,7 @@ func (e *env) ghzRound(addr, payload string, o options) (*ghzResult, error) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		return nil, fmt.Errorf("ghz report: %w", err)
 	}
+	r.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	// Calls in flight when the round's time is up end as Unavailable or Canceled; anything
 	// beyond those is a real failure.
 	if failed := r.Count - r.StatusCodeDist["OK"]; failed > int64(2*o.concurrency) {
