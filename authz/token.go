@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unique"
@@ -400,8 +401,12 @@ func stringOrList(raw json.RawMessage, split bool) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
+	errShape := errors.New("want a string or an array of strings")
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, errShape
+		}
 		if split {
 			return strings.Fields(s), nil
 		}
@@ -409,7 +414,7 @@ func stringOrList(raw json.RawMessage, split bool) ([]string, error) {
 	}
 	var list []string
 	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, errors.New("want a string or an array of strings")
+		return nil, errShape
 	}
 	return list, nil
 }
@@ -419,8 +424,12 @@ func numericDate(raw json.RawMessage) (time.Time, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return time.Time{}, nil
 	}
-	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil {
+	// raw is one valid JSON value (the payload decoded): a number when it starts like one.
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		return time.Time{}, errors.New("want a number")
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
 		return time.Time{}, errors.New("want a number")
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1<<40 {
