@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -190,7 +191,7 @@ func printTable(o options, scenarios []scenario, results map[string][]measuremen
 	host, _ := os.Hostname()
 	fmt.Printf("\n%d cores, %s, ghz %s, %d streams on one connection, %d rounds of %s each (medians)\n\n",
 		runtime.NumCPU(), host, ghzVersion, o.concurrency, o.reps, o.round)
-	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor | rps × floor | p99 × floor | ghz CPU/check |")
+	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor (range over rounds) | rps × floor | p99 × floor | ghz CPU/check |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, sc := range scenarios {
 		ms := results[sc.name]
@@ -199,8 +200,15 @@ func printTable(o options, scenarios []scenario, results map[string][]measuremen
 		p50 := median(ms, func(m measurement) float64 { return float64(m.p50) })
 		p99 := median(ms, func(m measurement) float64 { return float64(m.p99) })
 		client := median(ms, func(m measurement) float64 { return float64(m.clientPerOp) })
-		fmt.Printf("| %s: %s | %.0f | %s | %s | %s | %.2f | %.2f | %.2f | %s |\n", sc.name, sc.what, rps,
-			round(p50), round(p99), round(cpu), cpu/fCPU, rps/fRPS, p99/fP99, round(client))
+		// The machine's speed drifts between rounds: the spread of each round's ratio to the
+		// floor's round just before it shows how far to trust the ratio of the medians.
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for i, m := range ms {
+			r := float64(m.cpuPerOp) / float64(floor[i].cpuPerOp)
+			lo, hi = min(lo, r), max(hi, r)
+		}
+		fmt.Printf("| %s: %s | %.0f | %s | %s | %s | %.2f (%.2f–%.2f) | %.2f | %.2f | %s |\n", sc.name, sc.what, rps,
+			round(p50), round(p99), round(cpu), cpu/fCPU, lo, hi, rps/fRPS, p99/fP99, round(client))
 	}
 	fmt.Println()
 }
