@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -100,8 +99,9 @@ func load(ctx context.Context, e *env, o options) error {
 		{"invalid", "authz", "invalid", "one token with a bad signature, repeated"},
 		{"none", "authz", "none", "no Authorization header"},
 	}
-	results := map[string][]measurement{}
-	// Warm up every server once, then alternate the scenarios rep by rep.
+	// Warm up every server once. Then, rep by rep, each scenario's round directly follows a
+	// round of the floor, and its ratios are taken against that round: the machine's speed
+	// drifts between rounds far more than within a pair.
 	warm := o
 	warm.round = time.Second
 	for _, sc := range scenarios {
@@ -109,40 +109,54 @@ func load(ctx context.Context, e *env, o options) error {
 			return err
 		}
 	}
+	measure := func(sc scenario, rep int) (measurement, error) {
+		srv := servers[sc.server]
+		before, err := srv.cpuTime()
+		if err != nil {
+			return measurement{}, err
+		}
+		var profiled chan error
+		if o.profile != "" && rep == 0 && sc.name == o.profileScenario {
+			profiled = make(chan error, 1)
+			go func() { profiled <- fetchProfile(srv.admin, o.profile, o.round-time.Second) }()
+		}
+		r, err := e.ghzRound(srv.grpc, filepath.Join(e.dir, sc.payload+".bin"), o)
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				return measurement{}, fmt.Errorf("profile: %w", err)
+			}
+			fmt.Fprintf(os.Stderr, "CPU profile of the %s round written to %s (go tool pprof -top %s)\n", sc.name, o.profile, o.profile)
+		}
+		if err != nil {
+			return measurement{}, fmt.Errorf("%s: %w", sc.name, err)
+		}
+		after, err := srv.cpuTime()
+		if err != nil {
+			return measurement{}, err
+		}
+		m := measurement{rps: r.RPS, p50: r.percentile(50), p99: r.percentile(99), cpuPerOp: (after - before) / time.Duration(r.Count),
+			clientPerOp: r.clientCPU / time.Duration(r.Count)}
+		fmt.Fprintf(os.Stderr, "rep %d %-14s %8.0f rps  p50 %-10s p99 %-10s cpu/op %-10s client cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp, m.clientPerOp)
+		return m, nil
+	}
+	results := map[string][]pair{}
+	var floors []measurement
 	for rep := range o.reps {
-		for _, sc := range scenarios {
-			srv := servers[sc.server]
-			before, err := srv.cpuTime()
+		for _, sc := range scenarios[1:] {
+			f, err := measure(scenarios[0], rep)
 			if err != nil {
 				return err
 			}
-			var profiled chan error
-			if o.profile != "" && rep == 0 && sc.name == o.profileScenario {
-				profiled = make(chan error, 1)
-				go func() { profiled <- fetchProfile(srv.admin, o.profile, o.round-time.Second) }()
-			}
-			r, err := e.ghzRound(srv.grpc, filepath.Join(e.dir, sc.payload+".bin"), o)
-			if profiled != nil {
-				if err := <-profiled; err != nil {
-					return fmt.Errorf("profile: %w", err)
-				}
-				fmt.Fprintf(os.Stderr, "CPU profile of the %s round written to %s (go tool pprof -top %s)\n", sc.name, o.profile, o.profile)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", sc.name, err)
-			}
-			after, err := srv.cpuTime()
+			m, err := measure(sc, rep)
 			if err != nil {
 				return err
 			}
-			m := measurement{rps: r.RPS, p50: r.percentile(50), p99: r.percentile(99), cpuPerOp: (after - before) / time.Duration(r.Count),
-				clientPerOp: r.clientCPU / time.Duration(r.Count)}
-			results[sc.name] = append(results[sc.name], m)
-			fmt.Fprintf(os.Stderr, "rep %d %-14s %8.0f rps  p50 %-10s p99 %-10s cpu/op %-10s client cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp, m.clientPerOp)
+			floors = append(floors, f)
+			results[sc.name] = append(results[sc.name], pair{floor: f, m: m})
 		}
 	}
 
-	printTable(o, scenarios, results)
+	printTable(o, scenarios, floors, results)
 	if o.memTokens > 0 {
 		return memory(ctx, e, o)
 	}
@@ -179,36 +193,46 @@ func median(ms []measurement, f func(measurement) float64) float64 {
 	for i, m := range ms {
 		vs[i] = f(m)
 	}
+	return medianOf(vs)
+}
+
+func medianOf(vs []float64) float64 {
+	vs = slices.Clone(vs)
 	slices.Sort(vs)
 	return vs[len(vs)/2]
 }
 
-func printTable(o options, scenarios []scenario, results map[string][]measurement) {
-	floor := results["floor"]
-	fCPU := median(floor, func(m measurement) float64 { return float64(m.cpuPerOp) })
-	fRPS := median(floor, func(m measurement) float64 { return m.rps })
-	fP99 := median(floor, func(m measurement) float64 { return float64(m.p99) })
+// pair is a scenario's round and the floor's round just before it.
+type pair struct{ floor, m measurement }
+
+func printTable(o options, scenarios []scenario, floors []measurement, results map[string][]pair) {
 	host, _ := os.Hostname()
-	fmt.Printf("\n%d cores, %s, ghz %s, %d streams on one connection, %d rounds of %s each (medians)\n\n",
+	fmt.Printf("\n%d cores, %s, ghz %s, %d streams on one connection, %d rounds of %s each, each after a round of the floor (medians)\n\n",
 		runtime.NumCPU(), host, ghzVersion, o.concurrency, o.reps, o.round)
 	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor (range over rounds) | rps × floor | p99 × floor | ghz CPU/check |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, sc := range scenarios {
-		ms := results[sc.name]
-		cpu := median(ms, func(m measurement) float64 { return float64(m.cpuPerOp) })
-		rps := median(ms, func(m measurement) float64 { return m.rps })
-		p50 := median(ms, func(m measurement) float64 { return float64(m.p50) })
-		p99 := median(ms, func(m measurement) float64 { return float64(m.p99) })
-		client := median(ms, func(m measurement) float64 { return float64(m.clientPerOp) })
-		// The machine's speed drifts between rounds: the spread of each round's ratio to the
-		// floor's round just before it shows how far to trust the ratio of the medians.
-		lo, hi := math.Inf(1), math.Inf(-1)
-		for i, m := range ms {
-			r := float64(m.cpuPerOp) / float64(floor[i].cpuPerOp)
-			lo, hi = min(lo, r), max(hi, r)
+	row := func(sc scenario, ms []measurement, cpuRatio, rpsRatio, p99Ratio []float64) {
+		med := func(f func(measurement) float64) float64 { return median(ms, f) }
+		fmt.Printf("| %s: %s | %.0f | %s | %s | %s | %.2f (%.2f–%.2f) | %.2f | %.2f | %s |\n", sc.name, sc.what,
+			med(func(m measurement) float64 { return m.rps }),
+			round(med(func(m measurement) float64 { return float64(m.p50) })),
+			round(med(func(m measurement) float64 { return float64(m.p99) })),
+			round(med(func(m measurement) float64 { return float64(m.cpuPerOp) })),
+			medianOf(cpuRatio), slices.Min(cpuRatio), slices.Max(cpuRatio), medianOf(rpsRatio), medianOf(p99Ratio),
+			round(med(func(m measurement) float64 { return float64(m.clientPerOp) })))
+	}
+	ones := []float64{1}
+	row(scenarios[0], floors, ones, ones, ones)
+	for _, sc := range scenarios[1:] {
+		var ms []measurement
+		var cpu, rps, p99 []float64
+		for _, p := range results[sc.name] {
+			ms = append(ms, p.m)
+			cpu = append(cpu, float64(p.m.cpuPerOp)/float64(p.floor.cpuPerOp))
+			rps = append(rps, p.m.rps/p.floor.rps)
+			p99 = append(p99, float64(p.m.p99)/float64(p.floor.p99))
 		}
-		fmt.Printf("| %s: %s | %.0f | %s | %s | %s | %.2f (%.2f–%.2f) | %.2f | %.2f | %s |\n", sc.name, sc.what, rps,
-			round(p50), round(p99), round(cpu), cpu/fCPU, lo, hi, rps/fRPS, p99/fP99, round(client))
+		row(sc, ms, cpu, rps, p99)
 	}
 	fmt.Println()
 }

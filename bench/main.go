@@ -43,8 +43,8 @@ const streamWorkers = 64
 
 func main() {
 	var o options
-	flag.DurationVar(&o.round, "round", 5*time.Second, "duration of one load round")
-	flag.IntVar(&o.reps, "reps", 3, "times each scenario runs (rounds alternate)")
+	flag.DurationVar(&o.round, "round", 3*time.Second, "duration of one load round")
+	flag.IntVar(&o.reps, "reps", 5, "times each scenario runs, each time right after a round of the floor")
 	flag.IntVar(&o.concurrency, "c", 50, "concurrent streams (ghz -c)")
 	flag.IntVar(&o.distinct, "distinct", 2000, "distinct tokens in the cold round")
 	flag.IntVar(&o.memTokens, "mem-tokens", 100_000, "distinct tokens cached for the memory figure (0 skips)")
