@@ -17,6 +17,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
 )
@@ -89,11 +90,22 @@ func load(ctx context.Context, e *env, o options) error {
 		return err
 	}
 	defer uncached.stop()
-	servers := map[string]*server{"noop": noop, "noop-defaults": plain, "authz": cached, "uncached": uncached}
+	// The same no-op, answering with the service's own hot allow response.
+	allow, err := e.captureResponse(ctx, cached, hot[0])
+	if err != nil {
+		return err
+	}
+	shaped, err := e.startNoop("--workers", fmt.Sprint(streamWorkers), "--response", allow)
+	if err != nil {
+		return err
+	}
+	defer shaped.stop()
+	servers := map[string]*server{"noop": noop, "noop-defaults": plain, "noop-shaped": shaped, "authz": cached, "uncached": uncached}
 
 	scenarios := []scenario{
 		{"floor", "noop", "hot", fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers)", streamWorkers)},
 		{"floor-defaults", "noop-defaults", "hot", "the no-op with gRPC's default server options (reference)"},
+		{"floor-shaped", "noop-shaped", "hot", "the no-op answering with the service's hot allow response, pre-encoded (reference)"},
 		{"hot", "authz", "hot", "one valid token, repeated (cache hit)"},
 		{"cold", "uncached", "cold", fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct)},
 		{"invalid", "authz", "invalid", "one token with a bad signature, repeated"},
@@ -161,6 +173,28 @@ func load(ctx context.Context, e *env, o options) error {
 		return memory(ctx, e, o)
 	}
 	return nil
+}
+
+// captureResponse asks srv once with token and saves its encoded response to a file.
+func (e *env) captureResponse(ctx context.Context, srv *server, token string) (string, error) {
+	conn, err := grpc.NewClient(srv.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, checkRequest("Bearer "+token))
+	if err != nil {
+		return "", err
+	}
+	if resp.GetStatus().GetCode() != 0 {
+		return "", fmt.Errorf("the hot token was refused: %v", resp.GetStatus())
+	}
+	wire, err := proto.Marshal(resp)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(e.dir, "allow-response.bin")
+	return path, os.WriteFile(path, wire, 0o600)
 }
 
 // mint returns n distinct tokens from the dev issuer, signed in parallel.
