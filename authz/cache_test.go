@@ -2,6 +2,8 @@ package authz
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,6 +143,35 @@ func TestCacheEvictsWhatExpiresFirst(t *testing.T) {
 		_, kept := e.v.cache.verified[hashToken(toks[i])]
 		assert.True(t, kept, "token %d", i)
 	}
+}
+
+// TestCacheUnderConcurrentChurn: more tokens than either tier holds, verified from many
+// goroutines, so entries are evicted and re-decoded while others read them.
+func TestCacheUnderConcurrentChurn(t *testing.T) {
+	e := newEnv(t, nil) // its key source is safe for concurrent use; countingKeys is not
+	cache, err := newTokenCache(8, 8)
+	require.NoError(t, err)
+	cache.hot, err = lru.New[[32]byte, *cachedClaims](3)
+	require.NoError(t, err)
+	e.v.cache = cache
+	toks := make([]string, 20)
+	for i := range toks {
+		toks[i] = e.mint(t, map[string]any{"sub": fmt.Sprintf("user-%d", i)})
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for n := range 200 {
+				i := (w*7 + n*3) % len(toks)
+				c, err := e.v.Verify(context.Background(), toks[i])
+				if !assert.NoError(t, err) || !assert.Equal(t, fmt.Sprintf("user-%d", i), c.Subject) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, e.v.CachedTokens(), 8)
 }
 
 func TestNegativeCache(t *testing.T) {
