@@ -37,10 +37,11 @@ const (
 //     responses by it).
 //
 // An entry lives until the token's exp plus the leeway that verification allowed, and is
-// dropped when its kid leaves the issuer's key set. A full verified tier evicts, from a small
-// random sample, the entry that expires first. A negative entry lives negativeTTL, and only
-// for refusals that time and key changes cannot undo (a bad signature, a wrong audience, an
-// expired token; never an unknown kid or keys not loaded).
+// never used once its kid has left the issuer's key set: a hit on it deletes it, and a full
+// verified tier evicts, from a small random sample, an entry of a removed key or else the one
+// that expires first. A negative entry lives negativeTTL, and only for refusals that time and
+// key changes cannot undo (a bad signature, a wrong audience, an expired token; never an
+// unknown kid or keys not loaded).
 type tokenCache struct {
 	hot *lru.Cache[[32]byte, *cachedClaims]
 	neg *lru.Cache[[32]byte, *cachedRefusal]
@@ -186,12 +187,17 @@ func (tc *tokenCache) putClaims(h [32]byte, c *Claims, is *Issuer, leeway time.D
 }
 
 // evictOne removes, of a few entries at random (Go randomises where map iteration starts),
-// the one that expires first. Called with tc.mu held.
+// one whose key has left the issuer's set, or else the one that expires first (expired ones
+// included). Called with tc.mu held.
 func (tc *tokenCache) evictOne() {
 	var victim [32]byte
 	first := int64(0)
 	n := 0
 	for h, e := range tc.verified {
+		if ref := tc.keys[e.key]; !stillHasKey(ref.is.Keys, ref.kid) {
+			victim = h
+			break
+		}
 		if n == 0 || e.expires < first {
 			victim, first = h, e.expires
 		}

@@ -145,6 +145,27 @@ func TestCacheEvictsWhatExpiresFirst(t *testing.T) {
 	}
 }
 
+func TestCacheEvictsEntriesOfRemovedKeysFirst(t *testing.T) {
+	e, _ := cachedEnv(t, 2)
+	withoutHotTier(t, e)
+	old := e.mint(t, map[string]any{"exp": t0.Add(50 * time.Minute).Unix()})
+	_, err := e.v.Verify(context.Background(), old)
+	require.NoError(t, err)
+	dropSigningKey(t, e)
+	soon := e.mint(t, map[string]any{"exp": t0.Add(10 * time.Minute).Unix()})
+	later := e.mint(t, map[string]any{"exp": t0.Add(40 * time.Minute).Unix()})
+	for _, tok := range []string{soon, later} {
+		_, err := e.v.Verify(context.Background(), tok)
+		require.NoError(t, err)
+	}
+	e.v.cache.mu.RLock()
+	defer e.v.cache.mu.RUnlock()
+	_, kept := e.v.cache.verified[hashToken(old)]
+	assert.False(t, kept, "the entry whose key is gone made room, though it expires last")
+	_, kept = e.v.cache.verified[hashToken(soon)]
+	assert.True(t, kept)
+}
+
 // TestCacheUnderConcurrentChurn: more tokens than either tier holds, verified from many
 // goroutines, so entries are evicted and re-decoded while others read them.
 func TestCacheUnderConcurrentChurn(t *testing.T) {
