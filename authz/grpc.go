@@ -207,9 +207,10 @@ func checkResponse(d *Decision, realm string, clientIdentity []string) *authv3.C
 		}}
 		return resp
 	}
+	upstream := d.UpstreamHeaders()
 	ok := &authv3.OkHttpResponse{
-		Headers:         headerOptions(d.UpstreamHeaders()),
-		HeadersToRemove: d.HeadersToRemove(clientIdentity),
+		Headers:         headerOptions(upstream),
+		HeadersToRemove: headersToRemove(upstream, clientIdentity),
 	}
 	resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: ok}
 	return resp

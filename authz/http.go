@@ -38,10 +38,11 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	endSpan(span, &d)
 	h := w.Header()
 	if d.Outcome == Allow {
-		for _, u := range d.UpstreamHeaders() {
+		upstream := d.UpstreamHeaders()
+		for _, u := range upstream {
 			h.Set(u.Name, u.Value)
 		}
-		if rm := d.HeadersToRemove(clientIdentity); len(rm) > 0 {
+		if rm := headersToRemove(upstream, clientIdentity); len(rm) > 0 {
 			h.Set(envoyHeadersToRemove, strings.Join(rm, ","))
 		}
 		h.Set("Cache-Control", "no-store")

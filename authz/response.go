@@ -60,32 +60,19 @@ func (d *Decision) UpstreamHeaders() []Header {
 	)
 }
 
-// HeadersToRemove returns the client-sent identity headers (lower-case names) that an allowed
-// request must lose: those the decision does not overwrite. Headers it overwrites are left out,
-// because removing one the decision also sets could drop ours, depending on the order the proxy
-// applies the two lists.
-func (d *Decision) HeadersToRemove(clientSent []string) []string {
+// headersToRemove returns the client-sent identity headers (lower-case names) that an allowed
+// request must lose: those not among the upstream headers the decision sets. Headers it
+// overwrites are left out, because removing one the decision also sets could drop ours,
+// depending on the order the proxy applies the two lists.
+func headersToRemove(upstream []Header, clientSent []string) []string {
 	var out []string
 	for _, name := range clientSent {
-		if !d.setsUpstream(name) && !slices.Contains(out, name) {
+		overwritten := slices.ContainsFunc(upstream, func(h Header) bool { return h.Name == name })
+		if !overwritten && !slices.Contains(out, name) {
 			out = append(out, name)
 		}
 	}
 	return out
-}
-
-// setsUpstream reports whether UpstreamHeaders includes the header, without building them.
-func (d *Decision) setsUpstream(name string) bool {
-	if d.Outcome != Allow || d.Claims == nil {
-		return false
-	}
-	switch name {
-	case HeaderSubject, HeaderClientID, HeaderScopes, HeaderClaims:
-		return true
-	case HeaderUserID:
-		return d.Claims.UserID != ""
-	}
-	return false
 }
 
 // ClientHeaders are the headers of a denial for the client: WWW-Authenticate on 401/403

@@ -209,9 +209,8 @@ func parseCompact(token string) (hdr jwsHeader, signingInput, payload, sig []byt
 	if len(token) > MaxTokenBytes {
 		return hdr, nil, nil, nil, ErrTooLarge
 	}
-	h, rest, ok1 := strings.Cut(token, ".")
-	p, s, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || h == "" || p == "" || s == "" || strings.Contains(s, ".") {
+	h, p, s, ok := splitCompact(token)
+	if !ok {
 		return hdr, nil, nil, nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	hb, err := b64(h)
@@ -228,6 +227,14 @@ func parseCompact(token string) (hdr jwsHeader, signingInput, payload, sig []byt
 		return hdr, nil, nil, nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
 	}
 	return hdr, []byte(token[:len(h)+1+len(p)]), payload, sig, nil
+}
+
+// splitCompact splits a compact JWS into its three non-empty, still encoded parts.
+func splitCompact(token string) (header, payload, sig string, ok bool) {
+	header, rest, ok1 := strings.Cut(token, ".")
+	payload, sig, ok2 := strings.Cut(rest, ".")
+	ok = ok1 && ok2 && header != "" && payload != "" && sig != "" && !strings.Contains(sig, ".")
+	return header, payload, sig, ok
 }
 
 var rawURL = base64.RawURLEncoding.Strict()

@@ -44,8 +44,9 @@ func (c *wireCodec) remember(r *authv3.CheckResponse) {
 
 func (c *wireCodec) forget(r *authv3.CheckResponse) { c.encoded.Delete(r) }
 
-// streamWorkers is how many goroutines serve streams, each reused for many checks.
-const streamWorkers = 64
+// StreamWorkers is how many goroutines serve gRPC streams in ServerOptions, each reused for many
+// checks.
+const StreamWorkers = 64
 
 // ServerOptions are the gRPC server options s is fastest with; without them it works the same.
 //   - The codec sends s's reused responses pre-encoded. It applies to the whole server
@@ -54,5 +55,5 @@ const streamWorkers = 64
 //     fresh goroutine per stream that grows its stack again (a tenth of the CPU of a check
 //     that verifies a signature). With every worker busy, gRPC starts a goroutine as usual.
 func (s *GRPCServer) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ForceServerCodecV2(s.wire), grpc.NumStreamWorkers(streamWorkers)}
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(s.wire), grpc.NumStreamWorkers(StreamWorkers)}
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 )
 
@@ -70,7 +71,7 @@ func load(ctx context.Context, e *env, o options) error {
 	// The floor runs with the gRPC server options the service runs with (stream workers), so
 	// the ratios measure the service's own work; the same no-op with gRPC's defaults is shown
 	// for reference.
-	noop, err := e.startNoop("--workers", fmt.Sprint(streamWorkers))
+	noop, err := e.startNoop("--workers", fmt.Sprint(authz.StreamWorkers))
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func load(ctx context.Context, e *env, o options) error {
 	if err != nil {
 		return err
 	}
-	shaped, err := e.startNoop("--workers", fmt.Sprint(streamWorkers), "--response", allow)
+	shaped, err := e.startNoop("--workers", fmt.Sprint(authz.StreamWorkers), "--response", allow)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func load(ctx context.Context, e *env, o options) error {
 	servers := map[string]*server{"noop": noop, "noop-defaults": plain, "noop-shaped": shaped, "authz": cached, "uncached": uncached}
 
 	scenarios := []scenario{
-		{"floor", "noop", "hot", fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers)", streamWorkers)},
+		{"floor", "noop", "hot", fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers)", authz.StreamWorkers)},
 		{"floor-defaults", "noop-defaults", "hot", "the no-op with gRPC's default server options (reference)"},
 		{"floor-shaped", "noop-shaped", "hot", "the no-op answering with the service's hot allow response, pre-encoded (reference)"},
 		{"hot", "authz", "hot", "one valid token, repeated (cache hit)"},

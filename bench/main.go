@@ -37,10 +37,6 @@ import (
 // ghzVersion is pinned so runs compare.
 const ghzVersion = "v0.120.0"
 
-// streamWorkers is the gRPC stream workers the service runs with (authz.GRPCServer's
-// ServerOptions); the floor gets as many.
-const streamWorkers = 64
-
 func main() {
 	var o options
 	flag.DurationVar(&o.round, "round", 3*time.Second, "duration of one load round")
