@@ -8,26 +8,33 @@ import (
 var errNoBearer = errors.New("no bearer credentials")
 
 // bearerToken extracts the one bearer token from the Authorization header values (RFC 6750
-// §2.1). No header, or only another scheme (Basic, …), is errNoBearer: the client sent no
-// usable credentials. A Bearer header that is empty, repeated, or holds more than one token68
-// value is malformed. The scheme name is case-insensitive. Tokens in the query string or body
-// are never read.
+// §2.1). No header, or another scheme (Basic, …), is errNoBearer: the client sent no usable
+// credentials. More than one set of credentials — two headers, or two joined into one value
+// as Envoy's headers map joins repeated headers — is ErrMultipleCredentials: the request is
+// malformed, whatever the schemes. A Bearer header that is empty or holds more than one
+// token68 value is malformed. The scheme name is case-insensitive. Tokens in the query string
+// or body are never read.
 func bearerToken(values []string) (string, error) {
-	var token string
-	found := 0
-	for _, v := range values {
-		scheme, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
-		if !strings.EqualFold(scheme, "bearer") {
-			continue
+	var v string
+	n := 0
+	for _, val := range values {
+		if c := credentialsIn(val); c > 0 {
+			n += c
+			v = val
 		}
-		found++
-		token = strings.TrimLeft(rest, " ")
 	}
 	switch {
-	case found == 0:
+	case n == 0:
 		return "", errNoBearer
-	case found > 1:
-		return "", errors.New("more than one Authorization: Bearer header")
+	case n > 1:
+		return "", ErrMultipleCredentials
+	}
+	scheme, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
+	if !strings.EqualFold(scheme, "bearer") {
+		return "", errNoBearer
+	}
+	token := strings.TrimLeft(rest, " ")
+	switch {
 	case token == "":
 		return "", errors.New("empty bearer token")
 	case len(token) > MaxTokenBytes:
@@ -37,6 +44,45 @@ func bearerToken(values []string) (string, error) {
 	}
 	return token, nil
 }
+
+// credentialsIn counts the sets of credentials in one Authorization value: 0 for a blank
+// value, otherwise one plus every comma followed by another "scheme SP credentials" pair.
+// No single set of credentials holds that: token68 has no comma, and auth-params after a
+// comma are name=value.
+func credentialsIn(v string) int {
+	if strings.TrimSpace(v) == "" {
+		return 0
+	}
+	n := 1
+	for rest := v; ; {
+		i := strings.IndexByte(rest, ',')
+		if i < 0 {
+			return n
+		}
+		rest = rest[i+1:]
+		if startsWithScheme(strings.TrimLeft(rest, " \t")) {
+			n++
+		}
+	}
+}
+
+// startsWithScheme reports whether s starts with an auth-scheme (an RFC 9110 token) and a space.
+func startsWithScheme(s string) bool {
+	i := 0
+	for i < len(s) && tokenChar[s[i]] {
+		i++
+	}
+	return i > 0 && i < len(s) && s[i] == ' '
+}
+
+// tokenChar marks RFC 9110 tchar.
+var tokenChar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+	}
+	return t
+}()
 
 // isToken68 reports whether s matches RFC 7235's token68: 1*( ALPHA / DIGIT / "-" / "." / "_" /
 // "~" / "+" / "/" ) *"=". This rejects spaces and commas, so a header Envoy joined from two

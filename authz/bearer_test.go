@@ -10,23 +10,29 @@ import (
 
 func TestBearerToken(t *testing.T) {
 	tests := []struct {
-		name    string
-		values  []string
-		want    string
-		noCreds bool
-		wantErr bool
+		name     string
+		values   []string
+		want     string
+		noCreds  bool
+		multiple bool
+		wantErr  bool
 	}{
 		{name: "none", noCreds: true},
 		{name: "basic only", values: []string{"Basic dXNlcjpwYXNz"}, noCreds: true},
 		{name: "bearer", values: []string{"Bearer abc.def.ghi"}, want: "abc.def.ghi"},
 		{name: "scheme case-insensitive", values: []string{"bEaReR abc.def.ghi"}, want: "abc.def.ghi"},
 		{name: "extra spaces", values: []string{"  Bearer   abc.def.ghi  "}, want: "abc.def.ghi"},
-		{name: "basic and bearer", values: []string{"Basic x", "Bearer abc"}, want: "abc"},
+		{name: "basic and bearer", values: []string{"Basic x", "Bearer abc"}, multiple: true},
+		{name: "basic and bearer joined by envoy", values: []string{"Basic x,Bearer abc"}, multiple: true},
+		{name: "two bearer headers", values: []string{"Bearer abc", "Bearer abc"}, multiple: true},
+		{name: "joined by envoy", values: []string{"Bearer abc,Bearer def"}, multiple: true},
+		{name: "joined with a space", values: []string{"Bearer abc, DPoP def"}, multiple: true},
+		{name: "blank second header", values: []string{"Bearer abc", " "}, want: "abc"},
+		{name: "digest auth-params are one set", values: []string{`Digest username="a", realm="b"`}, noCreds: true},
+		{name: "trailing comma", values: []string{"Bearer abc,"}, wantErr: true},
 		{name: "empty token", values: []string{"Bearer "}, wantErr: true},
 		{name: "scheme only", values: []string{"Bearer"}, wantErr: true},
 		{name: "two tokens in one header", values: []string{"Bearer abc def"}, wantErr: true},
-		{name: "two bearer headers", values: []string{"Bearer abc", "Bearer abc"}, wantErr: true},
-		{name: "joined by envoy", values: []string{"Bearer abc,Bearer def"}, wantErr: true},
 		{name: "padding allowed at end", values: []string{"Bearer abc=="}, want: "abc=="},
 		{name: "padding in the middle", values: []string{"Bearer ab=c"}, wantErr: true},
 		{name: "control character", values: []string{"Bearer abc\x00"}, wantErr: true},
@@ -38,6 +44,8 @@ func TestBearerToken(t *testing.T) {
 			switch {
 			case tt.noCreds:
 				assert.ErrorIs(t, err, errNoBearer)
+			case tt.multiple:
+				assert.ErrorIs(t, err, ErrMultipleCredentials)
 			case tt.wantErr:
 				assert.Error(t, err)
 				assert.NotErrorIs(t, err, errNoBearer)

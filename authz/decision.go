@@ -7,9 +7,12 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
 // Outcome is the kind of a decision; each maps to one HTTP status and one gRPC code.
@@ -19,6 +22,9 @@ type Outcome int
 const (
 	// Unavailable: the service cannot verify tokens yet (no key set loaded). 503.
 	Unavailable Outcome = iota
+	// InvalidRequest: the request cannot be judged as the upstream would read it (an ambiguous
+	// path, two Authorization headers, the proxy's request headers missing). 400.
+	InvalidRequest
 	// NoCredentials: no bearer token at all. 401 without an error code (RFC 6750 §3.1).
 	NoCredentials
 	// InvalidToken: the token is malformed, forged, expired or not for this API. 401.
@@ -39,6 +45,8 @@ func (o Outcome) String() string {
 		return "invalid_token"
 	case InsufficientScope:
 		return "insufficient_scope"
+	case InvalidRequest:
+		return "invalid_request"
 	default:
 		return "unavailable"
 	}
@@ -48,7 +56,7 @@ func (o Outcome) String() string {
 type Request struct {
 	Method string
 	Host   string
-	Path   string // request target as received, query string included
+	Path   string // request target as received, query string included; canonicalised by Decide
 	// Authorization holds every value of the Authorization header (normally one).
 	Authorization []string
 	// ContextExtensions are Envoy's per-route check_settings (gRPC only).
@@ -56,6 +64,10 @@ type Request struct {
 	RequestID         string
 	// Frontend names the front end that asked ("grpc", "http"), for metrics and logs.
 	Frontend string
+	// Invalid is set by a front end that could not read the request as its proxy sends it;
+	// Decide refuses such a request (InvalidRequest), InvalidDetail says why in the log.
+	Invalid       *Reason
+	InvalidDetail string
 }
 
 // Decision is the answer for one request. Front ends turn it into their wire format through the
@@ -73,6 +85,8 @@ type Decision struct {
 	Claims *Claims
 	// Rule is the policy rule that decided.
 	Rule string
+	// Path is the canonical request path the rules judged (empty when the path was refused).
+	Path string
 	// WouldBe is set when a rule in dry-run mode turned a denial into this allow: the decision
 	// it would have made.
 	WouldBe *Decision
@@ -163,12 +177,82 @@ func (a *Authorizer) Decide(ctx context.Context, r *Request) Decision {
 	return d
 }
 
+// decide refuses a request it cannot judge as the upstream would read it, verifies the token
+// once, then judges the request by the rule of every reading of it — each way a common upstream
+// may read its method and path (reqpath) — and returns the first refusal, or else the allow of
+// the canonical reading. A request is allowed only if every rule it could be served under
+// allows it.
 func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
+	if r.Invalid != nil {
+		return Decision{Outcome: InvalidRequest, Reason: r.Invalid, Detail: r.InvalidDetail}
+	}
+	path, err := reqpath.Parse(r.Path)
+	if err != nil {
+		return Decision{Outcome: InvalidRequest, Reason: pathReason(err), Detail: err.Error()}
+	}
+	cred := a.credential(ctx, r.Authorization)
+	if cred.err == ErrMultipleCredentials {
+		return Decision{Outcome: InvalidRequest, Reason: ErrMultipleCredentials, Path: path.Canonical}
+	}
+
 	pol := a.policy.Load()
-	rule := pol.match(r)
-	d := a.decideRule(ctx, r, rule)
+	var (
+		decided  Decision
+		judged   [2 * reqpath.MaxReadings]*Rule
+		nJudged  int
+		severity = -1
+	)
+	pol.eachReading(r, path, func(_ string, _ reqpath.Reading, rule *Rule) {
+		if slices.Contains(judged[:nJudged], rule) {
+			return
+		}
+		judged[nJudged] = rule
+		nJudged++
+		d := decideRule(rule, pol.DryRun, &cred)
+		// Refusals first, then dry-run allows (so their would-be is logged), then allows;
+		// among equals the earliest reading (the canonical one first).
+		if s := d.severity(); s > severity {
+			decided, severity = d, s
+		}
+	})
+	decided.Path = path.Canonical
+	return decided
+}
+
+// credential is the request's bearer token, verified once for all the rules that judge it.
+type credential struct {
+	err    error // errNoBearer, a malformed header, or the verification's error
+	claims *Claims
+	parsed bool // a bearer token was found and verified (err is then the verification's)
+}
+
+func (a *Authorizer) credential(ctx context.Context, authorization []string) credential {
+	token, err := bearerToken(authorization)
+	if err != nil {
+		return credential{err: err}
+	}
+	claims, err := a.verifier.Verify(ctx, token)
+	return credential{err: err, claims: claims, parsed: true}
+}
+
+// severity orders decisions for decide: a refusal over a dry-run allow over an allow.
+func (d *Decision) severity() int {
+	switch {
+	case d.Outcome != Allow:
+		return 2
+	case d.WouldBe != nil:
+		return 1
+	}
+	return 0
+}
+
+// decideRule is the decision of one rule on a request's credential: the token, its
+// verification, then the rule's requirements; in dry run a refusal becomes an allow that
+// remembers it.
+func decideRule(rule *Rule, dryRun bool, cred *credential) Decision {
+	d := judge(rule, cred)
 	d.Rule = rule.Name
-	if d.Outcome != Allow && (rule.DryRun || pol.DryRun) {
+	if d.Outcome != Allow && (rule.DryRun || dryRun) {
 		// Dry run: say what would have happened, let the request through. Only a fully valid
 		// token's identity is forwarded.
 		would := d
@@ -180,35 +264,31 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	return d
 }
 
-// decideRule is the decision for one rule: token, verification, then the rule's requirements.
-func (a *Authorizer) decideRule(ctx context.Context, r *Request, rule *Rule) Decision {
-	token, err := bearerToken(r.Authorization)
-	if err != nil {
-		if rule.Public {
-			return Decision{Outcome: Allow}
-		}
-		if err == errNoBearer {
-			return Decision{Outcome: NoCredentials, Reason: ErrNoCredentials}
-		}
+func judge(rule *Rule, cred *credential) Decision {
+	err := cred.err
+	switch {
+	case err == nil:
+	case rule.Public && cred.parsed:
+		// An invalid token on a public route is ignored: no identity, no denial.
+		return Decision{Outcome: Allow, Detail: "ignored invalid token: " + err.Error()}
+	case rule.Public:
+		return Decision{Outcome: Allow}
+	case err == errNoBearer:
+		return Decision{Outcome: NoCredentials, Reason: ErrNoCredentials}
+	case !cred.parsed:
 		return Decision{Outcome: InvalidToken, Reason: reasonOf(err), Detail: err.Error()}
-	}
-	claims, err := a.verifier.Verify(ctx, token)
-	if err != nil {
-		if rule.Public {
-			// An invalid token on a public route is ignored: no identity, no denial.
-			return Decision{Outcome: Allow, Detail: "ignored invalid token: " + err.Error()}
-		}
+	default:
 		reason := reasonOf(err)
 		outcome := InvalidToken
 		if reason == ErrKeysNotLoaded {
 			outcome = Unavailable
 		}
-		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: claims}
+		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: cred.claims}
 	}
-	if reason, scope, detail := rule.check(claims); reason != nil {
-		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: claims}
+	if reason, scope, detail := rule.check(cred.claims); reason != nil {
+		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: cred.claims}
 	}
-	return Decision{Outcome: Allow, Claims: claims}
+	return Decision{Outcome: Allow, Claims: cred.claims}
 }
 
 // logDecision writes one line per refusal (allows at debug). It logs identifiers from the
@@ -233,6 +313,9 @@ func (a *Authorizer) logDecision(r *Request, d *Decision, elapsed time.Duration)
 		slog.String("method", r.Method),
 		slog.String("host", r.Host),
 		slog.String("path", pathOnly(r.Path)),
+	}
+	if d.Path != "" && d.Path != pathOnly(r.Path) {
+		attrs = append(attrs, slog.String("canonical_path", d.Path))
 	}
 	if r.RequestID != "" {
 		attrs = append(attrs, slog.String("request_id", r.RequestID))

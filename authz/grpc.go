@@ -184,18 +184,25 @@ func (c checkCarrier) Keys() []string {
 	return keys
 }
 
-// codeFor maps outcomes to the gRPC status Envoy reads (0 allows, anything else denies).
-var codeFor = map[Outcome]codes.Code{
-	Allow:             codes.OK,
-	NoCredentials:     codes.Unauthenticated,
-	InvalidToken:      codes.Unauthenticated,
-	InsufficientScope: codes.PermissionDenied,
-	Unavailable:       codes.Unavailable,
+// codeFor maps outcomes to the gRPC status Envoy reads (0 allows, anything else denies). Only
+// Allow is OK: an outcome this switch does not know denies.
+func codeFor(o Outcome) codes.Code {
+	switch o {
+	case Allow:
+		return codes.OK
+	case NoCredentials, InvalidToken:
+		return codes.Unauthenticated
+	case InvalidRequest:
+		return codes.InvalidArgument
+	case Unavailable:
+		return codes.Unavailable
+	}
+	return codes.PermissionDenied
 }
 
 func checkResponse(d *Decision, realm string, clientIdentity []string) *authv3.CheckResponse {
 	resp := &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(codeFor[d.Outcome])},
+		Status:          &rpcstatus.Status{Code: int32(codeFor(d.Outcome))},
 		DynamicMetadata: decisionMetadata(d),
 	}
 	if d.Outcome != Allow {

@@ -148,8 +148,9 @@ func TestCheckEmptyRequestIsDenied(t *testing.T) {
 	client := dialCheck(t, e.az)
 	resp, err := client.Check(context.Background(), &authv3.CheckRequest{})
 	require.NoError(t, err)
-	assert.Equal(t, int32(codes.Unauthenticated), resp.GetStatus().GetCode())
-	assert.NotNil(t, resp.GetDeniedResponse())
+	// No path: no rule can judge it.
+	assert.Equal(t, int32(codes.InvalidArgument), resp.GetStatus().GetCode())
+	assert.Equal(t, int32(400), int32(resp.GetDeniedResponse().GetStatus().GetCode()))
 }
 
 func TestCheckUnavailableBeforeKeysLoad(t *testing.T) {
@@ -176,7 +177,9 @@ func TestResponseGolden(t *testing.T) {
 	require.NoError(t, err)
 	token := e.mint(t, map[string]any{"jti": "AT.golden", "iss": "ISSUER", "uid": "00u-user"})
 	// The dev issuer's URL has a random port: pin iss so the golden claims are stable.
-	e.v.byIssuer["ISSUER"] = e.v.byIssuer[e.idp.Issuer()]
+	pinned := *e.v.byIssuer[e.idp.Issuer()]
+	pinned.URL, pinned.Keys = "ISSUER", identifiedAs{pinned.Keys, "ISSUER"}
+	e.v.byIssuer["ISSUER"] = &pinned
 	cases := map[string]struct {
 		az      *Authorizer
 		headers map[string]string
@@ -207,6 +210,14 @@ func TestResponseGolden(t *testing.T) {
 		})
 	}
 }
+
+// identifiedAs is a key source whose issuer metadata declares id.
+type identifiedAs struct {
+	KeySource
+	id string
+}
+
+func (k identifiedAs) IssuerID() string { return k.id }
 
 func headerValue(hs []*corev3.HeaderValueOption, name string) string {
 	for _, h := range hs {

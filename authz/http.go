@@ -1,7 +1,9 @@
 package authz
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -13,19 +15,51 @@ import (
 // http.Request → Request, Decision → status, headers and body.
 //
 // Allow is 200 with the identity headers on the response (for Envoy's allowed_upstream_headers
-// and nginx's auth_request_set); a denial is 401/403 with WWW-Authenticate and a JSON body; 503
-// with Retry-After while no key set is loaded.
+// and nginx's auth_request_set); a denial is 400/401/403 with WWW-Authenticate and a JSON body;
+// 503 with Retry-After while no key set is loaded.
 type HTTPServer struct {
 	authz  *Authorizer
 	tracer trace.Tracer
-	// pathPrefix is stripped from the request path in Envoy http_service mode, where Envoy
+	opts   HTTPOptions
+}
+
+// RequestSource names the proxy whose headers tell the HTTP decision API which request to
+// judge. The source is configured, not guessed from whatever headers a request carries: a
+// client can add headers that some proxies pass on.
+type RequestSource string
+
+// The request sources.
+const (
+	// SourceNginx: X-Original-URI, X-Original-Method and X-Original-Host (deploy/nginx).
+	SourceNginx RequestSource = "nginx"
+	// SourceTraefik: X-Forwarded-Uri, X-Forwarded-Method and X-Forwarded-Host (forwardAuth).
+	SourceTraefik RequestSource = "traefik"
+	// SourceEnvoy: the request's own method, path (after PathPrefix) and Host (http_service).
+	SourceEnvoy RequestSource = "envoy"
+	// SourceAuto: nginx's or Traefik's, when exactly one of the two sets is present; Envoy's
+	// when neither is and a PathPrefix is set; otherwise the request is refused.
+	SourceAuto RequestSource = "auto"
+)
+
+// RequestSources lists the valid sources.
+var RequestSources = []RequestSource{SourceAuto, SourceNginx, SourceTraefik, SourceEnvoy}
+
+// HTTPOptions configure the HTTP decision API.
+type HTTPOptions struct {
+	// PathPrefix is stripped from the request path in Envoy http_service mode, where Envoy
 	// prepends its path_prefix to the client's path.
-	pathPrefix string
+	PathPrefix string
+	// Source says which headers name the request to judge (default SourceAuto).
+	Source RequestSource
 }
 
 // NewHTTPServer returns the HTTP decision API for a.
-func NewHTTPServer(a *Authorizer, pathPrefix string) *HTTPServer {
-	return &HTTPServer{authz: a, tracer: newTracer(), pathPrefix: strings.TrimSuffix(pathPrefix, "/")}
+func NewHTTPServer(a *Authorizer, opts HTTPOptions) *HTTPServer {
+	opts.PathPrefix = strings.TrimSuffix(opts.PathPrefix, "/")
+	if opts.Source == "" {
+		opts.Source = SourceAuto
+	}
+	return &HTTPServer{authz: a, tracer: newTracer(), opts: opts}
 }
 
 // envoyHeadersToRemove asks Envoy's HTTP ext_authz filter to remove upstream request headers.
@@ -56,33 +90,73 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(d.Body())
 }
 
-// requestFromHTTP recognises the three request shapes:
-//   - nginx auth_request: X-Original-URI (and X-Original-Method), set in nginx.conf;
-//   - Traefik ForwardAuth: X-Forwarded-Method, -Proto, -Host, -Uri;
-//   - Envoy http_service: the client's method and path (after path_prefix), with Host.
-//
-// These headers are trusted because only the proxy can reach this listener; see the README.
+// The headers each proxy sets to name the request it asks about.
+var (
+	nginxHeaders   = []string{"X-Original-Uri", "X-Original-Method", "X-Original-Host"}
+	traefikHeaders = []string{"X-Forwarded-Uri", "X-Forwarded-Method"}
+)
+
+// requestFromHTTP reads the request to judge from the headers of the configured proxy. A
+// request that carries another proxy's set too, or lacks its own, is marked invalid (and
+// refused by Decide), never judged by a fallback. It also returns the names of client-sent
+// identity headers, which must not reach the upstream.
 func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, []string) {
 	r := &Request{
 		Frontend:      "http",
-		Method:        req.Method,
-		Host:          req.Host,
-		Path:          req.URL.RequestURI(),
 		Authorization: req.Header.Values("Authorization"),
 		RequestID:     req.Header.Get("X-Request-Id"),
 	}
-	switch {
-	case req.Header.Get("X-Original-URI") != "":
-		r.Path = req.Header.Get("X-Original-URI")
-		r.Method = firstNonEmpty(req.Header.Get("X-Original-Method"), r.Method)
-		r.Host = firstNonEmpty(req.Header.Get("X-Original-Host"), r.Host)
-	case req.Header.Get("X-Forwarded-Uri") != "":
-		r.Path = req.Header.Get("X-Forwarded-Uri")
-		r.Method = firstNonEmpty(req.Header.Get("X-Forwarded-Method"), r.Method)
-		r.Host = firstNonEmpty(req.Header.Get("X-Forwarded-Host"), r.Host)
-	case s.pathPrefix != "":
-		if rest, ok := strings.CutPrefix(r.Path, s.pathPrefix); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
-			r.Path = "/" + strings.TrimPrefix(rest, "/")
+	h := req.Header
+	hasNginx := slices.ContainsFunc(nginxHeaders, func(k string) bool { return len(h.Values(k)) > 0 })
+	hasTraefik := slices.ContainsFunc(traefikHeaders, func(k string) bool { return len(h.Values(k)) > 0 })
+	invalid := func(format string, a ...any) {
+		r.Invalid, r.InvalidDetail = ErrRequestSource, fmt.Sprintf(format, a...)
+	}
+	src := s.opts.Source
+	if src == SourceAuto {
+		switch {
+		case hasNginx && hasTraefik:
+			invalid("both nginx's (X-Original-*) and Traefik's (X-Forwarded-Uri, -Method) request headers are present")
+		case hasNginx:
+			src = SourceNginx
+		case hasTraefik:
+			src = SourceTraefik
+		case s.opts.PathPrefix != "":
+			src = SourceEnvoy
+		default:
+			invalid("no request headers of nginx (X-Original-URI) or Traefik (X-Forwarded-Uri), and no --http-path-prefix for Envoy's http_service")
+		}
+	}
+	var err error
+	switch src {
+	case SourceNginx:
+		if hasTraefik {
+			invalid("Traefik's X-Forwarded-Uri or -Method present, but the request source is nginx")
+			break
+		}
+		if r.Path, r.Method, r.Host, err = one(h, nginxHeaders[0], nginxHeaders[1], nginxHeaders[2]); err != nil {
+			invalid("nginx request headers: %v", err)
+		}
+	case SourceTraefik:
+		if hasNginx {
+			invalid("nginx's X-Original-* present, but the request source is Traefik")
+			break
+		}
+		if r.Path, r.Method, r.Host, err = one(h, traefikHeaders[0], traefikHeaders[1], "X-Forwarded-Host"); err != nil {
+			invalid("Traefik request headers: %v", err)
+		}
+	case SourceEnvoy:
+		if hasNginx || hasTraefik {
+			invalid("X-Original-* or X-Forwarded-Uri/-Method present, but the request source is Envoy")
+			break
+		}
+		r.Method, r.Host, r.Path = req.Method, req.Host, req.RequestURI
+		if p := s.opts.PathPrefix; p != "" {
+			rest, ok := strings.CutPrefix(r.Path, p)
+			if !ok || !strings.HasPrefix(rest, "/") {
+				invalid("the path does not start with the http path prefix %s", p)
+			}
+			r.Path = rest
 		}
 	}
 	var identity []string
@@ -94,9 +168,18 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, []string) {
 	return r, identity
 }
 
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
+// one returns the values of the three headers, each of which must be present exactly once.
+func one(h http.Header, uri, method, host string) (string, string, string, error) {
+	var out [3]string
+	for i, k := range []string{uri, method, host} {
+		switch vs := h.Values(k); {
+		case len(vs) == 0 || vs[0] == "":
+			return "", "", "", fmt.Errorf("%s is missing", k)
+		case len(vs) > 1:
+			return "", "", "", fmt.Errorf("%s is repeated", k)
+		default:
+			out[i] = vs[0]
+		}
 	}
-	return b
+	return out[0], out[1], out[2], nil
 }

@@ -11,53 +11,95 @@ import (
 )
 
 func TestHTTPRequestShapes(t *testing.T) {
+	nginx := map[string]string{"X-Original-URI": "/api/messages?x=1", "X-Original-Method": "PUT", "X-Original-Host": "api.example"}
+	traefik := map[string]string{"X-Forwarded-Method": "PATCH", "X-Forwarded-Proto": "https",
+		"X-Forwarded-Host": "api.example", "X-Forwarded-Uri": "/secure"}
+	merge := func(ms ...map[string]string) map[string]string {
+		out := map[string]string{}
+		for _, m := range ms {
+			for k, v := range m {
+				out[k] = v
+			}
+		}
+		return out
+	}
 	tests := []struct {
 		name       string
-		prefix     string
+		opts       HTTPOptions
 		method     string
 		target     string
 		headers    map[string]string
 		wantMethod string
 		wantHost   string
 		wantPath   string
+		wantBad    string // a substring of the reason the request is refused
 	}{
 		{
-			name: "envoy http_service", prefix: "/authz", method: "POST", target: "/authz/api/messages?page=2",
-			headers:    map[string]string{"Host": "api.example"},
+			name: "envoy http_service", opts: HTTPOptions{PathPrefix: "/authz"}, method: "POST", target: "/authz/api/messages?page=2",
 			wantMethod: "POST", wantHost: "api.example", wantPath: "/api/messages?page=2",
 		},
 		{
-			name: "envoy http_service without prefix", method: "DELETE", target: "/secure",
-			wantMethod: "DELETE", wantHost: "authz:9002", wantPath: "/secure",
+			name: "envoy keeps the raw target", opts: HTTPOptions{PathPrefix: "/authz"}, method: "GET", target: "/authz/api/%6Dessages",
+			wantMethod: "GET", wantHost: "api.example", wantPath: "/api/%6Dessages",
 		},
 		{
-			name: "envoy prefix is not a partial segment", prefix: "/authz", method: "GET", target: "/authzfoo",
-			wantMethod: "GET", wantHost: "authz:9002", wantPath: "/authzfoo",
+			name: "envoy http_service without prefix", opts: HTTPOptions{Source: SourceEnvoy}, method: "DELETE", target: "/secure",
+			wantMethod: "DELETE", wantHost: "api.example", wantPath: "/secure",
 		},
 		{
-			name: "nginx auth_request", method: "GET", target: "/auth",
-			headers:    map[string]string{"X-Original-URI": "/api/messages?x=1", "X-Original-Method": "PUT", "X-Original-Host": "api.example"},
+			name: "envoy prefix is not a partial segment", opts: HTTPOptions{PathPrefix: "/authz"}, method: "GET", target: "/authzfoo",
+			wantBad: "does not start with the http path prefix",
+		},
+		{
+			name: "envoy: a client's X-Original-URI is refused", opts: HTTPOptions{Source: SourceEnvoy}, method: "GET", target: "/secure",
+			headers: map[string]string{"X-Original-URI": "/healthz"}, wantBad: "source is Envoy",
+		},
+		{
+			name: "nginx auth_request", method: "GET", target: "/auth", headers: nginx,
 			wantMethod: "PUT", wantHost: "api.example", wantPath: "/api/messages?x=1",
 		},
 		{
-			name: "traefik forwardauth", method: "GET", target: "/",
-			headers: map[string]string{"X-Forwarded-Method": "PATCH", "X-Forwarded-Proto": "https",
-				"X-Forwarded-Host": "api.example", "X-Forwarded-Uri": "/secure"},
+			name: "nginx, configured", opts: HTTPOptions{Source: SourceNginx}, method: "GET", target: "/auth", headers: nginx,
+			wantMethod: "PUT", wantHost: "api.example", wantPath: "/api/messages?x=1",
+		},
+		{
+			name: "nginx without X-Original-Host", opts: HTTPOptions{Source: SourceNginx}, method: "GET", target: "/auth",
+			headers: map[string]string{"X-Original-URI": "/x", "X-Original-Method": "GET"}, wantBad: "X-Original-Host is missing",
+		},
+		{
+			name: "nginx: Traefik's headers too", opts: HTTPOptions{Source: SourceNginx}, method: "GET", target: "/auth",
+			headers: merge(nginx, map[string]string{"X-Forwarded-Uri": "/healthz"}), wantBad: "source is nginx",
+		},
+		{
+			name: "traefik forwardauth", method: "GET", target: "/", headers: traefik,
 			wantMethod: "PATCH", wantHost: "api.example", wantPath: "/secure",
+		},
+		{
+			name: "traefik: a client's X-Original-URI is refused", opts: HTTPOptions{Source: SourceTraefik}, method: "GET", target: "/",
+			headers: merge(traefik, map[string]string{"X-Original-URI": "/healthz"}), wantBad: "source is Traefik",
+		},
+		{
+			name: "auto: both sets", method: "GET", target: "/", headers: merge(nginx, traefik), wantBad: "both nginx's",
+		},
+		{
+			name: "auto: neither set, no prefix", method: "GET", target: "/api/messages", wantBad: "no request headers",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := httptest.NewRequest(tt.method, "http://authz:9002"+tt.target, nil)
+			req := httptest.NewRequest(tt.method, tt.target, nil)
+			req.Host = "api.example"
 			for k, v := range tt.headers {
-				if k == "Host" {
-					req.Host = v
-					continue
-				}
 				req.Header.Set(k, v)
 			}
 			req.Header.Set("Authorization", "Bearer abc")
-			r, _ := NewHTTPServer(nil, tt.prefix).requestFromHTTP(req)
+			r, _ := NewHTTPServer(nil, tt.opts).requestFromHTTP(req)
+			if tt.wantBad != "" {
+				assert.Equal(t, ErrRequestSource, r.Invalid)
+				assert.Contains(t, r.InvalidDetail, tt.wantBad)
+				return
+			}
+			assert.Nil(t, r.Invalid, r.InvalidDetail)
 			assert.Equal(t, tt.wantMethod, r.Method)
 			assert.Equal(t, tt.wantHost, r.Host)
 			assert.Equal(t, tt.wantPath, r.Path)
@@ -66,9 +108,20 @@ func TestHTTPRequestShapes(t *testing.T) {
 	}
 }
 
+func TestHTTPRepeatedOriginalURIIsRefused(t *testing.T) {
+	req := httptest.NewRequest("GET", "/auth", nil)
+	req.Header.Add("X-Original-URI", "/healthz")
+	req.Header.Add("X-Original-URI", "/api/messages")
+	req.Header.Set("X-Original-Method", "GET")
+	req.Header.Set("X-Original-Host", "api")
+	r, _ := NewHTTPServer(nil, HTTPOptions{}).requestFromHTTP(req)
+	assert.Equal(t, ErrRequestSource, r.Invalid)
+	assert.Contains(t, r.InvalidDetail, "repeated")
+}
+
 func TestHTTPDecisions(t *testing.T) {
 	e := newEnv(t, nil)
-	srv := httptest.NewServer(NewHTTPServer(e.az, ""))
+	srv := httptest.NewServer(NewHTTPServer(e.az, HTTPOptions{Source: SourceEnvoy}))
 	defer srv.Close()
 	do := func(headers map[string]string) *http.Response {
 		req, err := http.NewRequest("GET", srv.URL+"/api/messages", nil)

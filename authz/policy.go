@@ -3,11 +3,11 @@ package authz
 import (
 	"encoding/json"
 	"fmt"
-	"path"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
 // Policy is a parsed, validated route policy: rules matched first-match-wins, and a default
@@ -19,6 +19,12 @@ type Policy struct {
 	DryRun bool
 	// Issuers are the extra trusted issuers the file declares (fixed at start-up).
 	Issuers []IssuerSpec
+	// Paths says how the upstream may read a path besides its canonical form; a request must
+	// satisfy the rule of every reading (see Authorizer.decide).
+	Paths reqpath.Options
+	// HeadAsGet: some rule names methods, so a HEAD is also judged as the GET it runs upstream
+	// (Go's ServeMux and Express serve HEAD with the GET handler).
+	HeadAsGet bool
 }
 
 // defaultPolicy is the behaviour without a policy file: every route needs a valid token.
@@ -32,6 +38,9 @@ type IssuerSpec struct {
 	ClientIDs []string `yaml:"client_ids"`
 	JWKSURL   string   `yaml:"jwks_url"`
 	Algs      []string `yaml:"algs"`
+	// RequireATJWT demands the RFC 9068 header typ "at+jwt" (issuers that follow RFC 9068;
+	// Okta's access tokens carry no typ).
+	RequireATJWT bool `yaml:"require_at_jwt"`
 }
 
 // Rule says which requests it covers and what they need.
@@ -40,13 +49,10 @@ type Rule struct {
 	Line int // line in the policy file, for messages
 
 	// Match conditions; all that are set must hold. A rule with none matches everything.
-	Policy     string   // Envoy context_extensions["policy"]
-	Hosts      []string // lower-case, without port
-	Methods    []string // upper-case
-	Path       string   // exact
-	PathPrefix string
-	pathGlob   string
-	pathRegex  *regexp.Regexp
+	Policy  string   // Envoy context_extensions["policy"]
+	Hosts   []string // lower-case, without port
+	Methods []string // upper-case
+	paths   pathMatcher
 
 	// Public rules need no token: a valid one still forwards identity, an invalid one is ignored.
 	Public bool
@@ -69,53 +75,78 @@ type ClaimRequirement struct {
 	Exists      *bool  // the claim is present (true) or absent (false)
 }
 
-// match reports whether the rule covers r.
-func (rule *Rule) match(r *Request) bool {
+// match reports whether the rule covers r read with method and path reading rd.
+func (rule *Rule) match(r *Request, method string, rd reqpath.Reading) bool {
 	if rule.Policy != "" && r.ContextExtensions["policy"] != rule.Policy {
 		return false
 	}
 	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, hostOnly(r.Host)) {
 		return false
 	}
-	if len(rule.Methods) > 0 && !slices.Contains(rule.Methods, strings.ToUpper(r.Method)) {
+	if len(rule.Methods) > 0 && !slices.Contains(rule.Methods, method) {
 		return false
 	}
-	p := pathOnly(r.Path)
-	switch {
-	case rule.Path != "" && p != rule.Path:
-		return false
-	case rule.PathPrefix != "" && !hasPathPrefix(p, rule.PathPrefix):
-		return false
-	case rule.pathGlob != "":
-		if ok, _ := path.Match(rule.pathGlob, p); !ok {
-			return false
-		}
-	case rule.pathRegex != nil && !rule.pathRegex.MatchString(p):
-		return false
-	}
-	return true
+	return rule.paths.match(rd)
 }
 
-// hasPathPrefix matches whole segments: /api matches /api and /api/x, not /apix.
-func hasPathPrefix(p, prefix string) bool {
-	if strings.HasSuffix(prefix, "/") {
-		return strings.HasPrefix(p, prefix)
-	}
-	return p == prefix || strings.HasPrefix(p, prefix+"/")
-}
-
+// hostOnly is the host name without port, lower-case, without the trailing dot of a fully
+// qualified name (which names the same host).
 func hostOnly(h string) string {
 	h = strings.ToLower(h)
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
 		h = h[:i]
 	}
-	return h
+	return strings.TrimSuffix(h, ".")
 }
 
-// match returns the first rule covering r, or the default rule.
-func (p *Policy) match(r *Request) *Rule {
+// eachReading calls fn with every reading of r — each way a common upstream may read its
+// method and canonical path p — and the rule that reading selects, the canonical reading first.
+// Readings that cannot select another rule (no rules, or no rule naming methods) are skipped.
+func (p *Policy) eachReading(r *Request, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
+	var buf [reqpath.MaxReadings]reqpath.Reading
+	readings := buf[:1]
+	readings[0] = reqpath.Reading{Path: path.Canonical}
+	if len(p.Rules) > 0 {
+		readings = path.Readings(buf[:0], p.Paths)
+	}
+	methods := [2]string{strings.ToUpper(r.Method)}
+	n := 1
+	if p.HeadAsGet && methods[0] == "HEAD" {
+		methods[1], n = "GET", 2
+	}
+	for _, m := range methods[:n] {
+		for _, rd := range readings {
+			fn(m, rd, p.match(r, m, rd))
+		}
+	}
+}
+
+// RuleReading is one reading of a request and the rule it selects (see Explain).
+type RuleReading struct {
+	Method string
+	reqpath.Reading
+	Rule string
+}
+
+// Explain returns the canonical path of r and each of its readings with the rule it selects,
+// as the decision judges them; or the refusal of r's path.
+func (p *Policy) Explain(r *Request) (string, []RuleReading, error) {
+	path, err := reqpath.Parse(r.Path)
+	if err != nil {
+		return "", nil, err
+	}
+	var out []RuleReading
+	p.eachReading(r, path, func(m string, rd reqpath.Reading, rule *Rule) {
+		out = append(out, RuleReading{Method: m, Reading: rd, Rule: rule.Name})
+	})
+	return path.Canonical, out, nil
+}
+
+// match returns the first rule covering r read with method and path reading rd, or the
+// default rule.
+func (p *Policy) match(r *Request, method string, rd reqpath.Reading) *Rule {
 	for _, rule := range p.Rules {
-		if rule.match(r) {
+		if rule.match(r, method, rd) {
 			return rule
 		}
 	}

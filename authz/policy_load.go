@@ -11,15 +11,29 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
 // The policy file, as YAML carries it. Unknown keys are errors.
 type policyFile struct {
-	Issuers []IssuerSpec `yaml:"issuers"`
-	DryRun  bool         `yaml:"dry_run"`
-	Rules   []ruleSpec   `yaml:"rules"`
-	Default *ruleSpec    `yaml:"default"`
+	Issuers       []IssuerSpec      `yaml:"issuers"`
+	DryRun        bool              `yaml:"dry_run"`
+	UpstreamPaths upstreamPathsSpec `yaml:"upstream_paths"`
+	Rules         []ruleSpec        `yaml:"rules"`
+	Default       *ruleSpec         `yaml:"default"`
 }
+
+// upstreamPathsSpec says how the API behind the proxy may read a path besides its canonical
+// form. Each reading left on makes a request also satisfy the rule that reading matches; all
+// are on unless the file turns them off, which is safe whatever the upstream is.
+type upstreamPathsSpec struct {
+	CaseInsensitive *bool `yaml:"case_insensitive"`
+	TrailingSlash   *bool `yaml:"trailing_slash"`
+	PathParameters  *bool `yaml:"path_parameters"`
+}
+
+func orTrue(b *bool) bool { return b == nil || *b }
 
 type ruleSpec struct {
 	Name    string      `yaml:"name"`
@@ -87,7 +101,11 @@ func LoadPolicy(data []byte, issuerNames []string) (*Policy, error) {
 		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
 	}
 
-	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers}
+	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers, Paths: reqpath.Options{
+		CaseInsensitive: orTrue(f.UpstreamPaths.CaseInsensitive),
+		TrailingSlash:   orTrue(f.UpstreamPaths.TrailingSlash),
+		Parameters:      orTrue(f.UpstreamPaths.PathParameters),
+	}}
 	known := map[string]bool{}
 	for _, n := range issuerNames {
 		known[n] = true
@@ -145,6 +163,11 @@ func LoadPolicy(data []byte, issuerNames []string) (*Policy, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("policy:\n%w", err)
 	}
+	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
+		p.Paths.AlwaysFold = p.Paths.AlwaysFold || rule.paths.hasUpper()
+		p.Paths.AlwaysSlash = p.Paths.AlwaysSlash || rule.paths.hasTrailingSlash()
+		p.HeadAsGet = p.HeadAsGet || len(rule.Methods) > 0
+	}
 	return p, nil
 }
 
@@ -160,7 +183,7 @@ func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []erro
 	}
 	m, req := spec.Match, spec.Require
 	rule := &Rule{
-		Name: spec.Name, Line: line, Policy: m.Policy, Path: m.Path, PathPrefix: m.PathPrefix, pathGlob: m.PathGlob,
+		Name: spec.Name, Line: line, Policy: m.Policy,
 		Public: spec.Public, Scopes: req.Scopes, AnyScopes: req.AnyScopes, Issuers: req.Issuers,
 		Audiences: req.Audiences, DryRun: spec.DryRun,
 	}
@@ -178,17 +201,38 @@ func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []erro
 			fail("path %q must start with /", p)
 		}
 	}
+	// Exact paths and prefixes are compared with the canonical request path, so they must be
+	// canonical themselves, or they could never match.
+	for _, p := range []string{m.Path, m.PathPrefix} {
+		if !strings.HasPrefix(p, "/") {
+			continue
+		}
+		switch c, err := reqpath.Parse(p); {
+		case err != nil:
+			fail("path %q: %v", p, err)
+		case c.Canonical != p || strings.Contains(p, "?"):
+			fail("path %q is not in canonical form: write %q (see Paths and proxies in the README)", p, c.Canonical)
+		}
+	}
 	if m.PathGlob != "" {
 		if _, err := path.Match(m.PathGlob, "/"); err != nil {
 			fail("path_glob %q: %v", m.PathGlob, err)
 		}
 	}
-	if m.PathRegex != "" {
+	switch {
+	case m.Path != "":
+		rule.paths = newPathMatcher(pathExact, m.Path, nil)
+	case m.PathPrefix != "":
+		rule.paths = newPathMatcher(pathPrefix, m.PathPrefix, nil)
+	case m.PathGlob != "":
+		rule.paths = newPathMatcher(pathGlob, m.PathGlob, nil)
+	case m.PathRegex != "":
 		re, err := regexp.Compile(`^(?:` + m.PathRegex + `)$`)
 		if err != nil {
 			fail("path_regex %q: %v", m.PathRegex, err)
+			break
 		}
-		rule.pathRegex = re
+		rule.paths = newPathMatcher(pathRegex, "", re)
 	}
 	for _, h := range m.Hosts {
 		if h == "" || strings.ContainsAny(h, "/ ") {

@@ -81,8 +81,16 @@ func TestPolicyMatching(t *testing.T) {
 		if tt.policy != "" {
 			r.ContextExtensions["policy"] = tt.policy
 		}
-		assert.Equal(t, tt.want, p.match(r).Name, "%s %s%s policy=%q", tt.method, tt.host, tt.path, tt.policy)
+		assert.Equal(t, tt.want, canonicalRule(t, p, r), "%s %s%s policy=%q", tt.method, tt.host, tt.path, tt.policy)
 	}
+}
+
+// canonicalRule names the rule the canonical reading of r selects.
+func canonicalRule(t *testing.T, p *Policy, r *Request) string {
+	t.Helper()
+	_, readings, err := p.Explain(r)
+	require.NoError(t, err)
+	return readings[0].Rule
 }
 
 func TestPolicyDecisions(t *testing.T) {
@@ -146,6 +154,9 @@ func TestPolicyDecisions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &Request{Method: "GET", Host: "api.example", Path: tt.path, ContextExtensions: map[string]string{}}
+			if r.Path == "" {
+				r.Path = "/any"
+			}
 			if tt.method != "" {
 				r.Method = tt.method
 			}
@@ -263,7 +274,7 @@ func TestLoadPolicyEmptyIsDefault(t *testing.T) {
 	p, err := LoadPolicy([]byte("# nothing\n"), nil)
 	require.NoError(t, err)
 	assert.Empty(t, p.Rules)
-	assert.Equal(t, "default", p.match(&Request{Path: "/"}).Name)
+	assert.Equal(t, "default", canonicalRule(t, p, &Request{Path: "/"}))
 	assert.False(t, p.Default.Public)
 }
 
@@ -283,7 +294,7 @@ func FuzzLoadPolicy(f *testing.F) {
 			return
 		}
 		for _, path := range []string{"/", "/healthz", "/admin/x", "/" + string(data[:min(len(data), 20)])} {
-			_ = p.match(&Request{Method: "GET", Host: "h", Path: path})
+			_, _, _ = p.Explain(&Request{Method: "GET", Host: "h", Path: path})
 		}
 	})
 }

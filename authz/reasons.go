@@ -1,6 +1,11 @@
 package authz
 
-import "errors"
+import (
+	"errors"
+	"slices"
+
+	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
+)
 
 // Reason is why a token was refused or could not be checked. Code is stable (logs, metrics);
 // Description is safe to show the client in error_description. Every refusal wraps exactly one
@@ -21,6 +26,7 @@ var (
 	ErrAlgorithm      = &Reason{"alg_not_allowed", "The signing algorithm is not allowed"}
 	ErrNoKeyID        = &Reason{"missing_kid", "The access token has no key id"}
 	ErrForbiddenHdr   = &Reason{"forbidden_header", "The access token header is not acceptable"}
+	ErrTokenType      = &Reason{"wrong_token_type", "The token is not an access token (typ at+jwt)"}
 	ErrUnknownKey     = &Reason{"unknown_kid", "The signing key is unknown"}
 	ErrSignature      = &Reason{"bad_signature", "The signature is invalid"}
 	ErrIssuer         = &Reason{"wrong_issuer", "The issuer is not accepted"}
@@ -32,6 +38,39 @@ var (
 	ErrClientID       = &Reason{"client_not_allowed", "The client is not allowed"}
 	ErrKeysNotLoaded  = &Reason{"keys_not_loaded", "The signing keys are not loaded yet"}
 )
+
+// The reasons a request is refused before any rule or token is considered (400
+// invalid_request): it cannot be judged as the upstream would read it.
+var (
+	ErrMultipleCredentials = &Reason{"multiple_credentials", "The request has more than one Authorization header"}
+	// ErrRequestSource: the HTTP decision API could not tell which request to judge from the
+	// proxy's headers (missing, or another proxy's set present too).
+	ErrRequestSource = &Reason{"request_source", "The proxy did not say which request to authorize"}
+)
+
+// PathReasons are the reasons for the path refusals (reqpath), in reqpath.Refusals' order;
+// each code is "path_" and the refusal's.
+var PathReasons = func() []*Reason {
+	var out []*Reason
+	for _, r := range reqpath.Refusals {
+		out = append(out, &Reason{"path_" + r.Code, r.Description})
+	}
+	return out
+}()
+
+// pathReason is the Reason for a path refusal.
+func pathReason(err error) *Reason {
+	var r *reqpath.Refusal
+	if errors.As(err, &r) {
+		if i := slices.Index(reqpath.Refusals, r); i >= 0 {
+			return PathReasons[i]
+		}
+	}
+	return ErrPathRefused
+}
+
+// ErrPathRefused stands for a path refusal reqpath does not list (none today).
+var ErrPathRefused = &Reason{"path_refused", "The request path is not acceptable"}
 
 // reasonOf returns the Reason an error wraps, or ErrMalformed for anything unexpected, so that
 // an unforeseen error still denies.

@@ -35,6 +35,8 @@ func (d *Decision) HTTPStatus() int {
 		return http.StatusUnauthorized
 	case InsufficientScope:
 		return http.StatusForbidden
+	case InvalidRequest:
+		return http.StatusBadRequest
 	default:
 		return http.StatusServiceUnavailable
 	}
@@ -75,7 +77,7 @@ func headersToRemove(upstream []Header, clientSent []string) []string {
 	return out
 }
 
-// ClientHeaders are the headers of a denial for the client: WWW-Authenticate on 401/403
+// ClientHeaders are the headers of a denial for the client: WWW-Authenticate on 400/401/403
 // (RFC 6750 §3), Retry-After on 503, and the JSON body's content type.
 func (d *Decision) ClientHeaders(realm string) []Header {
 	if d.Outcome == Allow {
@@ -94,6 +96,9 @@ func (d *Decision) ClientHeaders(realm string) []Header {
 			v += fmt.Sprintf(", scope=%q", d.Scope)
 		}
 		hs = append(hs, Header{"www-authenticate", v})
+	case InvalidRequest:
+		hs = append(hs, Header{"www-authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_request", error_description=%q`,
+			realm, d.Reason.Description)})
 	case Unavailable:
 		hs = append(hs, Header{"retry-after", RetryAfterSeconds})
 	}
@@ -119,6 +124,8 @@ func (d *Decision) Body() []byte {
 		b = errorBody{Error: "invalid_token", Description: d.Reason.Description}
 	case InsufficientScope:
 		b = errorBody{Error: "insufficient_scope", Description: d.Reason.Description, Scope: d.Scope}
+	case InvalidRequest:
+		b = errorBody{Error: "invalid_request", Description: d.Reason.Description}
 	default:
 		b = errorBody{Error: "temporarily_unavailable", Description: d.Reason.Description}
 	}

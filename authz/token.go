@@ -32,11 +32,31 @@ type KeySource interface {
 type Issuer struct {
 	// Name identifies the issuer in policy rules and logs ("default" when empty).
 	Name      string
-	URL       string   // must equal iss (a trailing slash aside)
+	URL       string   // routes tokens by iss (a trailing slash aside); see identifier
 	Audiences []string // any-of with aud
 	ClientIDs []string // allowlist for cid; empty allows any
 	Algs      []string // allowed header alg values
-	Keys      KeySource
+	// RequireATJWT demands the RFC 9068 header typ "at+jwt", so that the issuer's ID tokens
+	// and other JWTs signed with the same keys never pass as access tokens.
+	RequireATJWT bool
+	Keys         KeySource
+}
+
+// issuerIdentifier is the optional KeySource method that names the issuer identifier its
+// metadata declared (jwks.Set has it); iss must equal it exactly.
+type issuerIdentifier interface {
+	IssuerID() string
+}
+
+// identifier is the value iss must equal exactly: the identifier the issuer's metadata
+// declared, or the configured URL when there is none.
+func (is *Issuer) identifier() string {
+	if k, ok := is.Keys.(issuerIdentifier); ok {
+		if id := k.IssuerID(); id != "" {
+			return id
+		}
+	}
+	return is.URL
 }
 
 // VerifierConfig lists the trusted issuers and the clock rules shared by all.
@@ -176,6 +196,7 @@ func (c *Claims) HasScope(s string) bool { return slices.Contains(c.Scopes, s) }
 type jwsHeader struct {
 	Alg  string          `json:"alg"`
 	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
 	Crit json.RawMessage `json:"crit"`
 	B64  json.RawMessage `json:"b64"`
 	Jku  json.RawMessage `json:"jku"`
@@ -286,6 +307,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, *Issuer, 
 	if !slices.Contains(is.Algs, hdr.Alg) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
 	}
+	if is.RequireATJWT && !isATJWT(hdr.Typ) {
+		return nil, nil, fmt.Errorf("%w: %q", ErrTokenType, hdr.Typ)
+	}
 	if hdr.Kid == "" {
 		return nil, nil, ErrNoKeyID
 	}
@@ -313,10 +337,21 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, *Issuer, 
 		return nil, nil, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
 	c.intern(is, key.ID)
+	// Routing by iss forgave a trailing slash; the verified iss must be the issuer's
+	// identifier exactly (RFC 9068 §4).
+	if c.Issuer != is.identifier() {
+		return c, is, fmt.Errorf("%w: %q is not the issuer identifier %q", ErrIssuer, c.Issuer, is.identifier())
+	}
 	if err := v.checkClaims(is, c); err != nil {
 		return c, is, err
 	}
 	return c, is, nil
+}
+
+// isATJWT reports whether a header typ is RFC 9068's "at+jwt" (media types are
+// case-insensitive, and the "application/" prefix may be written out, RFC 7515 §4.1.9).
+func isATJWT(typ string) bool {
+	return strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), "at+jwt")
 }
 
 // intern replaces the strings that repeat across tokens (issuer, kid, client id, audiences,

@@ -59,7 +59,7 @@ func TestHTTPCheckContinuesTheCallersTrace(t *testing.T) {
 	req := httptest.NewRequest("GET", "/api/messages", nil)
 	req.Header.Set("traceparent", traceparent)
 	rec := httptest.NewRecorder()
-	NewHTTPServer(e.az, "").ServeHTTP(rec, req)
+	NewHTTPServer(e.az, HTTPOptions{Source: SourceEnvoy}).ServeHTTP(rec, req)
 	assert.Equal(t, http.StatusUnauthorized, rec.Code)
 	spans := exp.GetSpans()
 	require.Len(t, spans, 1)

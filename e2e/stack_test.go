@@ -78,7 +78,7 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 
-	httpSrv := httptest.NewServer(authz.NewHTTPServer(az, ""))
+	httpSrv := httptest.NewServer(authz.NewHTTPServer(az, authz.HTTPOptions{Source: authz.SourceNginx}))
 	t.Cleanup(httpSrv.Close)
 	api := demoapi.Handler(time.Now)
 	apiSrv := httptest.NewServer(api)

@@ -87,9 +87,10 @@ func (s *Set) get(ctx context.Context, u string) ([]byte, http.Header, error) {
 // metadataPaths are tried in order: Okta serves both; OAuth 2.0 metadata (RFC 8414) first.
 var metadataPaths = []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"}
 
-// discover reads the issuer's metadata and returns its jwks_uri. The metadata's issuer must be
-// the configured one (a trailing slash aside), so a mis-typed or impostor issuer fails loudly.
-func (s *Set) discover(ctx context.Context) (string, error) {
+// discover reads the issuer's metadata and returns its jwks_uri and issuer identifier. The
+// metadata's issuer must be the configured one (a trailing slash aside), so a mis-typed or
+// impostor issuer fails loudly; tokens are then held to the identifier exactly (IssuerID).
+func (s *Set) discover(ctx context.Context) (jwksURI, issuer string, err error) {
 	base := strings.TrimSuffix(s.opts.Issuer, "/")
 	var errs []error
 	for _, p := range metadataPaths {
@@ -108,17 +109,17 @@ func (s *Set) discover(ctx context.Context) (string, error) {
 			continue
 		}
 		if strings.TrimSuffix(md.Issuer, "/") != base {
-			return "", fmt.Errorf("jwks: metadata %s names issuer %q, want %q", u, md.Issuer, s.opts.Issuer)
+			return "", "", fmt.Errorf("jwks: metadata %s names issuer %q, want %q", u, md.Issuer, s.opts.Issuer)
 		}
 		if md.JWKSURI == "" {
-			return "", fmt.Errorf("jwks: metadata %s has no jwks_uri", u)
+			return "", "", fmt.Errorf("jwks: metadata %s has no jwks_uri", u)
 		}
 		if err := checkURL(md.JWKSURI, s.opts.AllowHTTP); err != nil {
-			return "", fmt.Errorf("jwks: metadata %s: %w", u, err)
+			return "", "", fmt.Errorf("jwks: metadata %s: %w", u, err)
 		}
-		return md.JWKSURI, nil
+		return md.JWKSURI, md.Issuer, nil
 	}
-	return "", fmt.Errorf("jwks: discovery for issuer %s failed: %w", s.opts.Issuer, errors.Join(errs...))
+	return "", "", fmt.Errorf("jwks: discovery for issuer %s failed: %w", s.opts.Issuer, errors.Join(errs...))
 }
 
 // refreshInterval turns a key set response's Cache-Control into the time until the next

@@ -94,10 +94,11 @@ type Set struct {
 
 	flight singleflight.Group
 
-	mu          sync.Mutex    // guards lastRefetch, refetchDone and jwksURL
+	mu          sync.Mutex    // guards lastRefetch, refetchDone, jwksURL and issuerID
 	lastRefetch time.Time     // last fetch caused by an unknown kid
 	refetchDone chan struct{} // closed when the unknown-kid refetch in flight ends; nil if none
 	jwksURL     string        // discovered or configured key set URL
+	issuerID    string        // the issuer identifier the metadata declared; empty before discovery
 }
 
 // snapshot is one immutable, fully parsed key set.
@@ -372,14 +373,26 @@ func (s *Set) keySetURL(ctx context.Context) (string, error) {
 	if u != "" {
 		return u, nil
 	}
-	u, err := s.discover(ctx)
+	u, issuer, err := s.discover(ctx)
 	if err != nil {
 		return "", err
 	}
 	s.mu.Lock()
-	s.jwksURL = u
+	s.jwksURL, s.issuerID = u, issuer
 	s.mu.Unlock()
 	return u, nil
+}
+
+// IssuerID is the issuer identifier tokens' iss must equal exactly (RFC 9068 §4): the one the
+// issuer's metadata declared, which may differ from the configured issuer by a trailing slash.
+// Without discovery (a configured key set URL), it is the configured issuer.
+func (s *Set) IssuerID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.issuerID != "" {
+		return s.issuerID
+	}
+	return s.opts.Issuer
 }
 
 func sameKeys(a, b map[string]Key) bool {

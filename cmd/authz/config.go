@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,13 +38,16 @@ type config struct {
 	Realm          string
 	LogLevel       slog.Level
 	HTTPPathPrefix string
-	CacheSize      int
-	Pprof          bool
-	DecisionLog    string
-	LogSample      float64
-	TLSCert        string
-	TLSKey         string
-	ClientCA       string
+	// HTTPSource names the proxy whose headers say which request the HTTP decision API judges.
+	HTTPSource   authz.RequestSource
+	RequireATJWT bool
+	CacheSize    int
+	Pprof        bool
+	DecisionLog  string
+	LogSample    float64
+	TLSCert      string
+	TLSKey       string
+	ClientCA     string
 
 	Dev         bool
 	DevAddr     string
@@ -74,8 +78,8 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	var (
-		c                                   config
-		audience, clientIDs, algs, logLevel string
+		c                                               config
+		audience, clientIDs, algs, logLevel, httpSource string
 	)
 	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL, matched exactly against the token's iss (required; e.g. https://{yourOktaDomain}/oauth2/default)")
 	fs.StringVar(&audience, "audience", "api://default", "expected audience(s), comma-separated; any one must be in aud")
@@ -98,6 +102,8 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA bundle: require client certificates it signed (mutual TLS); needs --tls-cert")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
+	fs.StringVar(&httpSource, "http-request-headers", string(authz.SourceAuto), "whose headers name the request on the HTTP decision API: nginx (X-Original-*), traefik (X-Forwarded-*), envoy (the request itself), or auto (exactly one of nginx's or Traefik's sets present; Envoy's with --http-path-prefix)")
+	fs.BoolVar(&c.RequireATJWT, "require-at-jwt", false, "require the RFC 9068 header typ at+jwt on --issuer's tokens (off for Okta, whose access tokens carry no typ)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
 	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
@@ -119,6 +125,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	c.Audiences = splitList(audience)
 	c.ClientIDs = splitList(clientIDs)
 	c.Algs = splitList(algs)
+	c.HTTPSource = authz.RequestSource(httpSource)
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 	}
@@ -234,6 +241,9 @@ func (c *config) validate() []error {
 	}
 	if c.HTTPPathPrefix != "" && !strings.HasPrefix(c.HTTPPathPrefix, "/") {
 		add("--http-path-prefix %q must start with /", c.HTTPPathPrefix)
+	}
+	if !slices.Contains(authz.RequestSources, c.HTTPSource) {
+		add("--http-request-headers %q is not auto, nginx, traefik or envoy", c.HTTPSource)
 	}
 	return errs
 }

@@ -28,11 +28,14 @@ var checkSteps = []struct {
 	name    string
 	reasons []*authz.Reason
 }{
+	{"path canonical and unambiguous", append([]*authz.Reason{authz.ErrPathRefused}, authz.PathReasons...)},
+	{"one Authorization header", []*authz.Reason{authz.ErrMultipleCredentials}},
 	{"bearer token present", []*authz.Reason{authz.ErrNoCredentials}},
 	{"token well-formed (compact JWS, ≤ 16 KiB)", []*authz.Reason{authz.ErrMalformed, authz.ErrTooLarge}},
 	{"no token-named keys (jku, x5u, jwk, x5c), no crit", []*authz.Reason{authz.ErrForbiddenHdr}},
 	{"iss is a configured issuer", []*authz.Reason{authz.ErrIssuer}},
 	{"alg allowed (header and key)", []*authz.Reason{authz.ErrAlgorithm}},
+	{"typ at+jwt (when the issuer requires it)", []*authz.Reason{authz.ErrTokenType}},
 	{"kid present", []*authz.Reason{authz.ErrNoKeyID}},
 	{"key set loaded", []*authz.Reason{authz.ErrKeysNotLoaded}},
 	{"kid known to the issuer", []*authz.Reason{authz.ErrUnknownKey}},
@@ -82,6 +85,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	if req.RoutePolicy != "" {
 		r.ContextExtensions["policy"] = req.RoutePolicy
 	}
+	printReadings(out, az.Policy(), r)
 	if token != "" {
 		r.Authorization = []string{"Bearer " + token}
 	}
@@ -129,6 +133,42 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 		return 0
 	}
 	return 1
+}
+
+// printReadings shows the canonical path and every reading of the request with the rule it
+// selects: the decision needs each of those rules to allow.
+func printReadings(out io.Writer, p *authz.Policy, r *authz.Request) {
+	canonical, readings, err := p.Explain(r)
+	fmt.Fprintln(out, "\nPath:")
+	if err != nil {
+		fmt.Fprintf(out, "  REFUSED: %v (400 invalid_request: upstreams would read it differently)\n", err)
+		return
+	}
+	fmt.Fprintf(out, "  canonical  %s\n", canonical)
+	for i, rd := range readings {
+		var how []string
+		if rd.Fold {
+			how = append(how, "case-folded")
+		}
+		if rd.NoTrailingSlash {
+			how = append(how, "without trailing slash")
+		}
+		if rd.NoParameters {
+			how = append(how, "without ;parameters")
+		}
+		if rd.Method != readings[0].Method {
+			how = append(how, "HEAD runs the GET handler")
+		}
+		label := "  read as  "
+		if i == 0 {
+			label = "  judged as"
+		}
+		fmt.Fprintf(out, "%s %s %s → rule %s", label, rd.Method, rd.Path, rd.Rule)
+		if len(how) > 0 {
+			fmt.Fprintf(out, "  (%s)", strings.Join(how, ", "))
+		}
+		fmt.Fprintln(out)
+	}
 }
 
 // printDecoded shows the token's header and claims as they are, before any verification.

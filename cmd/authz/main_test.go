@@ -31,9 +31,9 @@ import (
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestParseConfigReportsEveryProblem(t *testing.T) {
-	_, err := parseConfig([]string{"--audience", " , ", "--algs", "none,HS256,XX1", "--grpc-addr", "nope", "--leeway", "-1s"}, env(nil), io.Discard)
+	_, err := parseConfig([]string{"--audience", " , ", "--algs", "none,HS256,XX1", "--grpc-addr", "nope", "--leeway", "-1s", "--http-request-headers", "haproxy"}, env(nil), io.Discard)
 	require.Error(t, err)
-	for _, want := range []string{"--issuer is required", "--audience", `"none"`, `"HS256"`, `"XX1"`, "--grpc-addr", "--leeway"} {
+	for _, want := range []string{"--issuer is required", "--audience", `"none"`, `"HS256"`, `"XX1"`, "--grpc-addr", "--leeway", "--http-request-headers"} {
 		assert.ErrorContains(t, err, want)
 	}
 }
@@ -199,9 +199,12 @@ func TestServiceEndToEnd(t *testing.T) {
 		assert.Contains(t, string(metrics), want)
 	}
 
-	// The HTTP decision API answers the same way.
-	req, _ := http.NewRequest("GET", "http://"+ls.http.Addr().String()+"/api/messages", nil)
+	// The HTTP decision API answers the same way (here as nginx asks it).
+	req, _ := http.NewRequest("GET", "http://"+ls.http.Addr().String()+"/_authz", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Original-URI", "/api/messages")
+	req.Header.Set("X-Original-Method", "GET")
+	req.Header.Set("X-Original-Host", "api.example")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -248,6 +251,7 @@ func TestReadyzBeforeKeysLoad(t *testing.T) {
 	require.NoError(t, err)
 	cr, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/api/messages",
 			HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "authorization", RawValue: []byte("Bearer " + token)}}},
 		}},
 	}})

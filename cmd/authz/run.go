@@ -66,7 +66,7 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 	var specs []authz.IssuerSpec
 	if c.Issuer != "" {
 		specs = append(specs, authz.IssuerSpec{Name: "default", Issuer: c.Issuer, JWKSURL: c.JWKSURL,
-			Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs})
+			Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs, RequireATJWT: c.RequireATJWT})
 	}
 	specs = append(specs, policyIssuers(c.PolicyRules)...)
 	var issuers []authz.Issuer
@@ -85,7 +85,7 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 		}
 		sets = append(sets, keys)
 		issuers = append(issuers, authz.Issuer{Name: is.Name, URL: is.Issuer, Audiences: is.Audiences,
-			ClientIDs: is.ClientIDs, Algs: is.Algs, Keys: keys})
+			ClientIDs: is.ClientIDs, Algs: is.Algs, RequireATJWT: is.RequireATJWT, Keys: keys})
 	}
 	cacheSize := c.CacheSize
 	if cacheSize == 0 {
@@ -139,7 +139,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 
-	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, c.HTTPPathPrefix), ReadHeaderTimeout: 5 * time.Second}
+	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, authz.HTTPOptions{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource}), ReadHeaderTimeout: 5 * time.Second}
 	adminSrv := &http.Server{Handler: adminHandler(sets, reg, c.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -59,7 +59,7 @@ func TestMutualTLSListeners(t *testing.T) {
 		defer ccancel()
 		return authv3.NewAuthorizationClient(conn).Check(cctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Headers: map[string]string{"authorization": "Bearer " + token}}}}})
+				Method: "GET", Path: "/api/messages", Headers: map[string]string{"authorization": "Bearer " + token}}}}})
 	}
 	resp, err := check(withCert)
 	require.NoError(t, err)
@@ -71,6 +71,9 @@ func TestMutualTLSListeners(t *testing.T) {
 		client := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
 		req, _ := http.NewRequest("GET", "https://"+ls.http.Addr().String()+"/api/messages", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forwarded-Uri", "/api/messages") // as Traefik asks
+		req.Header.Set("X-Forwarded-Method", "GET")
+		req.Header.Set("X-Forwarded-Host", "api.example")
 		return client.Do(req)
 	}
 	hresp, err := httpGet(withCert)
