@@ -253,3 +253,46 @@ func TestVerifyOtherAlgorithms(t *testing.T) {
 	_, err = v.Verify(context.Background(), sign(t, edPriv, jwa.EdDSA(), map[string]any{"kid": "ec"}, claims))
 	assert.Equal(t, ErrAlgorithm.Code, reasonOf(err).Code)
 }
+
+// TestIssMustEqualTheDiscoveredIdentifier: the configured issuer may carry a trailing slash the
+// issuer does not use (discovery forgives it), but iss must equal the identifier the issuer's
+// metadata declares, exactly (RFC 9068 §4).
+func TestIssMustEqualTheDiscoveredIdentifier(t *testing.T) {
+	e := newEnv(t, nil)
+	_, err := e.v.Verify(context.Background(), e.mint(t, map[string]any{"iss": e.idp.Issuer() + "/"}))
+	assert.Equal(t, ErrIssuer, reasonOf(err), "a trailing slash the issuer does not use: %v", err)
+
+	slashed, err := jwks.New(jwks.Options{Issuer: e.idp.Issuer() + "/", Algs: []string{"RS256"}, AllowHTTP: true})
+	require.NoError(t, err)
+	require.NoError(t, slashed.Refresh(context.Background()))
+	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: e.idp.Issuer() + "/", Audiences: []string{"api://default"},
+		Algs: []string{"RS256"}, Keys: slashed}}, Now: func() time.Time { return t0 }})
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), e.mint(t, nil))
+	assert.NoError(t, err, "configured with a slash, the discovered identifier has none, and neither has iss")
+	_, err = v.Verify(context.Background(), e.mint(t, map[string]any{"iss": e.idp.Issuer() + "/"}))
+	assert.Equal(t, ErrIssuer, reasonOf(err))
+}
+
+func TestRequireATJWT(t *testing.T) {
+	e := newEnv(t, func(is *Issuer) { is.RequireATJWT = true })
+	e.v.cache = nil
+	priv, kid := e.idp.PrivateKey()
+	claims := e.idp.Claims(devTokenRequest())
+	for typ, ok := range map[string]bool{"at+jwt": true, "AT+JWT": true, "application/at+jwt": true, "JWT": false, "": false, "id+jwt": false} {
+		hdr := map[string]any{"kid": kid}
+		if typ != "" {
+			hdr["typ"] = typ
+		}
+		_, err := e.v.Verify(context.Background(), sign(t, priv, jwa.RS256(), hdr, claims))
+		if ok {
+			assert.NoError(t, err, "typ %q", typ)
+		} else {
+			assert.Equal(t, ErrTokenType, reasonOf(err), "typ %q: %v", typ, err)
+		}
+	}
+	// Off by default: Okta's access tokens carry no typ.
+	plain := newEnv(t, nil)
+	_, err := plain.v.Verify(context.Background(), plain.mint(t, nil))
+	assert.NoError(t, err)
+}

@@ -51,15 +51,20 @@ func freePort(t *testing.T) string {
 // the stack and its listener on a free loopback port, and returns the base URL.
 func startNginx(t *testing.T, s *stack) string {
 	t.Helper()
+	return startNginxFor(t, s, host(s.apiURL))
+}
+
+// startNginxFor is startNginx with another API upstream (host:port) behind nginx.
+func startNginxFor(t *testing.T, s *stack, api string) string {
+	t.Helper()
 	bin := nginxBinary(t)
 	conf, err := os.ReadFile("../deploy/nginx/nginx.conf")
 	require.NoError(t, err)
 	dir := t.TempDir()
 	addr := freePort(t)
-	host := func(u string) string { pu, _ := url.Parse(u); return pu.Host }
 	text := string(conf)
 	for old, repl := range map[string]string{
-		"server demoapi:3000;": "server " + host(s.apiURL) + ";",
+		"server demoapi:3000;": "server " + api + ";",
 		"server authz:9002;":   "server " + host(s.httpURL) + ";",
 		"listen 8080;":         "listen " + addr + ";",
 		"worker_processes auto;": fmt.Sprintf("worker_processes 1;\npid %s;\nerror_log %s info;",
@@ -100,6 +105,8 @@ func startNginx(t *testing.T, s *stack) string {
 	}, 10*time.Second, 20*time.Millisecond, "nginx did not start: %s", out)
 	return "http://" + addr
 }
+
+func host(u string) string { pu, _ := url.Parse(u); return pu.Host }
 
 func TestNginxEnforcesDecisions(t *testing.T) {
 	s := startStack(t, "../deploy/policy/demo.yaml")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,10 @@ type stack struct {
 	httpURL  string // authz HTTP decision API
 	apiURL   string // demo API
 	api      http.Handler
+	// served, when set, sees every request the demo API served, after routing (r.Pattern
+	// names the handler it chose) and the status it answered (a redirect runs no handler):
+	// the tests' oracle of what reached a protected handler.
+	served atomic.Pointer[func(r *http.Request, status int)]
 }
 
 // startStack starts the services; with a policy file, the authz service enforces it.
@@ -80,11 +85,30 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 
 	httpSrv := httptest.NewServer(authz.NewHTTPServer(az, authz.HTTPOptions{Source: authz.SourceNginx}))
 	t.Cleanup(httpSrv.Close)
+	s := &stack{idp: idp, idpURL: idpSrv.URL, grpcAddr: l.Addr().String(), httpURL: httpSrv.URL}
 	api := demoapi.Handler(time.Now)
-	apiSrv := httptest.NewServer(api)
+	s.api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		api.ServeHTTP(sw, r) // the ServeMux sets r.Pattern
+		if fn := s.served.Load(); fn != nil {
+			(*fn)(r, sw.status)
+		}
+	})
+	apiSrv := httptest.NewServer(s.api)
 	t.Cleanup(apiSrv.Close)
+	s.apiURL = apiSrv.URL
+	return s
+}
 
-	return &stack{idp: idp, idpURL: idpSrv.URL, grpcAddr: l.Addr().String(), httpURL: httpSrv.URL, apiURL: apiSrv.URL, api: api}
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // token gets a token from the dev issuer's real token endpoint.

@@ -1,0 +1,325 @@
+// Package envoytest plays Envoy's part in tests, as Envoy v1.38.0 plays it: it loads the
+// project's Envoy configurations as Envoy does (strict schema, Envoy's validation rules), and
+// normalises paths, picks routes and applies CheckResponses and http_service answers the way
+// Envoy's source does, since no Envoy binary runs here.
+//
+// Read from Envoy's source at the v1.38.0 release (the commit "repo: Release v1.38.0", f1dd21b
+// in botengyao/envoy, which the envoyproxy/envoy tag points at too); each function names the
+// code it follows, so that a change relying on something Envoy does not do fails a test.
+package envoytest
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+
+	// Every extension type the configurations name, so that their Any fields resolve.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// Proxy is a front proxy configuration: one listener with one HTTP connection manager.
+type Proxy struct {
+	Bootstrap *bootstrapv3.Bootstrap
+	HCM       *hcmv3.HttpConnectionManager
+	ExtAuthz  *extauthzv3.ExtAuthz
+	Clusters  map[string]*clusterv3.Cluster
+	Routes    []*routev3.Route // of the first virtual host, in order
+}
+
+// Load parses an Envoy YAML file the way Envoy does (YAML → JSON → proto, unknown fields
+// rejected), runs the protoc-gen-validate rules from Envoy's protos on it and on the typed
+// configs it holds, and returns its front proxy.
+func Load(path string) (*Proxy, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var b bootstrapv3.Bootstrap
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(js, &b); err != nil {
+		return nil, fmt.Errorf("%s does not match Envoy's schema: %w", path, err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("%s fails Envoy's validation rules: %w", path, err)
+	}
+	p := &Proxy{Bootstrap: &b, Clusters: map[string]*clusterv3.Cluster{}}
+	for _, c := range b.GetStaticResources().GetClusters() {
+		p.Clusters[c.GetName()] = c
+	}
+	ls := b.GetStaticResources().GetListeners()
+	if len(ls) == 0 || len(ls[0].GetFilterChains()) == 0 || len(ls[0].GetFilterChains()[0].GetFilters()) != 1 {
+		return nil, fmt.Errorf("%s: want a listener with one network filter", path)
+	}
+	p.HCM = &hcmv3.HttpConnectionManager{}
+	if err := ls[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(p.HCM); err != nil {
+		return nil, fmt.Errorf("%s: http_connection_manager: %w", path, err)
+	}
+	if err := p.HCM.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("%s: http_connection_manager: %w", path, err)
+	}
+	for _, f := range p.HCM.GetHttpFilters() {
+		if f.GetName() == "envoy.filters.http.ext_authz" {
+			p.ExtAuthz = &extauthzv3.ExtAuthz{}
+			if err := f.GetTypedConfig().UnmarshalTo(p.ExtAuthz); err != nil {
+				return nil, fmt.Errorf("%s: ext_authz: %w", path, err)
+			}
+			if err := p.ExtAuthz.ValidateAll(); err != nil {
+				return nil, fmt.Errorf("%s: ext_authz: %w", path, err)
+			}
+		}
+	}
+	if vhs := p.HCM.GetRouteConfig().GetVirtualHosts(); len(vhs) > 0 {
+		p.Routes = vhs[0].GetRoutes()
+	}
+	for _, r := range p.Routes {
+		if _, err := PerRoute(r); err != nil {
+			return nil, fmt.Errorf("%s: route %v: %w", path, r.GetMatch(), err)
+		}
+	}
+	return p, nil
+}
+
+// PerRoute returns a route's ExtAuthzPerRoute (nil when unset).
+func PerRoute(r *routev3.Route) (*extauthzv3.ExtAuthzPerRoute, error) {
+	anyCfg, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
+	if !ok {
+		return nil, nil
+	}
+	pr := &extauthzv3.ExtAuthzPerRoute{}
+	if err := anyCfg.UnmarshalTo(pr); err != nil {
+		return nil, err
+	}
+	return pr, pr.ValidateAll()
+}
+
+// Route returns the first route whose match covers path (a :path, query included), as the
+// router picks it: exact path or prefix, on the path without the query, case-sensitive unless
+// the route says otherwise (source/common/router/config_impl.cc PathRouteEntryImpl and
+// PrefixRouteEntryImpl). Nil when none does.
+func (p *Proxy) Route(path string) *routev3.Route {
+	path, _, _ = strings.Cut(path, "?")
+	for _, r := range p.Routes {
+		m := r.GetMatch()
+		cs := m.GetCaseSensitive() == nil || m.GetCaseSensitive().GetValue()
+		eq := func(a, b string) bool { return a == b || !cs && strings.EqualFold(a, b) }
+		switch {
+		case m.GetPath() != "" && eq(path, m.GetPath()):
+			return r
+		case m.GetPrefix() != "" && len(path) >= len(m.GetPrefix()) && eq(path[:len(m.GetPrefix())], m.GetPrefix()):
+			return r
+		}
+	}
+	return nil
+}
+
+// NormalisePath is what the HTTP connection manager makes of a request's :path before ext_authz
+// and the router see it, under the HCM's normalize_path, merge_slashes and
+// path_with_escaped_slashes_action. ok is false where Envoy answers 400 itself.
+//
+// source/common/http/conn_manager_utility.cc maybeNormalizePath: a "#" is rejected (runtime
+// http_reject_path_with_fragment, on by default); REJECT_REQUEST refuses %2F, %2f, %5C, %5c in
+// the path (PathUtil::unescapeSlashes; unset is KEEP_UNCHANGED); normalize_path canonicalises
+// the path part with Chromium's URL library (PathUtil::canonicalPath; cases in
+// test/common/http/path_utility_test.cc: "\" is a separator, %2E is a dot, dot segments are
+// resolved and clamped at the root, other escapes are kept as sent, %00 is invalid);
+// merge_slashes then merges repeated slashes in the path part (PathUtil::mergeSlashes).
+func (p *Proxy) NormalisePath(target string) (string, bool) {
+	return NormalisePath(target, p.HCM.GetNormalizePath().GetValue(), p.HCM.GetMergeSlashes(),
+		p.HCM.GetPathWithEscapedSlashesAction() == hcmv3.HttpConnectionManager_REJECT_REQUEST)
+}
+
+// NormalisePath is Proxy.NormalisePath with the three settings given.
+func NormalisePath(target string, normalize, mergeSlashes, rejectEscapedSlashes bool) (string, bool) {
+	target, ok := originForm(target)
+	if !ok || strings.Contains(target, "#") {
+		return "", false
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	if rejectEscapedSlashes {
+		lower := strings.ToLower(path)
+		if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+			return "", false
+		}
+	}
+	if normalize {
+		if path, ok = chromiumCanonicalPath(path); !ok {
+			return "", false
+		}
+	}
+	if mergeSlashes && strings.Contains(path, "//") {
+		var segs []string
+		for _, s := range strings.Split(path, "/") {
+			if s != "" {
+				segs = append(segs, s)
+			}
+		}
+		merged := "/" + strings.Join(segs, "/")
+		if strings.HasSuffix(path, "/") && merged != "/" {
+			merged += "/"
+		}
+		path = merged
+	}
+	if hasQuery {
+		path += "?" + query
+	}
+	return path, true
+}
+
+// originForm is the :path Envoy's HTTP/1 codec makes of a request target: an origin-form
+// target as it is, the path and query of an absolute-form one (allow_absolute_url is on by
+// default); anything else is refused (source/common/http/http1/codec_impl.cc).
+func originForm(target string) (string, bool) {
+	if strings.HasPrefix(target, "/") {
+		return target, true
+	}
+	lower := strings.ToLower(target)
+	for _, scheme := range []string{"http://", "https://"} {
+		if strings.HasPrefix(lower, scheme) {
+			rest := target[len(scheme):]
+			if i := strings.IndexAny(rest, "/?"); i >= 0 {
+				if rest[i] == '?' {
+					return "/" + rest[i:], true
+				}
+				return rest[i:], true
+			}
+			return "/", true
+		}
+	}
+	return "", false
+}
+
+// chromiumCanonicalPath models url::CanonicalizePath as Envoy's tests pin it: escaped
+// unreserved characters decoded (so %2E is a dot), other escapes kept, characters a path may
+// not hold raw escaped, "\" a separator, dot segments resolved and clamped at the root.
+func chromiumCanonicalPath(p string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\':
+			b.WriteByte('/')
+		case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
+			v := unhex(p[i+1])<<4 | unhex(p[i+2])
+			switch {
+			case v == 0:
+				return "", false
+			case isUnreserved(v):
+				b.WriteByte(v)
+			default:
+				b.WriteString(p[i : i+3])
+			}
+			i += 2
+		case c <= 0x20 || c >= 0x7f || strings.IndexByte("\"<>`{}", c) >= 0:
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	segs := strings.Split(b.String(), "/")[1:]
+	var out []string
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, s)
+			continue
+		}
+		if last {
+			out = append(out, "")
+		}
+	}
+	return "/" + strings.Join(out, "/"), true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0
+}
+
+// LocalReply is an answer Envoy sends the client itself instead of forwarding the request.
+type LocalReply struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+// ApplyCheckResponse applies a CheckResponse to the upstream request's headers as the
+// ext_authz filter does, or returns the local reply of a denial.
+//
+// source/extensions/filters/common/ext_authz/ext_authz_grpc_impl.cc: status OK is an allow,
+// any other code a denial (an error only with error_response); an ok_response header is
+// "append" only when its deprecated `append` flag is true — append_action is not read for
+// upstream headers — and "set" otherwise; a denial's status defaults to 403.
+// source/extensions/filters/http/ext_authz/ext_authz.cc onComplete: on allow, headers to set
+// replace every copy (setCopy), headers to append are appended only to an existing header,
+// then headers_to_remove are removed (never :-pseudo headers or host). On denial only the
+// "set" headers reach the client (sendLocalReply: remove each, then add each, so two entries
+// of a name give two lines); "append" ones are dropped.
+func ApplyCheckResponse(upstream http.Header, resp *authv3.CheckResponse) *LocalReply {
+	if resp.GetStatus().GetCode() != 0 {
+		reply := &LocalReply{Status: 403, Header: http.Header{}}
+		d := resp.GetDeniedResponse()
+		if code := int(d.GetStatus().GetCode()); code > 0 {
+			reply.Status = code
+		}
+		for _, h := range d.GetHeaders() {
+			if h.GetAppend().GetValue() {
+				continue
+			}
+			reply.Header.Add(h.GetHeader().GetKey(), h.GetHeader().GetValue())
+		}
+		reply.Body = d.GetBody()
+		return reply
+	}
+	ok := resp.GetOkResponse()
+	for _, h := range ok.GetHeaders() {
+		k, v := h.GetHeader().GetKey(), h.GetHeader().GetValue()
+		if h.GetAppend().GetValue() {
+			if existing := upstream.Values(k); len(existing) > 0 {
+				upstream.Set(k, strings.Join(existing, ",")+","+v)
+			}
+			continue
+		}
+		upstream.Set(k, v)
+	}
+	for _, k := range ok.GetHeadersToRemove() {
+		if strings.HasPrefix(k, ":") || strings.EqualFold(k, "host") {
+			continue
+		}
+		upstream.Del(k)
+	}
+	return nil
+}
