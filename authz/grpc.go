@@ -237,22 +237,12 @@ func headerOptions(hs []Header) []*corev3.HeaderValueOption {
 }
 
 // decisionMetadata is emitted as dynamic metadata under envoy.filters.http.ext_authz, for
-// Envoy's access log: decision, reason and identifiers — never the token.
+// Envoy's access log: the decision's log fields.
 func decisionMetadata(d *Decision) *structpb.Struct {
-	f := map[string]*structpb.Value{"decision": structpb.NewStringValue(d.Outcome.String())}
-	if d.Reason != nil {
-		f["reason"] = structpb.NewStringValue(d.Reason.Code)
-	}
-	if d.Rule != "" {
-		f["rule"] = structpb.NewStringValue(d.Rule)
-	}
-	if d.DryRun() {
-		f["dry_run_would_be"] = structpb.NewStringValue(d.WouldBe.Outcome.String())
-	}
-	if c := d.Claims; c != nil {
-		f["sub"] = structpb.NewStringValue(c.Subject)
-		f["cid"] = structpb.NewStringValue(c.ClientID)
-		f["jti"] = structpb.NewStringValue(c.ID)
+	fields := d.LogFields()
+	f := make(map[string]*structpb.Value, len(fields))
+	for _, h := range fields {
+		f[h.Name] = structpb.NewStringValue(h.Value)
 	}
 	return &structpb.Struct{Fields: f}
 }

@@ -65,12 +65,27 @@ func NewHTTPServer(a *Authorizer, opts HTTPOptions) *HTTPServer {
 // envoyHeadersToRemove asks Envoy's HTTP ext_authz filter to remove upstream request headers.
 const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 
+// decisionHeaderPrefix names the headers that carry the decision's log fields to Envoy's
+// http_service (dynamic_metadata_from_headers); "decision" itself is the bare prefix.
+const decisionHeaderPrefix = "x-decision"
+
 func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	r, clientIdentity := s.requestFromHTTP(req)
+	r, src, clientIdentity := s.requestFromHTTP(req)
 	ctx, span := startSpan(req.Context(), s.tracer, "authz.HTTPCheck", propagation.HeaderCarrier(req.Header))
 	d := s.authz.Decide(ctx, r)
 	endSpan(span, &d)
 	h := w.Header()
+	if src == SourceEnvoy {
+		// Only Envoy reads these (into its access log); nginx and Traefik would pass them to
+		// the client with a denial.
+		for _, f := range d.LogFields() {
+			name := decisionHeaderPrefix
+			if f.Name != "decision" {
+				name += "-" + strings.ReplaceAll(f.Name, "_", "-")
+			}
+			h.Set(name, f.Value)
+		}
+	}
 	if d.Outcome == Allow {
 		upstream := d.UpstreamHeaders()
 		for _, u := range upstream {
@@ -98,9 +113,9 @@ var (
 
 // requestFromHTTP reads the request to judge from the headers of the configured proxy. A
 // request that carries another proxy's set too, or lacks its own, is marked invalid (and
-// refused by Decide), never judged by a fallback. It also returns the names of client-sent
-// identity headers, which must not reach the upstream.
-func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, []string) {
+// refused by Decide), never judged by a fallback. It also returns the source it read (auto
+// resolved) and the names of client-sent identity headers, which must not reach the upstream.
+func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource, []string) {
 	r := &Request{
 		Frontend:      "http",
 		Authorization: req.Header.Values("Authorization"),
@@ -165,7 +180,7 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, []string) {
 			identity = append(identity, lower)
 		}
 	}
-	return r, identity
+	return r, src, identity
 }
 
 // one returns the values of the three headers, each of which must be present exactly once.

@@ -93,7 +93,7 @@ func TestHTTPRequestShapes(t *testing.T) {
 				req.Header.Set(k, v)
 			}
 			req.Header.Set("Authorization", "Bearer abc")
-			r, _ := NewHTTPServer(nil, tt.opts).requestFromHTTP(req)
+			r, _, _ := NewHTTPServer(nil, tt.opts).requestFromHTTP(req)
 			if tt.wantBad != "" {
 				assert.Equal(t, ErrRequestSource, r.Invalid)
 				assert.Contains(t, r.InvalidDetail, tt.wantBad)
@@ -114,7 +114,7 @@ func TestHTTPRepeatedOriginalURIIsRefused(t *testing.T) {
 	req.Header.Add("X-Original-URI", "/api/messages")
 	req.Header.Set("X-Original-Method", "GET")
 	req.Header.Set("X-Original-Host", "api")
-	r, _ := NewHTTPServer(nil, HTTPOptions{}).requestFromHTTP(req)
+	r, _, _ := NewHTTPServer(nil, HTTPOptions{}).requestFromHTTP(req)
 	assert.Equal(t, ErrRequestSource, r.Invalid)
 	assert.Contains(t, r.InvalidDetail, "repeated")
 }

@@ -105,6 +105,26 @@ func (d *Decision) ClientHeaders(realm string) []Header {
 	return hs
 }
 
+// LogFields are what a proxy's access log may record of the decision: decision, reason, rule,
+// dry_run_would_be, and the token's sub, cid and jti — never the token. gRPC sends them as
+// dynamic metadata, the HTTP API to Envoy as x-decision headers.
+func (d *Decision) LogFields() []Header {
+	fs := []Header{{"decision", d.Outcome.String()}}
+	if d.Reason != nil {
+		fs = append(fs, Header{"reason", d.Reason.Code})
+	}
+	if d.Rule != "" {
+		fs = append(fs, Header{"rule", d.Rule})
+	}
+	if d.DryRun() {
+		fs = append(fs, Header{"dry_run_would_be", d.WouldBe.Outcome.String()})
+	}
+	if c := d.Claims; c != nil {
+		fs = append(fs, Header{"sub", c.Subject}, Header{"cid", c.ClientID}, Header{"jti", c.ID})
+	}
+	return fs
+}
+
 // errorBody is the JSON body of a denial.
 type errorBody struct {
 	Error       string `json:"error"`

@@ -54,7 +54,7 @@ func firstLines(doc []byte) string {
 // authzFlags is the flag contract (ARCHITECTURE.md plus the documented additions).
 var authzFlags = []string{"issuer", "audience", "client-ids", "jwks-url", "algs", "leeway", "grpc-addr",
 	"http-addr", "admin-addr", "allow-http-issuer", "policy", "realm", "cache-size", "tls-cert", "tls-key",
-	"client-ca", "log-level", "http-path-prefix"}
+	"client-ca", "log-level", "http-path-prefix", "http-request-headers", "require-at-jwt"}
 
 func TestKubernetesManifests(t *testing.T) {
 	var (

@@ -76,9 +76,10 @@ func TestPathCorpusIsCurrent(t *testing.T) {
 }
 
 // TestPathSpellingsNeverReachAProtectedHandler is the differential test of path handling: every
-// spelling in the corpus, with every kind of token, through real nginx (deploy/nginx/nginx.conf)
-// and through the gRPC front end as Envoy sends it with envoy/envoy.yaml's path normalisation
-// and without any, to two real upstreams: the demo API (Go's ServeMux) and the same routes in
+// spelling in the corpus, with every kind of token, through real nginx (deploy/nginx/nginx.conf),
+// through Traefik's forwardAuth with deploy/traefik/dynamic.yml (played in Go, from Traefik's
+// source) and through the gRPC front end as Envoy sends it with envoy/envoy.yaml's path
+// normalisation and without any, to two real upstreams: the demo API (Go's ServeMux) and the same routes in
 // Express (case-insensitive, trailing slash optional). Whenever an upstream runs a protected
 // handler, the request carried a token with what deploy/policy/demo.yaml requires for it; an
 // identity header a client sent never arrives.
@@ -108,6 +109,7 @@ func TestPathSpellingsNeverReachAProtectedHandler(t *testing.T) {
 	check := authv3.NewAuthorizationClient(conn)
 	envoy, err := envoytest.Load("../envoy/envoy.yaml")
 	require.NoError(t, err)
+	traefik := loadTraefik(t, s.httpTraefikURL)
 
 	for _, up := range upstreams {
 		nginxAddr := host(startNginxFor(t, s, up.addr))
@@ -143,6 +145,17 @@ func TestPathSpellingsNeverReachAProtectedHandler(t *testing.T) {
 						o.ran(header.Get("X-Test-Case"), resp.Header.Get("X-Handler"), resp.Header)
 					}
 
+					// Traefik's forwardAuth with deploy/traefik/dynamic.yml, played in Go.
+					proxy = "traefik→" + up.name
+					h := header.Clone()
+					h.Set("X-Test-Case", o.add(proxy, method, target, kind))
+					if resp, err := traefik.serve(t, up.addr, method, target, h); err != nil {
+						count(proxy, "connection error")
+					} else {
+						count(proxy, strconv.Itoa(resp.StatusCode))
+						o.ran(h.Get("X-Test-Case"), resp.Header.Get("X-Handler"), resp.Header)
+					}
+
 					// Envoy: the CheckRequest it would send, then the request it would route.
 					for _, normalize := range []bool{true, false} {
 						proxy := "envoy-raw→" + up.name
@@ -160,7 +173,7 @@ func TestPathSpellingsNeverReachAProtectedHandler(t *testing.T) {
 				}
 			}
 		}
-		for _, proxy := range []string{"nginx→", "envoy-normalised→", "envoy-raw→"} {
+		for _, proxy := range []string{"nginx→", "traefik→", "envoy-normalised→", "envoy-raw→"} {
 			proxy += up.name
 			t.Logf("%s: %d targets; answers %v; protected handlers run, with the right token: %d",
 				proxy, len(corpus), sortedCounts(outcomes[proxy]), o.reached[proxy])
@@ -275,8 +288,9 @@ func envoyRound(t *testing.T, envoy *envoytest.Proxy, check authv3.Authorization
 			}},
 			ContextExtensions: perRoute.GetCheckSettings().GetContextExtensions(),
 		}})
+		reply, err := envoy.ApplyCheckResponse(header, resp, err)
 		require.NoError(t, err)
-		if reply := envoytest.ApplyCheckResponse(header, resp); reply != nil {
+		if reply != nil {
 			return strconv.Itoa(reply.Status), nil
 		}
 	}

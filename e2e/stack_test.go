@@ -28,9 +28,11 @@ type stack struct {
 	idp      *devidp.Server
 	idpURL   string
 	grpcAddr string // authz gRPC (ext_authz)
-	httpURL  string // authz HTTP decision API
-	apiURL   string // demo API
-	api      http.Handler
+	// The authz HTTP decision API, configured for each proxy: nginx's X-Original-* headers,
+	// Traefik's X-Forwarded-*, Envoy's http_service (path prefix /authz).
+	httpURL, httpTraefikURL, httpEnvoyURL string
+	apiURL                                string // demo API
+	api                                   http.Handler
 	// served, when set, sees every request the demo API served, after routing (r.Pattern
 	// names the handler it chose) and the status it answered (a redirect runs no handler):
 	// the tests' oracle of what reached a protected handler.
@@ -83,9 +85,16 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 
-	httpSrv := httptest.NewServer(authz.NewHTTPServer(az, authz.HTTPOptions{Source: authz.SourceNginx}))
-	t.Cleanup(httpSrv.Close)
-	s := &stack{idp: idp, idpURL: idpSrv.URL, grpcAddr: l.Addr().String(), httpURL: httpSrv.URL}
+	decisionAPI := func(opts authz.HTTPOptions) string {
+		srv := httptest.NewServer(authz.NewHTTPServer(az, opts))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	s := &stack{idp: idp, idpURL: idpSrv.URL, grpcAddr: l.Addr().String(),
+		httpURL:        decisionAPI(authz.HTTPOptions{Source: authz.SourceNginx}),
+		httpTraefikURL: decisionAPI(authz.HTTPOptions{Source: authz.SourceTraefik}),
+		httpEnvoyURL:   decisionAPI(authz.HTTPOptions{Source: authz.SourceEnvoy, PathPrefix: "/authz"}),
+	}
 	api := demoapi.Handler(time.Now)
 	s.api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

@@ -138,7 +138,7 @@ func TestComposeSwitchesToOkta(t *testing.T) {
 }
 
 func clusterHost(fp *frontProxy, cluster string) string {
-	return fp.clusters[cluster].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
+	return fp.Clusters[cluster].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
 }
 
 func portString(p uint32) string { return strconv.FormatUint(uint64(p), 10) }

@@ -1,7 +1,6 @@
 package envoy
 
 import (
-	"os"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -14,65 +13,28 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
-	"sigs.k8s.io/yaml"
 
-	// Every extension type the configurations name, so that their Any fields resolve.
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	"github.com/platformauth/envoy-okta-authz/envoy/envoytest"
 )
 
-// loadBootstrap parses an Envoy YAML file the way Envoy does (YAML → JSON → proto, unknown
-// fields rejected) and runs the protoc-gen-validate rules from Envoy's protos.
-func loadBootstrap(t *testing.T, path string) *bootstrapv3.Bootstrap {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
-	js, err := yaml.YAMLToJSON(raw)
-	require.NoError(t, err)
-	var b bootstrapv3.Bootstrap
-	require.NoError(t, protojson.UnmarshalOptions{DiscardUnknown: false}.Unmarshal(js, &b), "%s does not match Envoy's schema", path)
-	require.NoError(t, b.ValidateAll(), "%s fails Envoy's validation rules", path)
-	return &b
-}
-
-// frontProxy is what the cross-reference checks need from a bootstrap.
+// frontProxy is a loaded configuration (envoytest.Load: Envoy's schema and validation rules)
+// with the lookups the cross-reference checks need.
 type frontProxy struct {
-	boot     *bootstrapv3.Bootstrap
-	hcm      *hcmv3.HttpConnectionManager
-	extAuthz *extauthzv3.ExtAuthz
-	clusters map[string]*clusterv3.Cluster
-	routes   map[string]*routev3.Route // by path or prefix
+	*envoytest.Proxy
+	routes map[string]*routev3.Route // by path or prefix
 }
 
 func parseFrontProxy(t *testing.T, path string) *frontProxy {
 	t.Helper()
-	b := loadBootstrap(t, path)
-	fp := &frontProxy{boot: b, clusters: map[string]*clusterv3.Cluster{}}
-	for _, c := range b.GetStaticResources().GetClusters() {
-		fp.clusters[c.GetName()] = c
-	}
-	ls := b.GetStaticResources().GetListeners()
+	p, err := envoytest.Load(path)
+	require.NoError(t, err)
+	require.NotNil(t, p.ExtAuthz, "an ext_authz filter is configured")
+	ls := p.Bootstrap.GetStaticResources().GetListeners()
 	require.Len(t, ls, 1)
 	assert.Equal(t, uint32(8080), ls[0].GetAddress().GetSocketAddress().GetPortValue(), "Envoy listens on :8080")
-	filters := ls[0].GetFilterChains()[0].GetFilters()
-	require.Len(t, filters, 1)
-	fp.hcm = &hcmv3.HttpConnectionManager{}
-	require.NoError(t, filters[0].GetTypedConfig().UnmarshalTo(fp.hcm))
-	require.NoError(t, fp.hcm.ValidateAll())
-	for _, f := range fp.hcm.GetHttpFilters() {
-		if f.GetName() == "envoy.filters.http.ext_authz" {
-			fp.extAuthz = &extauthzv3.ExtAuthz{}
-			require.NoError(t, f.GetTypedConfig().UnmarshalTo(fp.extAuthz))
-			require.NoError(t, fp.extAuthz.ValidateAll())
-		}
-	}
-	require.NotNil(t, fp.extAuthz, "an ext_authz filter is configured")
-	fp.routes = map[string]*routev3.Route{}
-	for _, vh := range fp.hcm.GetRouteConfig().GetVirtualHosts() {
-		for _, r := range vh.GetRoutes() {
-			fp.routes[r.GetMatch().GetPath()+r.GetMatch().GetPrefix()] = r
-		}
+	fp := &frontProxy{Proxy: p, routes: map[string]*routev3.Route{}}
+	for _, r := range p.Routes {
+		fp.routes[r.GetMatch().GetPath()+r.GetMatch().GetPrefix()] = r
 	}
 	return fp
 }
@@ -82,37 +44,40 @@ func (fp *frontProxy) perRoute(t *testing.T, path string) *extauthzv3.ExtAuthzPe
 	t.Helper()
 	r, ok := fp.routes[path]
 	require.True(t, ok, "route %s exists", path)
-	anyCfg, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
-	if !ok {
-		return nil
-	}
-	pr := &extauthzv3.ExtAuthzPerRoute{}
-	require.NoError(t, anyCfg.UnmarshalTo(pr))
-	require.NoError(t, pr.ValidateAll())
+	pr, err := envoytest.PerRoute(r)
+	require.NoError(t, err)
 	return pr
 }
 
 // commonChecks are the rules both front proxies (gRPC and HTTP ext_authz) must satisfy.
 func (fp *frontProxy) commonChecks(t *testing.T) {
 	var names []string
-	for _, f := range fp.hcm.GetHttpFilters() {
+	for _, f := range fp.HCM.GetHttpFilters() {
 		names = append(names, f.GetName())
 	}
 	assert.Equal(t, []string{"envoy.filters.http.cors", "envoy.filters.http.ext_authz", "envoy.filters.http.router"}, names,
 		"filter order: cors answers preflights before ext_authz; router last")
 
-	assert.Equal(t, uint32(9901), fp.boot.GetAdmin().GetAddress().GetSocketAddress().GetPortValue(), "admin on :9901")
-	assert.False(t, fp.extAuthz.GetFailureModeAllow(), "fail closed")
-	assert.Equal(t, int32(503), int32(fp.extAuthz.GetStatusOnError().GetCode()), "an authz outage is a 503, not a 403")
+	assert.Equal(t, uint32(9901), fp.Bootstrap.GetAdmin().GetAddress().GetSocketAddress().GetPortValue(), "admin on :9901")
+	assert.False(t, fp.ExtAuthz.GetFailureModeAllow(), "fail closed")
+	assert.Equal(t, int32(503), int32(fp.ExtAuthz.GetStatusOnError().GetCode()), "an authz outage is a 503, not a 403")
 
-	require.NotEmpty(t, fp.hcm.GetAccessLog(), "an access log is configured")
-	assert.True(t, fp.hcm.GetNormalizePath().GetValue(), "paths are normalised before path-based policy")
-	assert.True(t, fp.hcm.GetMergeSlashes(), "repeated slashes are merged before path-based policy")
+	require.NotEmpty(t, fp.HCM.GetAccessLog(), "an access log is configured")
+	assert.True(t, fp.HCM.GetNormalizePath().GetValue(), "paths are normalised before path-based policy")
+	assert.True(t, fp.HCM.GetMergeSlashes(), "repeated slashes are merged before path-based policy")
+	assert.Equal(t, hcmv3.HttpConnectionManager_REJECT_REQUEST, fp.HCM.GetPathWithEscapedSlashesAction(),
+		"an encoded / or \\ is refused, as the authz service refuses it (Envoy's default keeps it)")
+	assert.True(t, fp.HCM.GetUseRemoteAddress().GetValue(), "edge proxy: client x-request-id and x-envoy-* are not trusted")
+	assert.False(t, fp.HCM.GetPreserveExternalRequestId())
+	logFormat := fp.HCM.GetAccessLog()[0].GetTypedConfig().String()
+	assert.NotContains(t, logFormat, "X-ENVOY-ORIGINAL-PATH", "the logged path is the one Envoy routed, not a header")
+	assert.Equal(t, []string{"x-authz-subject", "x-authz-client-id", "x-authz-user-id", "x-authz-scopes", "x-authz-claims"},
+		fp.routes["/healthz"].GetRequestHeadersToRemove(), "the route without ext_authz drops client identity headers")
 
-	for _, vh := range fp.hcm.GetRouteConfig().GetVirtualHosts() {
+	for _, vh := range fp.HCM.GetRouteConfig().GetVirtualHosts() {
 		require.Contains(t, vh.GetTypedPerFilterConfig(), "envoy.filters.http.cors", "CORS policy on the virtual host")
 		for _, r := range vh.GetRoutes() {
-			assert.Contains(t, fp.clusters, r.GetRoute().GetCluster(), "route %s names an existing cluster", r.GetMatch())
+			assert.Contains(t, fp.Clusters, r.GetRoute().GetCluster(), "route %s names an existing cluster", r.GetMatch())
 		}
 	}
 	assert.True(t, fp.perRoute(t, "/healthz").GetDisabled(), "/healthz bypasses ext_authz")
@@ -125,7 +90,7 @@ func (fp *frontProxy) commonChecks(t *testing.T) {
 
 func (fp *frontProxy) port(t *testing.T, cluster string) uint32 {
 	t.Helper()
-	c, ok := fp.clusters[cluster]
+	c, ok := fp.Clusters[cluster]
 	require.True(t, ok, "cluster %s exists", cluster)
 	eps := c.GetLoadAssignment().GetEndpoints()
 	require.NotEmpty(t, eps)
@@ -142,15 +107,15 @@ func TestEnvoyGRPCConfig(t *testing.T) {
 		assert.Equal(t, policy, pr.GetCheckSettings().GetContextExtensions()["policy"], "%s names its policy", path)
 	}
 
-	grpcSvc := fp.extAuthz.GetGrpcService()
+	grpcSvc := fp.ExtAuthz.GetGrpcService()
 	require.NotNil(t, grpcSvc, "ext_authz uses a gRPC service")
-	assert.Equal(t, "V3", fp.extAuthz.GetTransportApiVersion().String())
+	assert.Equal(t, "V3", fp.ExtAuthz.GetTransportApiVersion().String())
 	cluster := grpcSvc.GetEnvoyGrpc().GetClusterName()
 	assert.Equal(t, "authz", cluster)
 	require.NotNil(t, grpcSvc.GetTimeout(), "an explicit timeout (Envoy's default is 200ms)")
 	assert.Equal(t, AuthzGRPCPort, fp.port(t, cluster), "ext_authz points at the authz gRPC port")
 
-	c := fp.clusters[cluster]
+	c := fp.Clusters[cluster]
 	opts, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
 	require.True(t, ok, "the authz cluster sets HttpProtocolOptions")
 	hpo := &upstreamhttpv3.HttpProtocolOptions{}
@@ -165,7 +130,7 @@ func TestEnvoyHTTPConfig(t *testing.T) {
 	fp := parseFrontProxy(t, "envoy-http.yaml")
 	fp.commonChecks(t)
 
-	hs := fp.extAuthz.GetHttpService()
+	hs := fp.ExtAuthz.GetHttpService()
 	require.NotNil(t, hs, "ext_authz uses the HTTP decision API")
 	assert.Equal(t, "/authz", hs.GetPathPrefix())
 	cluster := hs.GetServerUri().GetCluster()
@@ -178,14 +143,15 @@ func TestEnvoyHTTPConfig(t *testing.T) {
 		}
 		return out
 	}
-	assert.Contains(t, patterns(hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns()), "authorization")
+	assert.Contains(t, patterns(fp.ExtAuthz.GetAllowedHeaders().GetPatterns()), "x-authz-",
+		"the service sees client identity headers, to name them for removal")
 	assert.Contains(t, patterns(hs.GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns()), "x-authz-",
 		"identity headers reach the upstream")
-	assert.Contains(t, patterns(hs.GetAuthorizationResponse().GetAllowedClientHeaders().GetPatterns()), "www-authenticate")
+	// What crosses, and what does not, is tested on behaviour in behaviour_test.go.
 
-	ep := fp.clusters[cluster].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint()
+	ep := fp.Clusters[cluster].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint()
 	assert.Equal(t, uint32(9003), ep.GetHealthCheckConfig().GetPortValue(), "health checks go to the admin port")
-	assert.Equal(t, "/readyz", fp.clusters[cluster].GetHealthChecks()[0].GetHttpHealthCheck().GetPath())
+	assert.Equal(t, "/readyz", fp.Clusters[cluster].GetHealthChecks()[0].GetHttpHealthCheck().GetPath())
 }
 
 // AuthzGRPCPort is the authz gRPC port the compose file and Envoy agree on.

@@ -9,17 +9,22 @@
 package envoytest
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
@@ -276,8 +281,10 @@ type LocalReply struct {
 	Body   string
 }
 
-// ApplyCheckResponse applies a CheckResponse to the upstream request's headers as the
-// ext_authz filter does, or returns the local reply of a denial.
+// ApplyCheckResponse applies the answer of a Check call (a response, or the call's error) to
+// the upstream request's headers as the ext_authz filter does, or returns the local reply of a
+// denial or an error, rewritten by local_reply_config (RewriteLocalReply). A gRPC error (or
+// timeout) is "could not decide": status_on_error, no headers, no body (failure_mode_allow off).
 //
 // source/extensions/filters/common/ext_authz/ext_authz_grpc_impl.cc: status OK is an allow,
 // any other code a denial (an error only with error_response); an ok_response header is
@@ -288,7 +295,10 @@ type LocalReply struct {
 // then headers_to_remove are removed (never :-pseudo headers or host). On denial only the
 // "set" headers reach the client (sendLocalReply: remove each, then add each, so two entries
 // of a name give two lines); "append" ones are dropped.
-func ApplyCheckResponse(upstream http.Header, resp *authv3.CheckResponse) *LocalReply {
+func (p *Proxy) ApplyCheckResponse(upstream http.Header, resp *authv3.CheckResponse, callErr error) (*LocalReply, error) {
+	if callErr != nil {
+		return p.errorReply()
+	}
 	if resp.GetStatus().GetCode() != 0 {
 		reply := &LocalReply{Status: 403, Header: http.Header{}}
 		d := resp.GetDeniedResponse()
@@ -302,7 +312,7 @@ func ApplyCheckResponse(upstream http.Header, resp *authv3.CheckResponse) *Local
 			reply.Header.Add(h.GetHeader().GetKey(), h.GetHeader().GetValue())
 		}
 		reply.Body = d.GetBody()
-		return reply
+		return reply, p.RewriteLocalReply(reply)
 	}
 	ok := resp.GetOkResponse()
 	for _, h := range ok.GetHeaders() {
@@ -321,5 +331,240 @@ func ApplyCheckResponse(upstream http.Header, resp *authv3.CheckResponse) *Local
 		}
 		upstream.Del(k)
 	}
+	return nil, nil
+}
+
+// ServiceRequest is the request Envoy's http_service client sends the authz service.
+type ServiceRequest struct {
+	Method, Target, Host string
+	Header               http.Header
+}
+
+// HTTPServiceRequest is what the http_service client sends for a client request (method, its
+// normalised :path, :authority, headers): the client's method, path_prefix + the path, its
+// :authority as Host, Content-Length 0, and of the client's headers only those the ext_authz
+// filter's allowed_headers match plus Authorization — the other headers never reach the
+// service. source/extensions/filters/http/ext_authz/ext_authz.cc FilterConfig (allowed_headers,
+// or the deprecated authorization_request.allowed_headers when set; the http flavour adds
+// authorization, :method, :path, :authority), source/extensions/filters/common/ext_authz/
+// check_request_utils.cc setHttpRequest (repeated headers joined with ","),
+// ext_authz_http_impl.cc RawHttpClientImpl::check.
+func (p *Proxy) HTTPServiceRequest(method, path, authority string, header http.Header) ServiceRequest {
+	hs := p.ExtAuthz.GetHttpService()
+	allowed := p.ExtAuthz.GetAllowedHeaders().GetPatterns()
+	if hs.GetAuthorizationRequest().GetAllowedHeaders() != nil {
+		allowed = hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns()
+	}
+	out := ServiceRequest{Method: method, Target: hs.GetPathPrefix() + path, Host: authority,
+		Header: http.Header{"Content-Length": {"0"}}}
+	for k, vs := range header {
+		lower := strings.ToLower(k)
+		if lower != "authorization" && !matchAny(allowed, lower) {
+			continue
+		}
+		out.Header.Set(k, strings.Join(vs, ","))
+	}
+	for _, h := range hs.GetAuthorizationRequest().GetHeadersToAdd() {
+		out.Header.Set(h.GetKey(), h.GetValue())
+	}
+	return out
+}
+
+// ApplyHTTPServiceAnswer applies the authz service's answer to the upstream request's headers
+// as the ext_authz filter does in http_service mode, or returns the local reply.
+//
+// source/extensions/filters/common/ext_authz/ext_authz_http_impl.cc toResponse: a 5xx is an
+// error — the filter answers status_on_error (403 unless configured) with no headers and no
+// body (errorResponse, and onComplete's Error branch with failure_mode_allow off); only 200
+// allows: headers matching allowed_upstream_headers are set on the upstream request (each
+// replacing every copy), those matching allowed_upstream_headers_to_append added, then the
+// names listed in x-envoy-auth-headers-to-remove removed; any other status denies with that
+// status, the body, and only the headers allowed_client_headers matches (plus :status,
+// content-length, www-authenticate and location; every header but host when the list is empty).
+func (p *Proxy) ApplyHTTPServiceAnswer(upstream http.Header, status int, answer http.Header, body string) (*LocalReply, error) {
+	resp := p.ExtAuthz.GetHttpService().GetAuthorizationResponse()
+	if status >= 500 {
+		return p.errorReply()
+	}
+	if status != http.StatusOK {
+		reply := &LocalReply{Status: status, Header: http.Header{}, Body: body}
+		allowed := resp.GetAllowedClientHeaders().GetPatterns()
+		for k, vs := range answer {
+			lower := strings.ToLower(k)
+			pass := matchAny(allowed, lower) || lower == "content-length" || lower == "www-authenticate" || lower == "location"
+			if len(allowed) == 0 {
+				pass = lower != "host"
+			}
+			if pass {
+				reply.Header[k] = vs
+			}
+		}
+		return reply, p.RewriteLocalReply(reply)
+	}
+	var remove []string
+	for _, v := range answer.Values("X-Envoy-Auth-Headers-To-Remove") {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				remove = append(remove, name)
+			}
+		}
+	}
+	for k, vs := range answer {
+		lower := strings.ToLower(k)
+		if lower == "x-envoy-auth-headers-to-remove" {
+			continue
+		}
+		if matchAny(resp.GetAllowedUpstreamHeaders().GetPatterns(), lower) {
+			upstream[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+		}
+		if matchAny(resp.GetAllowedUpstreamHeadersToAppend().GetPatterns(), lower) {
+			for _, v := range vs {
+				upstream.Add(k, v)
+			}
+		}
+	}
+	for _, k := range remove {
+		if !strings.HasPrefix(k, ":") && !strings.EqualFold(k, "host") {
+			upstream.Del(k)
+		}
+	}
+	return nil, nil
+}
+
+// matchAny reports whether a lower-case header name matches one of the string matchers (exact,
+// prefix, suffix, contains; ignore_case honoured). A matcher kind this stand-in does not model
+// matches nothing, so a test relying on it fails.
+func matchAny(ms []*matcherv3.StringMatcher, name string) bool {
+	for _, m := range ms {
+		n := name
+		eq := func(a, b string) bool { return a == b }
+		if m.GetIgnoreCase() {
+			n = strings.ToLower(n)
+			eq = strings.EqualFold
+		}
+		switch {
+		case m.GetExact() != "" && eq(n, m.GetExact()),
+			m.GetPrefix() != "" && len(n) >= len(m.GetPrefix()) && eq(n[:len(m.GetPrefix())], m.GetPrefix()),
+			m.GetSuffix() != "" && len(n) >= len(m.GetSuffix()) && eq(n[len(n)-len(m.GetSuffix()):], m.GetSuffix()),
+			m.GetContains() != "" && strings.Contains(n, strings.ToLower(m.GetContains())):
+			return true
+		}
+	}
+	return false
+}
+
+// errorReply is the filter's answer when it could not decide: status_on_error (403 unless
+// configured), no headers, no body — then local_reply_config.
+func (p *Proxy) errorReply() (*LocalReply, error) {
+	reply := &LocalReply{Status: 403, Header: http.Header{}}
+	if c := int(p.ExtAuthz.GetStatusOnError().GetCode()); c > 0 {
+		reply.Status = c
+	}
+	return reply, p.RewriteLocalReply(reply)
+}
+
+// RewriteLocalReply applies the connection manager's local_reply_config to a local reply of
+// the ext_authz filter (which flags its replies UAEX, denials and errors alike): the first
+// mapper whose filter matches sets its status_code, headers_to_add, body and
+// body_format_override (source/common/local_reply/local_reply.cc ResponseMapper). Filters
+// other than status_code_filter, response_flag_filter, and_filter and or_filter are not
+// modelled: they are an error, so a test relying on one fails.
+func (p *Proxy) RewriteLocalReply(r *LocalReply) error {
+	for _, m := range p.HCM.GetLocalReplyConfig().GetMappers() {
+		ok, err := matchesLocalReply(m.GetFilter(), r.Status)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if m.GetStatusCode() != nil {
+			r.Status = int(m.GetStatusCode().GetValue())
+		}
+		for _, h := range m.GetHeadersToAdd() {
+			k, v := h.GetHeader().GetKey(), h.GetHeader().GetValue()
+			switch h.GetAppendAction() {
+			case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD:
+				r.Header.Set(k, v)
+			case corev3.HeaderValueOption_ADD_IF_ABSENT:
+				if r.Header.Get(k) == "" {
+					r.Header.Set(k, v)
+				}
+			default:
+				r.Header.Add(k, v)
+			}
+		}
+		if b := m.GetBody(); b != nil {
+			r.Body = b.GetInlineString()
+		}
+		if f := m.GetBodyFormatOverride(); f != nil {
+			switch {
+			case f.GetJsonFormat() != nil:
+				js, err := json.Marshal(f.GetJsonFormat().AsMap())
+				if err != nil {
+					return err
+				}
+				r.Body = string(js)
+				r.Header.Set("Content-Type", "application/json")
+			case f.GetTextFormat() != "":
+				r.Body = f.GetTextFormat()
+				r.Header.Set("Content-Type", "text/plain")
+			default:
+				return fmt.Errorf("body_format_override %v is not modelled", f)
+			}
+			if ct := f.GetContentType(); ct != "" {
+				r.Header.Set("Content-Type", ct)
+			}
+		}
+		return nil
+	}
 	return nil
+}
+
+func matchesLocalReply(f *accesslogv3.AccessLogFilter, status int) (bool, error) {
+	switch {
+	case f.GetStatusCodeFilter() != nil:
+		c := f.GetStatusCodeFilter().GetComparison()
+		v := int(c.GetValue().GetDefaultValue())
+		switch c.GetOp() {
+		case accesslogv3.ComparisonFilter_EQ:
+			return status == v, nil
+		case accesslogv3.ComparisonFilter_GE:
+			return status >= v, nil
+		case accesslogv3.ComparisonFilter_LE:
+			return status <= v, nil
+		}
+	case f.GetResponseFlagFilter() != nil:
+		flags := f.GetResponseFlagFilter().GetFlags()
+		return len(flags) == 0 || slices.Contains(flags, "UAEX"), nil
+	case f.GetAndFilter() != nil:
+		for _, sub := range f.GetAndFilter().GetFilters() {
+			if ok, err := matchesLocalReply(sub, status); err != nil || !ok {
+				return false, err
+			}
+		}
+		return true, nil
+	case f.GetOrFilter() != nil:
+		for _, sub := range f.GetOrFilter().GetFilters() {
+			if ok, err := matchesLocalReply(sub, status); err != nil || ok {
+				return ok, err
+			}
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("local reply filter %v is not modelled", f)
+}
+
+// DynamicMetadataFromHeaders is the dynamic metadata Envoy records from an http_service answer
+// (allow or deny): each header dynamic_metadata_from_headers matches, keyed by its lower-case
+// name (ext_authz_http_impl.cc SuccessResponse).
+func (p *Proxy) DynamicMetadataFromHeaders(answer http.Header) map[string]string {
+	out := map[string]string{}
+	ms := p.ExtAuthz.GetHttpService().GetAuthorizationResponse().GetDynamicMetadataFromHeaders().GetPatterns()
+	for k, vs := range answer {
+		if lower := strings.ToLower(k); matchAny(ms, lower) {
+			out[lower] = vs[0]
+		}
+	}
+	return out
 }
