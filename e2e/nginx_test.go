@@ -191,6 +191,40 @@ func TestNginxEnforcesDecisions(t *testing.T) {
 		resp, _ := get(t, "/healthz", "", nil)
 		assert.Equal(t, 200, resp.StatusCode)
 	})
+	t.Run("a client's X-Original-URI is overwritten, its X-Forwarded-Uri dropped", func(t *testing.T) {
+		resp, _ := get(t, "/api/messages", s.token(t, "messages:write"), map[string]string{
+			"X-Original-URI": "/healthz", "X-Original-Method": "OPTIONS", "X-Forwarded-Uri": "/healthz"})
+		assert.Equal(t, 403, resp.StatusCode, "judged as the request nginx names, not as the client's headers say")
+	})
+}
+
+// TestNginxCarriesRefusals: a request the service refuses to judge (an ambiguous path) gets its
+// 400 and challenge through nginx, whose auth_request would make any status but 2xx, 401 and
+// 403 a 500. Two Authorization headers nginx refuses itself ("client sent duplicate header
+// line"), before asking the service.
+func TestNginxCarriesRefusals(t *testing.T) {
+	s := startStack(t, "../deploy/policy/demo.yaml")
+	base := startNginx(t, s)
+	tok := s.token(t, "messages:read")
+	for name, tc := range map[string]struct {
+		target  string
+		header  http.Header
+		byNginx bool
+	}{
+		"encoded slash":             {"/healthz/..%2Fapi/messages", http.Header{"Authorization": {"Bearer " + tok}}, false},
+		"double encoding":           {"/api/mes%2573ages", http.Header{"Authorization": {"Bearer " + tok}}, false},
+		"two Authorization headers": {"/api/messages", http.Header{"Authorization": {"Basic dXNlcjpwYXNz", "Bearer " + tok}}, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := rawRequest(host(base), "GET", tc.target, tc.header)
+			require.NoError(t, err)
+			assert.Equal(t, 400, resp.StatusCode)
+			assert.Empty(t, resp.Header.Get("Retry-After"), "a refusal is not an outage")
+			if !tc.byNginx {
+				assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`)
+			}
+		})
+	}
 }
 
 // TestNginxKeysNotLoaded: while the service cannot verify (no key set), nginx answers 503 with

@@ -157,3 +157,22 @@ func containsFold(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestTraefikClientCannotChooseTheJudgedRequest: behind deploy/traefik/dynamic.yml a client's
+// X-Original-URI (or X-Forwarded-Uri) never decides which request is judged.
+func TestTraefikClientCannotChooseTheJudgedRequest(t *testing.T) {
+	s := startStack(t, "../deploy/policy/demo.yaml")
+	tr := loadTraefik(t, s.httpTraefikURL)
+	for _, spoof := range []map[string]string{
+		{"X-Original-Uri": "/healthz", "X-Original-Method": "GET", "X-Original-Host": "api.example"},
+		{"X-Forwarded-Uri": "/healthz", "X-Forwarded-Method": "OPTIONS"},
+	} {
+		h := http.Header{"Authorization": {"Bearer " + s.token(t, "messages:write")}}
+		for k, v := range spoof {
+			h.Set(k, v)
+		}
+		resp, err := tr.serve(t, host(s.apiURL), "GET", "/api/messages", h)
+		require.NoError(t, err)
+		require.Equal(t, 403, resp.StatusCode, "%v: judged as GET /api/messages", spoof)
+	}
+}

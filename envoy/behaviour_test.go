@@ -150,6 +150,14 @@ func (s *authzService) viaGRPC(t *testing.T, p *envoytest.Proxy, method, path st
 	return out
 }
 
+// via returns the way a request goes through config: gRPC for envoy.yaml, HTTP for envoy-http.yaml.
+func (s *authzService) via(config string) func(*testing.T, *envoytest.Proxy, string, string, http.Header) outcome {
+	if config == "envoy-http.yaml" {
+		return s.viaHTTP
+	}
+	return s.viaGRPC
+}
+
 func load(t *testing.T, path string) *envoytest.Proxy {
 	t.Helper()
 	p, err := envoytest.Load(path)
@@ -194,11 +202,7 @@ func TestDenialsReachTheClientWhole(t *testing.T) {
 	s := startAuthz(t, true)
 	writer := s.token(t, "messages:write")
 	for _, mode := range []string{"envoy.yaml", "envoy-http.yaml"} {
-		p := load(t, mode)
-		via := s.viaGRPC
-		if mode == "envoy-http.yaml" {
-			via = s.viaHTTP
-		}
+		p, via := load(t, mode), s.via(mode)
 		for _, tc := range []struct {
 			name, path, auth string
 			status           int
@@ -234,11 +238,7 @@ func TestUnavailableCarriesRetryAfter(t *testing.T) {
 	s := startAuthz(t, false)
 	tok := s.token(t, "messages:read")
 	for _, mode := range []string{"envoy.yaml", "envoy-http.yaml"} {
-		p := load(t, mode)
-		via := s.viaGRPC
-		if mode == "envoy-http.yaml" {
-			via = s.viaHTTP
-		}
+		p, via := load(t, mode), s.via(mode)
 		out := via(t, p, "GET", "/api/messages", http.Header{"Authorization": {"Bearer " + tok}})
 		require.NotNil(t, out.reply, mode)
 		assert.Equal(t, 503, out.reply.Status, mode)
@@ -260,11 +260,7 @@ func TestAccessLogFieldsAreFilled(t *testing.T) {
 	s := startAuthz(t, true)
 	keyRE := regexp.MustCompile(`DYNAMIC_METADATA\(envoy\.filters\.http\.ext_authz:([^)]+)\)`)
 	for _, mode := range []string{"envoy.yaml", "envoy-http.yaml"} {
-		p := load(t, mode)
-		via := s.viaGRPC
-		if mode == "envoy-http.yaml" {
-			via = s.viaHTTP
-		}
+		p, via := load(t, mode), s.via(mode)
 		var keys []string
 		for _, m := range keyRE.FindAllStringSubmatch(p.HCM.GetAccessLog()[0].GetTypedConfig().String(), -1) {
 			keys = append(keys, m[1])

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 )
 
@@ -43,6 +44,11 @@ func startDev(ctx context.Context, c *config, out io.Writer, log *slog.Logger) e
 
 	c.Issuer = idp.Issuer()
 	c.AllowHTTPIssuer = true
+	if c.HTTPSource == authz.SourceAuto {
+		// No proxy in front: the HTTP decision API judges the request it receives, so that
+		// curl can ask it directly.
+		c.HTTPSource = authz.SourceEnvoy
+	}
 	tok, err := idp.Mint(devidp.TokenRequest{ClientID: devClientID, Scopes: []string{"messages:read"}})
 	if err != nil {
 		return err
@@ -56,7 +62,8 @@ A token for client %[2]s with scope messages:read, valid for an hour:
 
 export TOKEN=%[4]s
 
-Ask the HTTP decision API (the same decisions Envoy gets over gRPC):
+Ask the HTTP decision API (the same decisions Envoy gets over gRPC); in --dev it judges the
+request it receives, as behind Envoy's http_service (--http-request-headers envoy):
   curl -i localhost:%[5]s/api/messages                                  # 401, no token
   curl -i -H "Authorization: Bearer $TOKEN" localhost:%[5]s/api/messages # 200 with x-authz-* headers
 

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -219,8 +220,9 @@ func chromiumCanonicalPath(p string) (string, bool) {
 		switch {
 		case c == '\\':
 			b.WriteByte('/')
-		case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
-			v := unhex(p[i+1])<<4 | unhex(p[i+2])
+		case c == '%' && i+2 < len(p) && isHexByte(p[i+1:i+3]):
+			v64, _ := strconv.ParseUint(p[i+1:i+3], 16, 8)
+			v := byte(v64)
 			switch {
 			case v == 0:
 				return "", false
@@ -257,17 +259,11 @@ func chromiumCanonicalPath(p string) (string, bool) {
 	return "/" + strings.Join(out, "/"), true
 }
 
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
+// isHexByte reports whether s is two hex digits. (The model keeps its own helpers: it must not
+// share the service's canonicaliser, or a bug in one would hide in the other.)
+func isHexByte(s string) bool {
+	_, err := strconv.ParseUint(s, 16, 8)
+	return err == nil && !strings.ContainsAny(s, "+-")
 }
 
 func isUnreserved(c byte) bool {
