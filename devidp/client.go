@@ -8,11 +8,20 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // RequestToken asks the token endpoint of the issuer at issuerURL for a client-credentials
 // access token (client_secret_basic) and returns it.
 func RequestToken(ctx context.Context, client *http.Client, issuerURL, clientID, secret, scope string) (string, error) {
+	return RequestDPoPToken(ctx, client, issuerURL, clientID, secret, scope, nil)
+}
+
+// RequestDPoPToken is RequestToken with a DPoP proof signed by key, for a DPoP-bound token
+// (RFC 9449 §5); with a nil key it asks for a bearer token.
+func RequestDPoPToken(ctx context.Context, client *http.Client, issuerURL, clientID, secret, scope string, key jwk.Key) (string, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if scope != "" {
 		form.Set("scope", scope)
@@ -23,6 +32,13 @@ func RequestToken(ctx context.Context, client *http.Client, issuerURL, clientID,
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(clientID, secret)
+	if key != nil {
+		proof, err := Proof(key, http.MethodPost, req.URL.String(), "", time.Now())
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("DPoP", proof)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", err

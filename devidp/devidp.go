@@ -1,7 +1,9 @@
 // Package devidp is a small Okta-shaped OAuth 2.0 authorization server for local stacks and
 // tests: issuer metadata, a JSON Web Key Set, a client-credentials token endpoint and key
 // rotation. Its tokens carry the claims of an Okta access token (ver, jti, iss, aud, iat, exp,
-// cid, uid, scp, sub) and are signed RS256 with a kid.
+// cid, uid, scp, sub) and are signed RS256 with a kid. A token request with a valid DPoP proof
+// gets a DPoP-bound token (token_type DPoP, cnf.jkt), as from an Okta app that requires DPoP;
+// the client side of DPoP (a key, proofs) is here too, for curl users and tests.
 //
 // It is for development only: keys live in memory, clients are configured in plain text, and
 // nothing is rate-limited or audited.
@@ -23,6 +25,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 )
 
 // Client is a registered OAuth client and the scopes it may be granted.
@@ -51,6 +55,7 @@ type Config struct {
 // Server is an in-memory authorization server. It is safe for concurrent use.
 type Server struct {
 	cfg      Config
+	dpop     *dpop.Verifier // proofs sent to the token endpoint
 	issuer   *url.URL
 	mu       sync.RWMutex // guards keys
 	keys     []signingKey // keys[0] signs; the previous key stays published for tokens in flight
@@ -84,7 +89,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Clients = maps.Clone(cfg.Clients)
-	s := &Server{cfg: cfg, issuer: u}
+	proofs, err := dpop.New(dpop.Options{Leeway: time.Minute, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, issuer: u, dpop: proofs}
 	if _, err := s.Rotate(); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 )
 
 // Handler serves the authorization server's public endpoints under the issuer's path:
@@ -51,6 +53,7 @@ func (s *Server) serveMetadata(w http.ResponseWriter, _ *http.Request) {
 		"grant_types_supported":                 []string{"client_credentials"},
 		"response_types_supported":              []string{"token"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"dpop_signing_alg_values_supported":     dpop.DefaultAlgs,
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"scopes_supported":                      s.allScopes(),
 	})
@@ -102,14 +105,33 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, err, basic)
 		return
 	}
-	tok, err := s.Mint(TokenRequest{ClientID: id, Scopes: scopes})
+	req := TokenRequest{ClientID: id, Scopes: scopes}
+	tokenType := "Bearer"
+	if proofs := r.Header.Values("DPoP"); len(proofs) > 0 {
+		// RFC 9449 §5: a proof for this very request binds the token to its key.
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		p, err := s.dpop.Verify(proofs, dpop.Request{Method: r.Method, URI: scheme + "://" + r.Host + r.URL.Path})
+		if err == nil {
+			err = s.dpop.Remember(r.Context(), p)
+		}
+		if err != nil {
+			writeOAuthError(w, &errOAuth{400, "invalid_dpop_proof", err.Error()}, basic)
+			return
+		}
+		req.Extra = map[string]any{"cnf": map[string]string{"jkt": p.Thumbprint}}
+		tokenType = "DPoP"
+	}
+	tok, err := s.Mint(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"token_type":   "Bearer",
+		"token_type":   tokenType,
 		"expires_in":   int(s.cfg.TokenTTL.Seconds()),
 		"access_token": tok,
 		"scope":        strings.Join(scopes, " "),

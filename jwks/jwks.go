@@ -117,7 +117,7 @@ func New(opts Options) (*Set, error) {
 		return nil, errors.New("jwks: at least one allowed algorithm is required")
 	}
 	for _, a := range opts.Algs {
-		if _, ok := algKeyType[a]; !ok {
+		if !SupportedAlg(a) {
 			return nil, fmt.Errorf("jwks: unsupported algorithm %q", a)
 		}
 	}

@@ -1,16 +1,14 @@
 package jwks
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/platformauth/envoy-okta-authz/internal/keyalg"
 )
 
 // Key is one verification key from the issuer's set.
@@ -26,20 +24,8 @@ type Key struct {
 // Allows reports whether the key may verify a signature made with alg.
 func (k Key) Allows(alg string) bool { return slices.Contains(k.Algs, alg) }
 
-// algKeyType maps each supported JWS algorithm to the key type it needs (and, for EC, the curve).
-// HMAC and "none" are deliberately absent: a public key set can never authorize them.
-var algKeyType = map[string]string{
-	"RS256": "RSA", "RS384": "RSA", "RS512": "RSA",
-	"PS256": "RSA", "PS384": "RSA", "PS512": "RSA",
-	"ES256": "P-256", "ES384": "P-384", "ES512": "P-521",
-	"EdDSA": "Ed25519",
-}
-
 // SupportedAlg reports whether alg is an asymmetric signature algorithm this package can verify.
-func SupportedAlg(alg string) bool { _, ok := algKeyType[alg]; return ok }
-
-// minRSABits is the smallest RSA modulus accepted; shorter keys are dropped from the set.
-const minRSABits = 2048
+func SupportedAlg(alg string) bool { return keyalg.Supported(alg) }
 
 type skippedKey struct{ kid, reason string }
 
@@ -101,7 +87,7 @@ func usableKey(jk jwk.Key, allowed []string) (Key, error) {
 	if err := jwk.Export(pub, &raw); err != nil {
 		return k, fmt.Errorf("export: %w", err)
 	}
-	typ, err := keyType(raw)
+	typ, err := keyalg.KeyTypeOf(raw)
 	if err != nil {
 		return k, err
 	}
@@ -110,7 +96,7 @@ func usableKey(jk jwk.Key, allowed []string) (Key, error) {
 		candidates = []string{a.String()}
 	}
 	for _, alg := range candidates {
-		if slices.Contains(allowed, alg) && algKeyType[alg] == typ {
+		if slices.Contains(allowed, alg) && keyalg.FitsType(alg, typ) {
 			k.Algs = append(k.Algs, alg)
 		}
 	}
@@ -119,29 +105,4 @@ func usableKey(jk jwk.Key, allowed []string) (Key, error) {
 	}
 	k.Public = raw
 	return k, nil
-}
-
-// keyType names a raw public key's type the way algKeyType does, and rejects weak keys.
-func keyType(raw any) (string, error) {
-	switch pk := raw.(type) {
-	case *rsa.PublicKey:
-		if pk.N.BitLen() < minRSABits {
-			return "", fmt.Errorf("RSA key of %d bits is too short", pk.N.BitLen())
-		}
-		return "RSA", nil
-	case *ecdsa.PublicKey:
-		switch pk.Curve {
-		case elliptic.P256():
-			return "P-256", nil
-		case elliptic.P384():
-			return "P-384", nil
-		case elliptic.P521():
-			return "P-521", nil
-		}
-		return "", errors.New("unsupported curve")
-	case ed25519.PublicKey:
-		return "Ed25519", nil
-	default:
-		return "", fmt.Errorf("unsupported key type %T", raw)
-	}
 }

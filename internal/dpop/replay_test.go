@@ -1,0 +1,149 @@
+package dpop
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func id(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+func TestMemoryStoreRemembersUntilExpiry(t *testing.T) {
+	now := t0
+	m := NewMemoryStore(MemoryOptions{Now: func() time.Time { return now }})
+	ctx := context.Background()
+	first, err := m.FirstUse(ctx, "k", id("a"), time.Minute)
+	require.NoError(t, err)
+	assert.True(t, first)
+	first, err = m.FirstUse(ctx, "k", id("a"), time.Minute)
+	require.NoError(t, err)
+	assert.False(t, first, "seen within its ttl")
+	now = now.Add(time.Minute + time.Second)
+	first, err = m.FirstUse(ctx, "k", id("a"), time.Minute)
+	require.NoError(t, err)
+	assert.True(t, first, "forgotten after its ttl (the proof itself is too old by then)")
+}
+
+// TestMemoryStoreFloodEvictsOnlyItsOwnKey: one key sending more proofs than its share evicts
+// its own oldest entries, never another key's; a store full of live entries refuses.
+func TestMemoryStoreFloodEvictsOnlyItsOwnKey(t *testing.T) {
+	m := NewMemoryStore(MemoryOptions{Max: 100, PerKey: 10, Now: func() time.Time { return t0 }})
+	ctx := context.Background()
+	first, err := m.FirstUse(ctx, "victim", id("victim-proof"), time.Minute)
+	require.NoError(t, err)
+	require.True(t, first)
+	for i := range 50 {
+		first, err := m.FirstUse(ctx, "flooder", id(fmt.Sprint("flood", i)), time.Minute)
+		require.NoError(t, err)
+		require.True(t, first)
+	}
+	first, err = m.FirstUse(ctx, "victim", id("victim-proof"), time.Minute)
+	require.NoError(t, err)
+	assert.False(t, first, "the victim's proof is still remembered")
+	assert.LessOrEqual(t, m.Len(), 11)
+
+	// Many keys fill it: then it refuses instead of forgetting a live proof.
+	for i := range 200 {
+		_, err = m.FirstUse(ctx, fmt.Sprint("key", i), id(fmt.Sprint("p", i)), time.Minute)
+	}
+	assert.ErrorIs(t, err, ErrStoreFull)
+	assert.Equal(t, 100, m.Len())
+	first, err = m.FirstUse(ctx, "victim", id("victim-proof"), time.Minute)
+	require.NoError(t, err)
+	assert.False(t, first, "a full store still knows every live proof")
+}
+
+// redisServer starts Debian's redis-server on a free loopback port. Without it the test skips
+// locally and fails in CI, where .ci/run installs it.
+func redisServer(t *testing.T) (addr string, stop func()) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is required in CI (apt-get install -y redis-server); .ci/run installs it")
+		}
+		t.Skip("redis-server not installed (apt-get install -y redis-server); skipped outside CI")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--requirepass", "test-password", "--logfile", filepath.Join(dir, "redis.log"))
+	require.NoError(t, cmd.Start())
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	require.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		fmt.Fprint(c, "AUTH test-password\r\nPING\r\n")
+		r := bufio.NewReader(c)
+		_, _ = r.ReadString('\n')
+		line, _ := r.ReadString('\n')
+		return strings.HasPrefix(line, "+PONG")
+	}, 10*time.Second, 20*time.Millisecond, "redis-server did not start")
+	return addr, stop
+}
+
+// TestRedisStoreSharesProofsAndFailsClosed: two replicas' stores on one real Redis see each
+// other's proofs; when Redis goes away a check errs within the timeout instead of hanging or
+// accepting.
+func TestRedisStoreSharesProofsAndFailsClosed(t *testing.T) {
+	addr, stop := redisServer(t)
+	url := "redis://:test-password@" + addr + "/0"
+	a, err := NewRedisStore(RedisOptions{URL: url})
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := NewRedisStore(RedisOptions{URL: url})
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	require.NoError(t, a.Ping(ctx))
+
+	first, err := a.FirstUse(ctx, "k", id("shared"), time.Minute)
+	require.NoError(t, err)
+	assert.True(t, first)
+	first, err = b.FirstUse(ctx, "k", id("shared"), time.Minute)
+	require.NoError(t, err)
+	assert.False(t, first, "replica b sees the proof replica a accepted")
+
+	wrong, err := NewRedisStore(RedisOptions{URL: "redis://:nope@" + addr + "/0"})
+	require.NoError(t, err)
+	defer wrong.Close()
+	_, err = wrong.FirstUse(ctx, "k", id("x"), time.Minute)
+	assert.Error(t, err, "a wrong password is an error, not a first use")
+
+	stop()
+	start := time.Now()
+	first, err = a.FirstUse(ctx, "k", id("after"), time.Minute)
+	assert.Error(t, err, "Redis gone: an error")
+	assert.False(t, first)
+	assert.Less(t, time.Since(start), 2*time.Second, "bounded by the timeout")
+
+	_, err = NewRedisStore(RedisOptions{URL: "http://" + addr})
+	assert.Error(t, err)
+}
