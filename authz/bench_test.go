@@ -12,7 +12,7 @@ func BenchmarkBearerToken(b *testing.B) {
 	v := []string{"Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := bearerToken(v); err != nil {
+		if _, _, err := accessToken(v); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
@@ -29,6 +30,9 @@ const (
 	NoCredentials
 	// InvalidToken: the token is malformed, forged, expired or not for this API. 401.
 	InvalidToken
+	// InvalidProof: a DPoP proof that is malformed, forged, stale, replayed or for another
+	// request. 401 with error="invalid_dpop_proof".
+	InvalidProof
 	// InsufficientScope: a valid token that lacks what the route needs. 403.
 	InsufficientScope
 	// Allow: forward the request with the identity headers.
@@ -47,6 +51,8 @@ func (o Outcome) String() string {
 		return "insufficient_scope"
 	case InvalidRequest:
 		return "invalid_request"
+	case InvalidProof:
+		return "invalid_dpop_proof"
 	default:
 		return "unavailable"
 	}
@@ -59,6 +65,13 @@ type Request struct {
 	Path   string // request target as received, query string included; canonicalised by Decide
 	// Authorization holds every value of the Authorization header (normally one).
 	Authorization []string
+	// DPoP holds every value of the DPoP header (one proof, with the DPoP scheme).
+	DPoP []string
+	// Scheme is the URI scheme the client used ("https", "http"), for a DPoP proof's htu.
+	Scheme string
+	// ClientCert is the client certificate of the request's mutual TLS, as the proxy passes
+	// it (URL-encoded PEM, PEM or base64 DER); empty without one.
+	ClientCert string
 	// ContextExtensions are Envoy's per-route check_settings (gRPC only).
 	ContextExtensions map[string]string
 	RequestID         string
@@ -87,6 +100,11 @@ type Decision struct {
 	Rule string
 	// Path is the canonical request path the rules judged (empty when the path was refused).
 	Path string
+	// Scheme is the authorization scheme the request used (SchemeBearer, SchemeDPoP), or "".
+	Scheme string
+	// DPoP says the challenge is the DPoP scheme's (RFC 9449 §7.1): the request used it, or
+	// the token or the rule needs it.
+	DPoP bool
 	// WouldBe is set when a rule in dry-run mode turned a denial into this allow: the decision
 	// it would have made.
 	WouldBe *Decision
@@ -97,13 +115,16 @@ func (d *Decision) DryRun() bool { return d.WouldBe != nil }
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	verifier *Verifier
-	metrics  *Metrics
-	logMode  string
-	sample   float64
-	policy   atomic.Pointer[Policy]
-	log      *slog.Logger
-	realm    string
+	verifier  *Verifier
+	dpop      *dpop.Verifier // nil: the DPoP scheme is not accepted
+	publicURL string
+	challenge Challenges
+	metrics   *Metrics
+	logMode   string
+	sample    float64
+	policy    atomic.Pointer[Policy]
+	log       *slog.Logger
+	realm     string
 }
 
 // Options configure an Authorizer.
@@ -120,6 +141,12 @@ type Options struct {
 	DecisionLog string
 	// AllowSampleRate is the fraction of allows logged with DecisionLogAll (0 means 1).
 	AllowSampleRate float64
+	// DPoP verifies DPoP proofs; nil turns the DPoP scheme off (DPoP-bound tokens are still
+	// refused as bearer tokens).
+	DPoP *dpop.Verifier
+	// PublicURL is the external origin (scheme://host[:port]) clients use, when TLS or the
+	// host name change before the proxy: a DPoP proof's htu is compared with it.
+	PublicURL string
 }
 
 // Decision log modes.
@@ -144,7 +171,12 @@ func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
 		opts.AllowSampleRate = 1
 	}
 	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, metrics: opts.Metrics,
-		logMode: opts.DecisionLog, sample: opts.AllowSampleRate}
+		logMode: opts.DecisionLog, sample: opts.AllowSampleRate, dpop: opts.DPoP,
+		publicURL: strings.TrimSuffix(opts.PublicURL, "/")}
+	a.challenge = Challenges{Realm: opts.Realm}
+	if opts.DPoP != nil {
+		a.challenge.DPoPAlgs = strings.Join(opts.DPoP.Algs(), " ")
+	}
 	a.SetPolicy(opts.Policy)
 	return a
 }
@@ -166,6 +198,10 @@ func (a *Authorizer) IssuerNames() []string { return a.verifier.IssuerNames() }
 
 // Realm returns the realm used in WWW-Authenticate.
 func (a *Authorizer) Realm() string { return a.realm }
+
+// Challenges returns what the WWW-Authenticate challenges name: the realm and, when the DPoP
+// scheme is accepted, its algorithms.
+func (a *Authorizer) Challenges() Challenges { return a.challenge }
 
 // Decide is the one decision path every front end uses.
 func (a *Authorizer) Decide(ctx context.Context, r *Request) Decision {
@@ -190,7 +226,7 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	if err != nil {
 		return Decision{Outcome: InvalidRequest, Reason: pathReason(err), Detail: err.Error()}
 	}
-	cred := a.credential(ctx, r.Authorization)
+	cred := a.credential(ctx, r)
 	if cred.err == ErrMultipleCredentials {
 		return Decision{Outcome: InvalidRequest, Reason: ErrMultipleCredentials, Path: path.Canonical}
 	}
@@ -215,24 +251,34 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 			decided, severity = d, s
 		}
 	})
-	decided.Path = path.Canonical
+	decided.Path, decided.Scheme = path.Canonical, cred.scheme
 	return decided
 }
 
-// credential is the request's bearer token, verified once for all the rules that judge it.
+// credential is the request's access token, verified once — token and sender binding — for
+// all the rules that judge it.
 type credential struct {
-	err    error // errNoBearer, a malformed header, or the verification's error
+	scheme string // SchemeBearer or SchemeDPoP; empty without usable credentials
+	err    error  // errNoCredentials, a malformed header, or the verification's or binding's error
 	claims *Claims
-	parsed bool // a bearer token was found and verified (err is then the verification's)
+	parsed bool  // a token was found and verified (err is then the verification's or binding's)
+	bound  uint8 // the sender constraints the request proved (boundDPoP, boundMTLS)
 }
 
-func (a *Authorizer) credential(ctx context.Context, authorization []string) credential {
-	token, err := bearerToken(authorization)
-	if err != nil {
-		return credential{err: err}
+func (a *Authorizer) credential(ctx context.Context, r *Request) credential {
+	scheme, token, err := accessToken(r.Authorization)
+	if err == nil && scheme == SchemeDPoP && a.dpop == nil {
+		err, scheme = errNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
 	}
-	claims, err := a.verifier.Verify(ctx, token)
-	return credential{err: err, claims: claims, parsed: true}
+	if err != nil {
+		return credential{scheme: scheme, err: err}
+	}
+	c := credential{scheme: scheme, parsed: true}
+	c.claims, c.err = a.verifier.Verify(ctx, token)
+	if c.err == nil {
+		c.bound, c.err = a.bind(ctx, r, scheme, token, c.claims)
+	}
+	return c
 }
 
 // severity orders decisions for decide: a refusal over a dry-run allow over an allow.
@@ -265,25 +311,48 @@ func decideRule(rule *Rule, dryRun bool, cred *credential) Decision {
 }
 
 func judge(rule *Rule, cred *credential) Decision {
+	d := judgeToken(rule, cred)
+	// The challenge is DPoP's when the client used DPoP or only DPoP can help, and Bearer's
+	// when the rule asks for a certificate-bound token.
+	switch {
+	case d.Reason == ErrSenderConstrained:
+		d.DPoP = rule.SenderConstrained != SenderMTLS
+	default:
+		d.DPoP = cred.scheme == SchemeDPoP || d.Reason == ErrDPoPBoundAsBearer
+	}
+	return d
+}
+
+func judgeToken(rule *Rule, cred *credential) Decision {
 	err := cred.err
 	switch {
 	case err == nil:
 	case rule.Public && cred.parsed:
-		// An invalid token on a public route is ignored: no identity, no denial.
-		return Decision{Outcome: Allow, Detail: "ignored invalid token: " + err.Error()}
+		// An invalid token or proof on a public route is ignored: no identity, no denial.
+		return Decision{Outcome: Allow, Detail: "ignored invalid credentials: " + err.Error()}
 	case rule.Public:
 		return Decision{Outcome: Allow}
-	case err == errNoBearer:
+	case err == errNoCredentials:
 		return Decision{Outcome: NoCredentials, Reason: ErrNoCredentials}
 	case !cred.parsed:
 		return Decision{Outcome: InvalidToken, Reason: reasonOf(err), Detail: err.Error()}
 	default:
+		if f, ok := proofFailure(err); ok {
+			if f == dpop.ErrStoreUnavailable {
+				return Decision{Outcome: Unavailable, Reason: proofReason(f), Detail: err.Error(), Claims: cred.claims}
+			}
+			return Decision{Outcome: InvalidProof, Reason: proofReason(f), Detail: err.Error(), Claims: cred.claims}
+		}
 		reason := reasonOf(err)
 		outcome := InvalidToken
 		if reason == ErrKeysNotLoaded {
 			outcome = Unavailable
 		}
 		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: cred.claims}
+	}
+	if !rule.constraintMet(cred.bound) {
+		return Decision{Outcome: InvalidToken, Reason: ErrSenderConstrained, Claims: cred.claims,
+			Detail: "the rule requires a " + string(rule.SenderConstrained) + "-bound token"}
 	}
 	if reason, scope, detail := rule.check(cred.claims); reason != nil {
 		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: cred.claims}

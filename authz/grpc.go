@@ -44,6 +44,7 @@ type allowMemo struct {
 type denialKey struct {
 	outcome             Outcome
 	reason, scope, rule string
+	dpop                bool
 }
 
 // NewGRPCServer returns the ext_authz service for a.
@@ -73,11 +74,11 @@ func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.CheckResponse {
 	switch {
 	case d.Outcome != Allow && d.Claims == nil:
-		key := denialKey{d.Outcome, d.Reason.Code, d.Scope, d.Rule}
+		key := denialKey{d.Outcome, d.Reason.Code, d.Scope, d.Rule, d.DPoP}
 		if r, ok := s.denials.Load(key); ok {
 			return r.(*authv3.CheckResponse)
 		}
-		resp := checkResponse(d, s.authz.Realm(), nil)
+		resp := checkResponse(d, s.authz.Challenges(), nil)
 		if prev, loaded := s.denials.LoadOrStore(key, resp); loaded {
 			return prev.(*authv3.CheckResponse)
 		}
@@ -89,14 +90,14 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 		}
 		return s.memoiseAllow(d)
 	}
-	return checkResponse(d, s.authz.Realm(), clientIdentity)
+	return checkResponse(d, s.authz.Challenges(), clientIdentity)
 }
 
 // memoiseAllow builds the allow response for d and memoises it with its encoding. Changes to
 // the memo are serialised so that every encoding stored leaves with its response: on eviction
 // (the LRU's callback) or on replacement under another rule (here; replacing is no eviction).
 func (s *GRPCServer) memoiseAllow(d *Decision) *authv3.CheckResponse {
-	resp := checkResponse(d, s.authz.Realm(), nil)
+	resp := checkResponse(d, s.authz.Challenges(), nil)
 	s.memoMu.Lock()
 	defer s.memoMu.Unlock()
 	if m, ok := s.allows.Peek(d.Claims); ok {
@@ -121,7 +122,10 @@ func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
 		Method:            h.GetMethod(),
 		Host:              h.GetHost(),
 		Path:              h.GetPath(),
+		Scheme:            h.GetScheme(),
 		ContextExtensions: attrs.GetContextExtensions(),
+		// URL-encoded PEM, with include_peer_certificate on the ext_authz filter.
+		ClientCert: attrs.GetSource().GetCertificate(),
 	}
 	var identity []string
 	visit := func(k, v string) {
@@ -129,6 +133,8 @@ func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
 		switch {
 		case k == "authorization":
 			r.Authorization = append(r.Authorization, v)
+		case k == "dpop":
+			r.DPoP = append(r.DPoP, v)
 		case k == "x-request-id":
 			r.RequestID = v
 		case strings.HasPrefix(k, IdentityHeaderPrefix):
@@ -190,7 +196,7 @@ func codeFor(o Outcome) codes.Code {
 	switch o {
 	case Allow:
 		return codes.OK
-	case NoCredentials, InvalidToken:
+	case NoCredentials, InvalidToken, InvalidProof:
 		return codes.Unauthenticated
 	case InvalidRequest:
 		return codes.InvalidArgument
@@ -200,7 +206,7 @@ func codeFor(o Outcome) codes.Code {
 	return codes.PermissionDenied
 }
 
-func checkResponse(d *Decision, realm string, clientIdentity []string) *authv3.CheckResponse {
+func checkResponse(d *Decision, ch Challenges, clientIdentity []string) *authv3.CheckResponse {
 	resp := &authv3.CheckResponse{
 		Status:          &rpcstatus.Status{Code: int32(codeFor(d.Outcome))},
 		DynamicMetadata: decisionMetadata(d),
@@ -209,7 +215,7 @@ func checkResponse(d *Decision, realm string, clientIdentity []string) *authv3.C
 		resp.Status.Message = d.Reason.Code
 		resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.HTTPStatus())},
-			Headers: headerOptions(d.ClientHeaders(realm)),
+			Headers: headerOptions(d.ClientHeaders(ch)),
 			Body:    string(d.Body()),
 		}}
 		return resp

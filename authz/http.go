@@ -51,6 +51,11 @@ type HTTPOptions struct {
 	PathPrefix string
 	// Source says which headers name the request to judge (default SourceAuto).
 	Source RequestSource
+	// ClientCertHeader names the header in which the proxy passes the client certificate of
+	// the request's mutual TLS (nginx: $ssl_client_escaped_cert; Traefik: passTLSClientCert's
+	// X-Forwarded-Tls-Client-Cert), for certificate-bound tokens. Empty: none is read, so
+	// certificate-bound tokens are refused on this front end.
+	ClientCertHeader string
 }
 
 // NewHTTPServer returns the HTTP decision API for a.
@@ -98,7 +103,7 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	for _, c := range d.ClientHeaders(s.authz.Realm()) {
+	for _, c := range d.ClientHeaders(s.authz.Challenges()) {
 		h.Set(c.Name, c.Value)
 	}
 	w.WriteHeader(d.HTTPStatus())
@@ -119,7 +124,20 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource
 	r := &Request{
 		Frontend:      "http",
 		Authorization: req.Header.Values("Authorization"),
+		DPoP:          req.Header.Values("DPoP"),
 		RequestID:     req.Header.Get("X-Request-Id"),
+		// Every proxy here reports the client's scheme in X-Forwarded-Proto (nginx.conf sets
+		// it; Traefik and Envoy set it themselves).
+		Scheme: req.Header.Get("X-Forwarded-Proto"),
+	}
+	if r.Scheme == "" {
+		r.Scheme = "http"
+		if req.TLS != nil {
+			r.Scheme = "https"
+		}
+	}
+	if s.opts.ClientCertHeader != "" {
+		r.ClientCert = req.Header.Get(s.opts.ClientCertHeader)
 	}
 	h := req.Header
 	hasNginx := slices.ContainsFunc(nginxHeaders, func(k string) bool { return len(h.Values(k)) > 0 })

@@ -17,8 +17,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_checks_total",
-			Help: "Authorization decisions, by decision, reason and front end (grpc, http).",
-		}, []string{"decision", "reason", "frontend"}),
+			Help: "Authorization decisions, by decision, reason, front end (grpc, http) and authorization scheme (bearer, dpop, none).",
+		}, []string{"decision", "reason", "frontend", "scheme"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "authz_check_duration_seconds",
 			Help:    "Time to decide, by front end (excluding the transport).",
@@ -42,7 +42,11 @@ func (m *Metrics) observe(frontend string, d *Decision, elapsed time.Duration) {
 		decision = "dry_run_allow"
 		reason = d.WouldBe.Reason.Code
 	}
-	m.checks.WithLabelValues(decision, reason, frontend).Inc()
+	scheme := d.Scheme
+	if scheme == "" {
+		scheme = "none"
+	}
+	m.checks.WithLabelValues(decision, reason, frontend, scheme).Inc()
 	m.latency.WithLabelValues(frontend).Observe(elapsed.Seconds())
 }
 

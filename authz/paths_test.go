@@ -93,7 +93,7 @@ func TestPathSpellingsAreJudgedAsTheUpstreamReadsThem(t *testing.T) {
 			assert.Equal(t, tt.want.String(), d.Outcome.String(), "rule %s, reason %v, detail %s", d.Rule, d.Reason, d.Detail)
 			if tt.want == InvalidRequest {
 				assert.Equal(t, 400, d.HTTPStatus())
-				assert.Contains(t, headerOf(d.ClientHeaders("api"), "www-authenticate"), `error="invalid_request"`)
+				assert.Contains(t, headerOf(d.ClientHeaders(Challenges{Realm: "api"}), "www-authenticate"), `error="invalid_request"`)
 			}
 		})
 	}

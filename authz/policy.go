@@ -62,7 +62,32 @@ type Rule struct {
 	Claims    []ClaimRequirement
 	Issuers   []string // issuer names, any-of
 	Audiences []string // any-of, on top of the issuer's own
-	DryRun    bool
+	// SenderConstrained demands a token bound to the presenter (empty: a bearer token does).
+	SenderConstrained SenderConstraint
+	DryRun            bool
+}
+
+// SenderConstraint is what a rule requires a token to be bound to.
+type SenderConstraint string
+
+// The sender constraints a rule may require.
+const (
+	SenderDPoP SenderConstraint = "dpop" // a DPoP-bound token with a valid proof (RFC 9449)
+	SenderMTLS SenderConstraint = "mtls" // a certificate-bound token over mutual TLS (RFC 8705)
+	SenderAny  SenderConstraint = "any"  // either
+)
+
+// constraintMet reports whether the constraints a request proved satisfy the rule's.
+func (rule *Rule) constraintMet(bound uint8) bool {
+	switch rule.SenderConstrained {
+	case SenderDPoP:
+		return bound&boundDPoP != 0
+	case SenderMTLS:
+		return bound&boundMTLS != 0
+	case SenderAny:
+		return bound != 0
+	}
+	return true
 }
 
 // ClaimRequirement is one assertion on a claim, like Okta's assertClaims.

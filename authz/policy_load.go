@@ -59,15 +59,17 @@ func (m *matchSpec) empty() bool {
 }
 
 type requireSpec struct {
-	Scopes    []string    `yaml:"scopes"`
-	AnyScopes []string    `yaml:"any_scopes"`
-	Claims    []claimSpec `yaml:"claims"`
-	Issuers   []string    `yaml:"issuers"`
-	Audiences []string    `yaml:"audiences"`
+	Scopes            []string    `yaml:"scopes"`
+	AnyScopes         []string    `yaml:"any_scopes"`
+	Claims            []claimSpec `yaml:"claims"`
+	Issuers           []string    `yaml:"issuers"`
+	Audiences         []string    `yaml:"audiences"`
+	SenderConstrained string      `yaml:"sender_constrained"`
 }
 
 func (r *requireSpec) empty() bool {
-	return len(r.Scopes) == 0 && len(r.AnyScopes) == 0 && len(r.Claims) == 0 && len(r.Issuers) == 0 && len(r.Audiences) == 0
+	return len(r.Scopes) == 0 && len(r.AnyScopes) == 0 && len(r.Claims) == 0 && len(r.Issuers) == 0 &&
+		len(r.Audiences) == 0 && r.SenderConstrained == ""
 }
 
 type claimSpec struct {
@@ -249,6 +251,12 @@ func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []erro
 	}
 	if spec.Public && !req.empty() {
 		fail("public: true contradicts require: a public rule needs no token")
+	}
+	switch sc := SenderConstraint(req.SenderConstrained); sc {
+	case "", SenderDPoP, SenderMTLS, SenderAny:
+		rule.SenderConstrained = sc
+	default:
+		fail("sender_constrained %q is not dpop, mtls or any", req.SenderConstrained)
 	}
 	for _, s := range append(append([]string{}, req.Scopes...), req.AnyScopes...) {
 		if !scopeToken.MatchString(s) {

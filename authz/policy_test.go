@@ -172,7 +172,7 @@ func TestPolicyDecisions(t *testing.T) {
 			d := e.az.Decide(context.Background(), r)
 			assert.Equal(t, tt.want.String(), d.Outcome.String(), "reason %v, detail %s", d.Reason, d.Detail)
 			if tt.wantWWW != "" {
-				assert.Equal(t, tt.wantWWW, headerOf(d.ClientHeaders("api"), "www-authenticate"))
+				assert.Equal(t, tt.wantWWW, headerOf(d.ClientHeaders(Challenges{Realm: "api"}), "www-authenticate"))
 				assert.Equal(t, 403, d.HTTPStatus())
 			}
 			assert.Equal(t, tt.wantIdent, len(d.UpstreamHeaders()) > 0, "identity forwarded")

@@ -31,7 +31,7 @@ func (d *Decision) HTTPStatus() int {
 	switch d.Outcome {
 	case Allow:
 		return http.StatusOK
-	case NoCredentials, InvalidToken:
+	case NoCredentials, InvalidToken, InvalidProof:
 		return http.StatusUnauthorized
 	case InsufficientScope:
 		return http.StatusForbidden
@@ -77,28 +77,48 @@ func headersToRemove(upstream []Header, clientSent []string) []string {
 	return out
 }
 
+// Challenges are what WWW-Authenticate names: the Bearer realm and, when the DPoP scheme is
+// accepted, the DPoP proof algorithms (RFC 9449 §7.1's algs).
+type Challenges struct {
+	Realm    string
+	DPoPAlgs string // space-separated; empty when DPoP is off
+}
+
 // ClientHeaders are the headers of a denial for the client: WWW-Authenticate on 400/401/403
-// (RFC 6750 §3), Retry-After on 503, and the JSON body's content type.
-func (d *Decision) ClientHeaders(realm string) []Header {
+// (RFC 6750 §3, RFC 9449 §7.1), Retry-After on 503, and the JSON body's content type. One
+// WWW-Authenticate value carries every challenge (Figure 17 of RFC 9449), since proxies differ
+// in how they pass a repeated header.
+func (d *Decision) ClientHeaders(ch Challenges) []Header {
 	if d.Outcome == Allow {
 		return nil
 	}
 	hs := []Header{{"content-type", "application/json"}, {"cache-control", "no-store"}}
+	bearer := fmt.Sprintf(`Bearer realm=%q`, ch.Realm)
+	challenge := func(errCode string) string {
+		c := bearer
+		if d.DPoP && ch.DPoPAlgs != "" {
+			c = fmt.Sprintf(`DPoP algs=%q`, ch.DPoPAlgs)
+		}
+		return fmt.Sprintf(`%s, error=%q, error_description=%q`, c, errCode, d.Reason.Description)
+	}
 	switch d.Outcome {
 	case NoCredentials:
-		hs = append(hs, Header{"www-authenticate", fmt.Sprintf(`Bearer realm=%q`, realm)})
+		if ch.DPoPAlgs != "" {
+			bearer += fmt.Sprintf(`, DPoP algs=%q`, ch.DPoPAlgs)
+		}
+		hs = append(hs, Header{"www-authenticate", bearer})
 	case InvalidToken:
-		hs = append(hs, Header{"www-authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token", error_description=%q`,
-			realm, d.Reason.Description)})
+		hs = append(hs, Header{"www-authenticate", challenge("invalid_token")})
+	case InvalidProof:
+		hs = append(hs, Header{"www-authenticate", challenge("invalid_dpop_proof")})
 	case InsufficientScope:
-		v := fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", error_description=%q`, realm, d.Reason.Description)
+		v := challenge("insufficient_scope")
 		if d.Scope != "" {
 			v += fmt.Sprintf(", scope=%q", d.Scope)
 		}
 		hs = append(hs, Header{"www-authenticate", v})
 	case InvalidRequest:
-		hs = append(hs, Header{"www-authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_request", error_description=%q`,
-			realm, d.Reason.Description)})
+		hs = append(hs, Header{"www-authenticate", challenge("invalid_request")})
 	case Unavailable:
 		hs = append(hs, Header{"retry-after", RetryAfterSeconds})
 	}
@@ -146,6 +166,8 @@ func (d *Decision) Body() []byte {
 		b = errorBody{Error: "insufficient_scope", Description: d.Reason.Description, Scope: d.Scope}
 	case InvalidRequest:
 		b = errorBody{Error: "invalid_request", Description: d.Reason.Description}
+	case InvalidProof:
+		b = errorBody{Error: "invalid_dpop_proof", Description: d.Reason.Description}
 	default:
 		b = errorBody{Error: "temporarily_unavailable", Description: d.Reason.Description}
 	}

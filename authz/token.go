@@ -185,8 +185,51 @@ type Claims struct {
 	Expiry     time.Time
 	IssuedAt   time.Time // zero when absent
 	NotBefore  time.Time // zero when absent
+	// Cnf is the token's confirmation (RFC 7800): the key or certificate it is bound to; nil
+	// for a bearer token.
+	Cnf *Confirmation
 	// Raw is the verified JSON payload, as signed.
 	Raw []byte
+}
+
+// Confirmation is a token's cnf claim: what the presenter must prove to hold.
+type Confirmation struct {
+	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound to (RFC 9449 §6).
+	JKT string
+	// X5TS256 is the SHA-256 thumbprint of the client certificate the token is bound to (RFC
+	// 8705 §3.1).
+	X5TS256 string
+	// Unknown is set when cnf holds a member this service cannot check (or none): such a token
+	// is never accepted, since its binding cannot be verified.
+	Unknown bool
+}
+
+// decodeConfirmation reads a cnf claim.
+func decodeConfirmation(raw json.RawMessage) (*Confirmation, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return nil, errors.New("want an object")
+	}
+	c := &Confirmation{Unknown: len(members) == 0}
+	for name, v := range members {
+		var dst *string
+		switch name {
+		case "jkt":
+			dst = &c.JKT
+		case "x5t#S256":
+			dst = &c.X5TS256
+		default:
+			c.Unknown = true
+			continue
+		}
+		if err := json.Unmarshal(v, dst); err != nil || *dst == "" {
+			return nil, fmt.Errorf("%s: want a non-empty string", name)
+		}
+	}
+	return c, nil
 }
 
 // HasScope reports whether the token grants scope s.
@@ -404,6 +447,7 @@ type wireClaims struct {
 	Exp   json.RawMessage `json:"exp"`
 	Iat   json.RawMessage `json:"iat"`
 	Nbf   json.RawMessage `json:"nbf"`
+	Cnf   json.RawMessage `json:"cnf"`
 }
 
 func decodeClaims(payload []byte) (*Claims, error) {
@@ -424,6 +468,9 @@ func decodeClaims(payload []byte) (*Claims, error) {
 		if !slices.Contains(c.Scopes, s) {
 			c.Scopes = append(c.Scopes, s)
 		}
+	}
+	if c.Cnf, err = decodeConfirmation(w.Cnf); err != nil {
+		return nil, fmt.Errorf("%w: cnf: %v", ErrMalformed, err)
 	}
 	for _, f := range []struct {
 		raw json.RawMessage

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -41,13 +42,25 @@ type config struct {
 	// HTTPSource names the proxy whose headers say which request the HTTP decision API judges.
 	HTTPSource   authz.RequestSource
 	RequireATJWT bool
-	CacheSize    int
-	Pprof        bool
-	DecisionLog  string
-	LogSample    float64
-	TLSCert      string
-	TLSKey       string
-	ClientCA     string
+	// DPoP (RFC 9449): accepted proof algorithms (none: the DPoP scheme is off), how old a
+	// proof may be, where proofs are remembered ("memory" or a Redis URL), what a Redis outage
+	// means ("deny" or "local"), and how many proofs memory holds.
+	DPoPAlgs          []string
+	DPoPMaxAge        time.Duration
+	DPoPReplayStore   string
+	DPoPStoreFailure  string
+	DPoPReplayEntries int
+	// PublicURL is the external origin clients use (a DPoP proof's htu names it).
+	PublicURL string
+	// ClientCertHeader names the HTTP API's header carrying the mTLS client certificate.
+	ClientCertHeader string
+	CacheSize        int
+	Pprof            bool
+	DecisionLog      string
+	LogSample        float64
+	TLSCert          string
+	TLSKey           string
+	ClientCA         string
 
 	Dev         bool
 	DevAddr     string
@@ -78,8 +91,8 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	var (
-		c                                               config
-		audience, clientIDs, algs, logLevel, httpSource string
+		c                                                         config
+		audience, clientIDs, algs, logLevel, httpSource, dpopAlgs string
 	)
 	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL, matched exactly against the token's iss (required; e.g. https://{yourOktaDomain}/oauth2/default)")
 	fs.StringVar(&audience, "audience", "api://default", "expected audience(s), comma-separated; any one must be in aud")
@@ -103,6 +116,13 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
 	fs.StringVar(&httpSource, "http-request-headers", string(authz.SourceAuto), "whose headers name the request on the HTTP decision API: nginx (X-Original-*), traefik (X-Forwarded-*), envoy (the request itself), or auto (exactly one of nginx's or Traefik's sets present; Envoy's with --http-path-prefix)")
+	fs.StringVar(&dpopAlgs, "dpop-algs", strings.Join(dpop.DefaultAlgs, ","), "DPoP proof algorithms accepted, comma-separated (RS*, PS*, ES*, EdDSA); empty turns the DPoP scheme off (DPoP-bound tokens are still refused as bearer tokens)")
+	fs.DurationVar(&c.DPoPMaxAge, "dpop-max-age", dpop.DefaultMaxAge, "how old a DPoP proof's iat may be (plus --leeway)")
+	fs.StringVar(&c.DPoPReplayStore, "dpop-replay-store", "memory", "where DPoP proofs are remembered against replay: memory (per replica) or redis://[:password@]host:port/db (rediss:// for TLS), shared by replicas")
+	fs.StringVar(&c.DPoPStoreFailure, "dpop-replay-store-failure", "deny", "when the Redis replay store cannot answer: deny (503, fail closed) or local (check this replica's memory instead)")
+	fs.IntVar(&c.DPoPReplayEntries, "dpop-replay-cache-size", 100_000, "DPoP proofs remembered in memory (a full store refuses proofs rather than forget live ones)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the external origin clients use (https://api.example.com) when TLS or the host change before the proxy: DPoP proofs' htu is compared with it")
+	fs.StringVar(&c.ClientCertHeader, "client-cert-header", "", "HTTP decision API: the header in which the proxy passes the mTLS client certificate (nginx: X-Client-Cert from $ssl_client_escaped_cert); empty: certificate-bound tokens are refused there")
 	fs.BoolVar(&c.RequireATJWT, "require-at-jwt", false, "require the RFC 9068 header typ at+jwt on --issuer's tokens (off for Okta, whose access tokens carry no typ)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
 	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")
@@ -126,6 +146,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	c.ClientIDs = splitList(clientIDs)
 	c.Algs = splitList(algs)
 	c.HTTPSource = authz.RequestSource(httpSource)
+	c.DPoPAlgs = splitList(dpopAlgs)
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 	}
@@ -184,14 +205,26 @@ func (c *config) validate() []error {
 	if len(c.Algs) == 0 {
 		add("--algs must name at least one algorithm")
 	}
-	for _, a := range c.Algs {
-		switch {
-		case strings.EqualFold(a, "none"):
-			add("--algs: %q would accept unsigned tokens; it is never allowed", a)
-		case strings.HasPrefix(strings.ToUpper(a), "HS"):
-			add("--algs: %q is a shared-secret algorithm; a public key set cannot verify it safely", a)
-		case !jwks.SupportedAlg(a):
-			add("--algs: %q is not a supported algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", a)
+	errs = append(errs, checkAlgs("--algs", c.Algs)...)
+	errs = append(errs, checkAlgs("--dpop-algs", c.DPoPAlgs)...)
+	if c.DPoPMaxAge < time.Second || c.DPoPMaxAge > time.Hour {
+		add("--dpop-max-age %s must be between 1s and 1h", c.DPoPMaxAge)
+	}
+	if c.DPoPReplayStore != "memory" {
+		if u, err := url.Parse(c.DPoPReplayStore); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			add("--dpop-replay-store must be memory or a redis:// or rediss:// URL")
+		}
+	}
+	if c.DPoPStoreFailure != "deny" && c.DPoPStoreFailure != "local" {
+		add("--dpop-replay-store-failure %q is not deny or local", c.DPoPStoreFailure)
+	}
+	if c.DPoPReplayEntries < 1000 || c.DPoPReplayEntries > 10_000_000 {
+		add("--dpop-replay-cache-size %d must be between 1000 and 10000000", c.DPoPReplayEntries)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			add("--public-url %q must be an origin: https://host[:port], with no path", c.PublicURL)
 		}
 	}
 	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
@@ -244,6 +277,22 @@ func (c *config) validate() []error {
 	}
 	if !slices.Contains(authz.RequestSources, c.HTTPSource) {
 		add("--http-request-headers %q is not auto, nginx, traefik or envoy", c.HTTPSource)
+	}
+	return errs
+}
+
+// checkAlgs refuses algorithms a public key cannot authorize, naming the flag.
+func checkAlgs(flag string, algs []string) []error {
+	var errs []error
+	for _, a := range algs {
+		switch {
+		case strings.EqualFold(a, "none"):
+			errs = append(errs, fmt.Errorf("%s: %q would accept unsigned tokens; it is never allowed", flag, a))
+		case strings.HasPrefix(strings.ToUpper(a), "HS"):
+			errs = append(errs, fmt.Errorf("%s: %q is a shared-secret algorithm; a public key cannot verify it safely", flag, a))
+		case !jwks.SupportedAlg(a):
+			errs = append(errs, fmt.Errorf("%s: %q is not a supported algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", flag, a))
+		}
 	}
 	return errs
 }

@@ -119,7 +119,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 			d.WouldBe.Outcome, d.WouldBe.HTTPStatus())
 	}
 	fmt.Fprintf(out, "Decision: %s, HTTP %d\n", d.Outcome, d.HTTPStatus())
-	for _, h := range d.ClientHeaders(az.Realm()) {
+	for _, h := range d.ClientHeaders(az.Challenges()) {
 		if h.Name == "www-authenticate" || h.Name == "retry-after" {
 			fmt.Fprintf(out, "          %s: %s\n", h.Name, h.Value)
 		}

@@ -184,9 +184,9 @@ func TestServiceEndToEnd(t *testing.T) {
 	mresp.Body.Close()
 	require.NoError(t, err)
 	for _, want := range []string{
-		`authz_checks_total{decision="allow",frontend="grpc",reason="ok"} 1`,
-		`authz_checks_total{decision="no_credentials",frontend="grpc",reason="no_token"} 1`,
-		`authz_checks_total{decision="invalid_token",frontend="grpc",reason="bad_signature"} 1`,
+		`authz_checks_total{decision="allow",frontend="grpc",reason="ok",scheme="bearer"} 1`,
+		`authz_checks_total{decision="no_credentials",frontend="grpc",reason="no_token",scheme="none"} 1`,
+		`authz_checks_total{decision="invalid_token",frontend="grpc",reason="bad_signature",scheme="bearer"} 1`,
 		`authz_check_duration_seconds_count{frontend="grpc"} 3`,
 		`authz_jwks_fetches_total{issuer="default",result="success",trigger="startup"} 1`,
 		`authz_jwks_keys{issuer="default"} 1`,

@@ -96,8 +96,13 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 		return nil, nil, err
 	}
 	verifier.RegisterCacheMetrics(reg)
+	proofs, err := buildDPoP(c, log, reg)
+	if err != nil {
+		return nil, nil, err
+	}
 	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: c.PolicyRules,
-		Metrics: authz.NewMetrics(reg), DecisionLog: c.DecisionLog, AllowSampleRate: c.LogSample})
+		Metrics: authz.NewMetrics(reg), DecisionLog: c.DecisionLog, AllowSampleRate: c.LogSample,
+		DPoP: proofs, PublicURL: c.PublicURL})
 	return az, sets, nil
 }
 
@@ -139,7 +144,8 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 
-	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, authz.HTTPOptions{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource}), ReadHeaderTimeout: 5 * time.Second}
+	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, authz.HTTPOptions{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource,
+		ClientCertHeader: c.ClientCertHeader}), ReadHeaderTimeout: 5 * time.Second}
 	adminSrv := &http.Server{Handler: adminHandler(sets, reg, c.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -114,3 +114,27 @@ func (m *MemoryStore) Len() int {
 	defer m.mu.Unlock()
 	return len(m.expires)
 }
+
+// Fallback is a ReplayStore that asks Primary and, when Primary cannot answer, Local — or,
+// without a Local, passes the error on, so the proof is not accepted. OnError hears every
+// failure of Primary either way (for a log line and a metric): an outage is never silent, and
+// never a silent accept.
+type Fallback struct {
+	Primary, Local ReplayStore
+	OnError        func(error)
+}
+
+// FirstUse implements ReplayStore.
+func (f *Fallback) FirstUse(ctx context.Context, owner string, id [32]byte, ttl time.Duration) (bool, error) {
+	first, err := f.Primary.FirstUse(ctx, owner, id, ttl)
+	if err == nil {
+		return first, nil
+	}
+	if f.OnError != nil {
+		f.OnError(err)
+	}
+	if f.Local == nil {
+		return false, err
+	}
+	return f.Local.FirstUse(ctx, owner, id, ttl)
+}

@@ -8,11 +8,12 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-func TestBearerToken(t *testing.T) {
+func TestAccessToken(t *testing.T) {
 	tests := []struct {
 		name     string
 		values   []string
 		want     string
+		scheme   string
 		noCreds  bool
 		multiple bool
 		wantErr  bool
@@ -29,6 +30,9 @@ func TestBearerToken(t *testing.T) {
 		{name: "joined with a space", values: []string{"Bearer abc, DPoP def"}, multiple: true},
 		{name: "blank second header", values: []string{"Bearer abc", " "}, want: "abc"},
 		{name: "digest auth-params are one set", values: []string{`Digest username="a", realm="b"`}, noCreds: true},
+		{name: "dpop", values: []string{"DPoP abc.def.ghi"}, want: "abc.def.ghi", scheme: SchemeDPoP},
+		{name: "dpop scheme case-insensitive", values: []string{"dpop abc.def.ghi"}, want: "abc.def.ghi", scheme: SchemeDPoP},
+		{name: "bearer and dpop", values: []string{"Bearer abc", "DPoP abc"}, multiple: true},
 		{name: "trailing comma", values: []string{"Bearer abc,"}, wantErr: true},
 		{name: "empty token", values: []string{"Bearer "}, wantErr: true},
 		{name: "scheme only", values: []string{"Bearer"}, wantErr: true},
@@ -40,18 +44,23 @@ func TestBearerToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := bearerToken(tt.values)
+			scheme, got, err := accessToken(tt.values)
 			switch {
 			case tt.noCreds:
-				assert.ErrorIs(t, err, errNoBearer)
+				assert.ErrorIs(t, err, errNoCredentials)
 			case tt.multiple:
 				assert.ErrorIs(t, err, ErrMultipleCredentials)
 			case tt.wantErr:
 				assert.Error(t, err)
-				assert.NotErrorIs(t, err, errNoBearer)
+				assert.NotErrorIs(t, err, errNoCredentials)
 			default:
 				assert.NoError(t, err)
 				assert.Equal(t, tt.want, got)
+				want := tt.scheme
+				if want == "" {
+					want = SchemeBearer
+				}
+				assert.Equal(t, want, scheme)
 			}
 		})
 	}
@@ -59,13 +68,13 @@ func TestBearerToken(t *testing.T) {
 
 // FuzzBearerToken: any header value yields a token68 string or an error, never a panic.
 func FuzzBearerToken(f *testing.F) {
-	for _, s := range []string{"Bearer abc.def.ghi", "bearer ", "Basic x", "Bearer a,Bearer b", "Bearer ===", ""} {
+	for _, s := range []string{"Bearer abc.def.ghi", "bearer ", "Basic x", "Bearer a,Bearer b", "Bearer ===", "", "DPoP a.b.c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		tok, err := bearerToken([]string{v})
+		_, tok, err := accessToken([]string{v})
 		if err == nil && (tok == "" || !isToken68(tok) || strings.ContainsAny(tok, " ,")) {
-			t.Fatalf("bearerToken(%q) = %q, want a single token68 value", v, tok)
+			t.Fatalf("accessToken(%q) = %q, want a single token68 value", v, tok)
 		}
 	})
 }

@@ -5,16 +5,23 @@ import (
 	"strings"
 )
 
-var errNoBearer = errors.New("no bearer credentials")
+// The authorization schemes an access token may come with.
+const (
+	SchemeBearer = "bearer" // RFC 6750
+	SchemeDPoP   = "dpop"   // RFC 9449: with a DPoP proof header
+)
 
-// bearerToken extracts the one bearer token from the Authorization header values (RFC 6750
-// §2.1). No header, or another scheme (Basic, …), is errNoBearer: the client sent no usable
-// credentials. More than one set of credentials — two headers, or two joined into one value
-// as Envoy's headers map joins repeated headers — is ErrMultipleCredentials: the request is
-// malformed, whatever the schemes. A Bearer header that is empty or holds more than one
-// token68 value is malformed. The scheme name is case-insensitive. Tokens in the query string
-// or body are never read.
-func bearerToken(values []string) (string, error) {
+var errNoCredentials = errors.New("no Bearer or DPoP credentials")
+
+// accessToken extracts the one access token, and its scheme, from the Authorization header
+// values (RFC 6750 §2.1, RFC 9449 §7.1). No header, or another scheme (Basic, …), is
+// errNoCredentials: the client sent no usable credentials. More than one set of credentials —
+// two headers, or two joined into one value as Envoy's headers map joins repeated headers, a
+// Bearer and a DPoP one among them — is ErrMultipleCredentials: the request is malformed,
+// whatever the schemes. Credentials that are empty or hold more than one token68 value are
+// malformed. Scheme names are case-insensitive. Tokens in the query string or body are never
+// read.
+func accessToken(values []string) (scheme, token string, err error) {
 	var v string
 	n := 0
 	for _, val := range values {
@@ -25,24 +32,29 @@ func bearerToken(values []string) (string, error) {
 	}
 	switch {
 	case n == 0:
-		return "", errNoBearer
+		return "", "", errNoCredentials
 	case n > 1:
-		return "", ErrMultipleCredentials
+		return "", "", ErrMultipleCredentials
 	}
-	scheme, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
-	if !strings.EqualFold(scheme, "bearer") {
-		return "", errNoBearer
+	name, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
+	switch {
+	case strings.EqualFold(name, SchemeBearer):
+		scheme = SchemeBearer
+	case strings.EqualFold(name, SchemeDPoP):
+		scheme = SchemeDPoP
+	default:
+		return "", "", errNoCredentials
 	}
-	token := strings.TrimLeft(rest, " ")
+	token = strings.TrimLeft(rest, " ")
 	switch {
 	case token == "":
-		return "", errors.New("empty bearer token")
+		return scheme, "", errors.New("empty access token")
 	case len(token) > MaxTokenBytes:
-		return "", ErrTooLarge
+		return scheme, "", ErrTooLarge
 	case !isToken68(token):
-		return "", errors.New("bearer credentials are not a single token68 value")
+		return scheme, "", errors.New("the credentials are not a single token68 value")
 	}
-	return token, nil
+	return scheme, token, nil
 }
 
 // credentialsIn counts the sets of credentials in one Authorization value: 0 for a blank

@@ -1,0 +1,346 @@
+package authz
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+
+	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+)
+
+const dpopURI = "https://api.example/api/messages"
+
+// dpopEnv is env with the DPoP scheme on and a client key whose thumbprint binds tokens.
+type dpopEnv struct {
+	*env
+	key, otherKey jwk.Key
+	jkt           string
+}
+
+func newDPoPEnv(t *testing.T, store dpop.ReplayStore) *dpopEnv {
+	t.Helper()
+	e := newEnv(t, nil)
+	v, err := dpop.New(dpop.Options{Leeway: time.Minute, Now: func() time.Time { return e.now }, Replay: store})
+	require.NoError(t, err)
+	e.az = NewAuthorizer(e.v, Options{Realm: "api", DPoP: v})
+	d := &dpopEnv{env: e, key: must(devidp.NewProofKey()), otherKey: must(devidp.NewProofKey())}
+	d.jkt = must(devidp.Thumbprint(d.key))
+	return d
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// proof signs a proof with key for GET dpopURI and token.
+func (d *dpopEnv) proof(t *testing.T, key jwk.Key, method, uri, token string) string {
+	t.Helper()
+	p, err := devidp.Proof(key, method, uri, token, d.now)
+	require.NoError(t, err)
+	return p
+}
+
+func (d *dpopEnv) request(scheme, token string, proofs ...string) *Request {
+	r := &Request{Method: "GET", Host: "api.example", Scheme: "https", Path: "/api/messages?page=2", DPoP: proofs}
+	if token != "" {
+		r.Authorization = []string{scheme + " " + token}
+	}
+	return r
+}
+
+// selfSigned returns a client certificate as Envoy passes it (URL-encoded PEM) and its x5t#S256.
+func selfSigned(t *testing.T) (passed, thumbprint string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	sum := sha256.Sum256(der)
+	var escaped strings.Builder // as Envoy's PercentEncoding::urlEncode: every reserved byte
+	for _, c := range pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			escaped.WriteByte(c)
+		} else {
+			fmt.Fprintf(&escaped, "%%%02X", c)
+		}
+	}
+	return escaped.String(), base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func TestSenderConstrainedTokens(t *testing.T) {
+	d := newDPoPEnv(t, nil)
+	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	unbound := d.mint(t, nil)
+	cert, x5t := selfSigned(t)
+	otherCert, _ := selfSigned(t)
+	certBound := d.mint(t, map[string]any{"cnf": map[string]string{"x5t#S256": x5t}})
+	unknownCnf := d.mint(t, map[string]any{"cnf": map[string]string{"kid": "k1"}})
+	emptyCnf := d.mint(t, map[string]any{"cnf": map[string]string{}})
+	writer := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}, "scp": []string{"messages:write"}})
+	d.az.SetPolicy(must(LoadPolicy([]byte(`
+rules:
+  - name: dpop-only
+    match: { path: /dpop-only }
+    require: { sender_constrained: dpop }
+  - name: mtls-only
+    match: { path: /mtls-only }
+    require: { sender_constrained: mtls }
+  - name: any-bound
+    match: { path: /any-bound }
+    require: { sender_constrained: any }
+  - name: messages
+    match: { path: /api/messages }
+    require: { scopes: [messages:read] }
+`), []string{"default"})))
+
+	tests := []struct {
+		name      string
+		r         func() *Request
+		want      Outcome
+		reason    *Reason
+		challenge string // the WWW-Authenticate value, or a prefix of it
+	}{
+		{"bound token with a valid proof", func() *Request {
+			return d.request("DPoP", bound, d.proof(t, d.key, "GET", dpopURI, bound))
+		}, Allow, nil, ""},
+		{"proof's htu with the default port and another case", func() *Request {
+			return d.request("DPoP", bound, d.proof(t, d.key, "GET", "HTTPS://API.EXAMPLE:443/api/messages", bound))
+		}, Allow, nil, ""},
+		{"bound token as a bearer token", func() *Request { return d.request("Bearer", bound) },
+			InvalidToken, ErrDPoPBoundAsBearer, `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token"`},
+		{"bound token as a bearer token, with a proof", func() *Request {
+			return d.request("Bearer", bound, d.proof(t, d.key, "GET", dpopURI, bound))
+		}, InvalidToken, ErrDPoPBoundAsBearer, `DPoP algs=`},
+		{"unbound token with the DPoP scheme", func() *Request {
+			return d.request("DPoP", unbound, d.proof(t, d.key, "GET", dpopURI, unbound))
+		}, InvalidToken, ErrNotDPoPBound, `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token"`},
+		{"proof by another key", func() *Request {
+			return d.request("DPoP", bound, d.proof(t, d.otherKey, "GET", dpopURI, bound))
+		}, InvalidToken, ErrDPoPKeyMismatch, `DPoP algs=`},
+		{"no proof", func() *Request { return d.request("DPoP", bound) },
+			InvalidProof, ProofReasons[0], `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_dpop_proof", error_description="A DPoP proof is required"`},
+		{"proof for another method", func() *Request {
+			return d.request("DPoP", bound, d.proof(t, d.key, "POST", dpopURI, bound))
+		}, InvalidProof, proofReason(dpop.ErrMethod), `DPoP algs=`},
+		{"proof for another URI", func() *Request {
+			return d.request("DPoP", bound, d.proof(t, d.key, "GET", "https://api.example/secure", bound))
+		}, InvalidProof, proofReason(dpop.ErrURI), `DPoP algs=`},
+		{"proof for another token", func() *Request {
+			return d.request("DPoP", bound, d.proof(t, d.key, "GET", dpopURI, unbound))
+		}, InvalidProof, proofReason(dpop.ErrATH), `DPoP algs=`},
+		{"a cnf it cannot check", func() *Request { return d.request("Bearer", unknownCnf) },
+			InvalidToken, ErrUnknownConfirmation, `Bearer realm="api", error="invalid_token"`},
+		{"an empty cnf", func() *Request { return d.request("Bearer", emptyCnf) },
+			InvalidToken, ErrUnknownConfirmation, `Bearer realm="api", error="invalid_token"`},
+		{"certificate-bound token without a certificate", func() *Request { return d.request("Bearer", certBound) },
+			InvalidToken, ErrCertificateBinding, `Bearer realm="api", error="invalid_token"`},
+		{"certificate-bound token with another certificate", func() *Request {
+			r := d.request("Bearer", certBound)
+			r.ClientCert = otherCert
+			return r
+		}, InvalidToken, ErrCertificateBinding, `Bearer realm=`},
+		{"certificate-bound token with its certificate", func() *Request {
+			r := d.request("Bearer", certBound)
+			r.ClientCert = cert
+			return r
+		}, Allow, nil, ""},
+		{"no credentials: both challenges in one value", func() *Request { return d.request("", "") },
+			NoCredentials, ErrNoCredentials, `Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA"`},
+		{"a Bearer and a DPoP Authorization", func() *Request {
+			r := d.request("DPoP", bound, d.proof(t, d.key, "GET", dpopURI, bound))
+			r.Authorization = append(r.Authorization, "Bearer "+unbound)
+			return r
+		}, InvalidRequest, ErrMultipleCredentials, `Bearer realm="api", error="invalid_request"`},
+		{"missing scope under DPoP", func() *Request {
+			return d.request("DPoP", writer, d.proof(t, d.key, "GET", dpopURI, writer))
+		}, InsufficientScope, ErrInsufficientScope, `DPoP algs="ES256 RS256 PS256 EdDSA", error="insufficient_scope"`},
+		{"rule needs DPoP, bearer token", func() *Request {
+			r := d.request("Bearer", unbound)
+			r.Path = "/dpop-only"
+			return r
+		}, InvalidToken, ErrSenderConstrained, `DPoP algs=`},
+		{"rule needs DPoP, DPoP-bound token", func() *Request {
+			r := d.request("DPoP", bound, d.proof(t, d.key, "GET", "https://api.example/dpop-only", bound))
+			r.Path = "/dpop-only"
+			return r
+		}, Allow, nil, ""},
+		{"rule needs mTLS, DPoP-bound token", func() *Request {
+			r := d.request("DPoP", bound, d.proof(t, d.key, "GET", "https://api.example/mtls-only", bound))
+			r.Path = "/mtls-only"
+			return r
+		}, InvalidToken, ErrSenderConstrained, `Bearer realm=`},
+		{"rule needs any binding, certificate-bound token", func() *Request {
+			r := d.request("Bearer", certBound)
+			r.Path, r.ClientCert = "/any-bound", cert
+			return r
+		}, Allow, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dec := d.az.Decide(context.Background(), tt.r())
+			assert.Equal(t, tt.want.String(), dec.Outcome.String(), "reason %v, detail %s", dec.Reason, dec.Detail)
+			assert.Equal(t, tt.reason, dec.Reason, "detail %s", dec.Detail)
+			if tt.challenge != "" {
+				assert.Contains(t, headerOf(dec.ClientHeaders(d.az.Challenges()), "www-authenticate"), tt.challenge)
+			}
+		})
+	}
+}
+
+func TestDPoPProofIsAcceptedOnce(t *testing.T) {
+	d := newDPoPEnv(t, nil)
+	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	proof := d.proof(t, d.key, "GET", dpopURI, bound)
+	first := d.az.Decide(context.Background(), d.request("DPoP", bound, proof))
+	require.Equal(t, Allow, first.Outcome, "%v", first.Reason)
+	assert.Equal(t, SchemeDPoP, first.Scheme)
+	again := d.az.Decide(context.Background(), d.request("DPoP", bound, proof))
+	assert.Equal(t, InvalidProof, again.Outcome)
+	assert.Equal(t, proofReason(dpop.ErrReplay), again.Reason)
+	// The token stays cached as verified; a fresh proof is accepted.
+	fresh := d.az.Decide(context.Background(), d.request("DPoP", bound, d.proof(t, d.key, "GET", dpopURI, bound)))
+	assert.Equal(t, Allow, fresh.Outcome)
+}
+
+// A refused proof is never remembered: it cannot block the client's real proof.
+func TestRefusedProofIsNotRemembered(t *testing.T) {
+	d := newDPoPEnv(t, nil)
+	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	unbound := d.mint(t, nil)
+	proof := d.proof(t, d.key, "GET", dpopURI, bound)
+	r := d.request("DPoP", unbound, proof)
+	r.Authorization = []string{"DPoP " + bound} // the right token now, but …
+	r.Method = "POST"                           // … another method: the proof fails
+	assert.Equal(t, InvalidProof, d.az.Decide(context.Background(), r).Outcome)
+	assert.Equal(t, Allow, d.az.Decide(context.Background(), d.request("DPoP", bound, proof)).Outcome)
+}
+
+type failingStore struct{}
+
+func (failingStore) FirstUse(context.Context, string, [32]byte, time.Duration) (bool, error) {
+	return false, errors.New("connection refused")
+}
+
+func TestReplayStoreOutageIsUnavailable(t *testing.T) {
+	d := newDPoPEnv(t, failingStore{})
+	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	dec := d.az.Decide(context.Background(), d.request("DPoP", bound, d.proof(t, d.key, "GET", dpopURI, bound)))
+	assert.Equal(t, Unavailable, dec.Outcome, "never an allow of a proof that could not be checked")
+	assert.Equal(t, 503, dec.HTTPStatus())
+}
+
+func TestDPoPSchemeOff(t *testing.T) {
+	e := newEnv(t, nil)
+	key := must(devidp.NewProofKey())
+	bound := e.mint(t, map[string]any{"cnf": map[string]string{"jkt": must(devidp.Thumbprint(key))}})
+	proof, err := devidp.Proof(key, "GET", dpopURI, bound, t0)
+	require.NoError(t, err)
+	dec := e.az.Decide(context.Background(), &Request{Method: "GET", Host: "api.example", Scheme: "https",
+		Path: "/api/messages", Authorization: []string{"DPoP " + bound}, DPoP: []string{proof}})
+	assert.Equal(t, NoCredentials, dec.Outcome, "DPoP off: not credentials this service takes")
+	assert.Equal(t, `Bearer realm="api"`, headerOf(dec.ClientHeaders(e.az.Challenges()), "www-authenticate"))
+	dec = e.az.Decide(context.Background(), &Request{Method: "GET", Path: "/api/messages", Authorization: []string{"Bearer " + bound}})
+	assert.Equal(t, ErrDPoPBoundAsBearer, dec.Reason, "a bound token is still refused as a bearer token")
+}
+
+// TestDPoPOverBothFrontEnds: the proof, scheme and client certificate come from where each
+// proxy puts them.
+func TestDPoPOverBothFrontEnds(t *testing.T) {
+	d := newDPoPEnv(t, nil)
+	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	cert, x5t := selfSigned(t)
+	certBound := d.mint(t, map[string]any{"cnf": map[string]string{"x5t#S256": x5t}})
+	const httpURI = "http://api.example/api/messages"
+
+	t.Run("grpc headers", func(t *testing.T) {
+		req := checkRequest("/api/messages?x=1", map[string]string{"authorization": "DPoP " + bound,
+			"dpop": d.proof(t, d.key, "GET", dpopURI, bound)}, false)
+		resp, err := NewGRPCServer(d.az).Check(context.Background(), req)
+		require.NoError(t, err)
+		assert.Equal(t, int32(codes.OK), resp.GetStatus().GetCode(), "%v", resp.GetStatus())
+	})
+	t.Run("grpc header_map, a replayed proof", func(t *testing.T) {
+		proof := d.proof(t, d.key, "GET", dpopURI, bound)
+		for i, want := range []codes.Code{codes.OK, codes.Unauthenticated} {
+			req := checkRequest("/api/messages", map[string]string{"authorization": "DPoP " + bound}, true)
+			req.Attributes.Request.Http.HeaderMap.Headers = append(req.Attributes.Request.Http.HeaderMap.Headers,
+				&corev3.HeaderValue{Key: "dpop", RawValue: []byte(proof)})
+			resp, err := NewGRPCServer(d.az).Check(context.Background(), req)
+			require.NoError(t, err)
+			assert.Equal(t, int32(want), resp.GetStatus().GetCode(), "use %d", i+1)
+		}
+	})
+	t.Run("grpc peer certificate", func(t *testing.T) {
+		req := checkRequest("/api/messages", map[string]string{"authorization": "Bearer " + certBound}, false)
+		resp, err := NewGRPCServer(d.az).Check(context.Background(), req)
+		require.NoError(t, err)
+		assert.Equal(t, int32(codes.Unauthenticated), resp.GetStatus().GetCode(), "no certificate")
+		req.Attributes.Source = &authv3.AttributeContext_Peer{Certificate: cert}
+		resp, err = NewGRPCServer(d.az).Check(context.Background(), req)
+		require.NoError(t, err)
+		assert.Equal(t, int32(codes.OK), resp.GetStatus().GetCode())
+	})
+	t.Run("http, nginx's headers", func(t *testing.T) {
+		srv := httptest.NewServer(NewHTTPServer(d.az, HTTPOptions{Source: SourceNginx, ClientCertHeader: "X-Client-Cert"}))
+		defer srv.Close()
+		do := func(h map[string]string) *http.Response {
+			req, err := http.NewRequest("GET", srv.URL+"/_authz", nil)
+			require.NoError(t, err)
+			for k, v := range map[string]string{"X-Original-URI": "/api/messages?x=1", "X-Original-Method": "GET",
+				"X-Original-Host": "api.example", "X-Forwarded-Proto": "http"} {
+				req.Header.Set(k, v)
+			}
+			for k, v := range h {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			return resp
+		}
+		assert.Equal(t, 200, do(map[string]string{"Authorization": "DPoP " + bound, "DPoP": d.proof(t, d.key, "GET", httpURI, bound)}).StatusCode)
+		resp := do(map[string]string{"Authorization": "DPoP " + bound, "DPoP": d.proof(t, d.key, "GET", dpopURI, bound)})
+		assert.Equal(t, 401, resp.StatusCode, "the proof names https, the client used http")
+		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_dpop_proof"`)
+		assert.Equal(t, 200, do(map[string]string{"Authorization": "Bearer " + certBound, "X-Client-Cert": cert}).StatusCode)
+		assert.Equal(t, 401, do(map[string]string{"Authorization": "Bearer " + certBound}).StatusCode)
+	})
+}
+
+func TestPublicURLNamesTheExternalOrigin(t *testing.T) {
+	d := newDPoPEnv(t, nil)
+	v, err := dpop.New(dpop.Options{Now: func() time.Time { return d.now }})
+	require.NoError(t, err)
+	d.az = NewAuthorizer(d.v, Options{DPoP: v, PublicURL: "https://api.example.com/"})
+	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	r := d.request("DPoP", bound, d.proof(t, d.key, "GET", "https://api.example.com/api/messages", bound))
+	r.Scheme, r.Host = "http", "internal:8080" // as the proxy behind the TLS terminator sees it
+	assert.Equal(t, Allow, d.az.Decide(context.Background(), r).Outcome)
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+)
+
+// buildDPoP makes the DPoP proof verifier the flags describe, with its replay store; nil when
+// --dpop-algs is empty (the DPoP scheme off).
+func buildDPoP(c *config, log *slog.Logger, reg prometheus.Registerer) (*dpop.Verifier, error) {
+	if len(c.DPoPAlgs) == 0 {
+		return nil, nil
+	}
+	memory := dpop.NewMemoryStore(dpop.MemoryOptions{Max: c.DPoPReplayEntries})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "authz_dpop_replay_entries",
+		Help: "DPoP proofs remembered in this replica's memory.",
+	}, func() float64 { return float64(memory.Len()) }))
+	var store dpop.ReplayStore = memory
+	if c.DPoPReplayStore != "memory" {
+		redis, err := dpop.NewRedisStore(dpop.RedisOptions{URL: c.DPoPReplayStore})
+		if err != nil {
+			return nil, err
+		}
+		errorsTotal := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authz_dpop_replay_store_errors_total",
+			Help: "Calls to the Redis DPoP replay store that failed (the proof is refused, or checked in memory with --dpop-replay-store-failure local).",
+		})
+		reg.MustRegister(errorsTotal)
+		fb := &dpop.Fallback{Primary: redis}
+		if c.DPoPStoreFailure == "local" {
+			fb.Local = memory
+		}
+		var lastLog atomic.Int64
+		fb.OnError = func(err error) {
+			errorsTotal.Inc()
+			// One line every 10 s at most: an outage must be seen, not flood the log.
+			if now := time.Now().UnixNano(); now-lastLog.Load() > int64(10*time.Second) {
+				lastLog.Store(now)
+				log.Warn("DPoP replay store unavailable", "error", err, "on_failure", c.DPoPStoreFailure)
+			}
+		}
+		store = fb
+	}
+	v, err := dpop.New(dpop.Options{Algs: c.DPoPAlgs, MaxAge: c.DPoPMaxAge, Leeway: c.Leeway, Replay: store})
+	if err != nil {
+		return nil, fmt.Errorf("dpop: %w", err)
+	}
+	return v, nil
+}
