@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -123,4 +125,62 @@ func TestNewRejectsBadIssuer(t *testing.T) {
 		_, err := devidp.New(devidp.Config{Issuer: iss})
 		assert.Error(t, err, iss)
 	}
+}
+
+// TestTokenEndpointBindsToADPoPKey: a token request with a valid proof gets a DPoP-bound
+// token (cnf.jkt = the key's thumbprint), as from an Okta app that requires DPoP; a bad or
+// replayed proof gets invalid_dpop_proof.
+func TestTokenEndpointBindsToADPoPKey(t *testing.T) {
+	idp, srv := devidptest.Start(t, devidp.Config{})
+	key, err := devidp.NewProofKey()
+	require.NoError(t, err)
+	jkt, err := devidp.Thumbprint(key)
+	require.NoError(t, err)
+	tok, err := devidp.RequestDPoPToken(context.Background(), srv.Client(), idp.Issuer(), "test-client", "test-secret", "messages:read", key)
+	require.NoError(t, err)
+	_, c := claimsOf(t, tok)
+	assert.Equal(t, map[string]any{"jkt": jkt}, c["cnf"])
+
+	post := func(proof string) (int, map[string]any) {
+		req, err := http.NewRequest("POST", idp.Issuer()+"/v1/token", strings.NewReader("grant_type=client_credentials"))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("test-client", "test-secret")
+		req.Header.Set("DPoP", proof)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return resp.StatusCode, body
+	}
+	proof, err := devidp.Proof(key, "POST", idp.Issuer()+"/v1/token", "", time.Now())
+	require.NoError(t, err)
+	status, body := post(proof)
+	require.Equal(t, 200, status, "%v", body)
+	assert.Equal(t, "DPoP", body["token_type"])
+	status, body = post(proof)
+	assert.Equal(t, 400, status)
+	assert.Equal(t, "invalid_dpop_proof", body["error"], "a replayed proof")
+	wrong, err := devidp.Proof(key, "GET", idp.Issuer()+"/v1/token", "", time.Now())
+	require.NoError(t, err)
+	status, body = post(wrong)
+	assert.Equal(t, 400, status)
+	assert.Equal(t, "invalid_dpop_proof", body["error"], "a proof for another method")
+}
+
+func TestLoadProofKeyCreatesOnce(t *testing.T) {
+	path := t.TempDir() + "/key.jwk"
+	k1, created, err := devidp.LoadProofKey(path)
+	require.NoError(t, err)
+	assert.True(t, created)
+	k2, created, err := devidp.LoadProofKey(path)
+	require.NoError(t, err)
+	assert.False(t, created)
+	t1, _ := devidp.Thumbprint(k1)
+	t2, _ := devidp.Thumbprint(k2)
+	assert.Equal(t, t1, t2, "the same key is read back")
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "a private key file is private")
 }

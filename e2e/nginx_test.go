@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/demoapi"
+	"github.com/platformauth/envoy-okta-authz/devidp"
 )
 
 // nginxBinary finds nginx. Without it the test skips locally but fails in CI, where .ci/run
@@ -134,7 +135,8 @@ func TestNginxEnforcesDecisions(t *testing.T) {
 	t.Run("no token", func(t *testing.T) {
 		resp, body := get(t, "/api/messages", "", nil)
 		assert.Equal(t, 401, resp.StatusCode)
-		assert.Equal(t, []string{`Bearer realm="api"`}, resp.Header.Values("WWW-Authenticate"), "exactly one challenge")
+		assert.Equal(t, []string{`Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA"`}, resp.Header.Values("WWW-Authenticate"),
+			"one header carrying both challenges")
 		assert.True(t, json.Valid(body), "JSON body: %s", body)
 	})
 	t.Run("valid token", func(t *testing.T) {
@@ -225,6 +227,52 @@ func TestNginxCarriesRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNginxDPoP: a DPoP-bound token from the dev issuer's token endpoint, used through nginx
+// with a proof for each request; the proof replayed, the token as a bearer token, and a proof
+// for another URL are refused with DPoP challenges.
+func TestNginxDPoP(t *testing.T) {
+	s := startStack(t, "../deploy/policy/demo.yaml")
+	base := startNginx(t, s)
+	key, err := devidp.NewProofKey()
+	require.NoError(t, err)
+	tok, err := devidp.RequestDPoPToken(context.Background(), http.DefaultClient, s.idp.Issuer(), "test-client", "test-secret", "messages:read", key)
+	require.NoError(t, err)
+	do := func(auth, proof string) *http.Response {
+		h := http.Header{"Authorization": {auth}}
+		if proof != "" {
+			h.Set("DPoP", proof)
+		}
+		resp, err := rawRequest(host(base), "GET", "/api/messages?page=1", h)
+		require.NoError(t, err)
+		return resp
+	}
+	proofFor := func(uri string) string {
+		p, err := devidp.Proof(key, "GET", uri, tok, time.Now())
+		require.NoError(t, err)
+		return p
+	}
+	// The request's URI as nginx reports it: its scheme, the Host header (rawRequest sends
+	// api.example), the path.
+	uri := "http://api.example/api/messages"
+
+	proof := proofFor(uri)
+	resp := do("DPoP "+tok, proof)
+	assert.Equal(t, 200, resp.StatusCode, "a DPoP-bound token with its proof")
+
+	resp = do("DPoP "+tok, proof)
+	assert.Equal(t, 401, resp.StatusCode, "the same proof again")
+	assert.Equal(t, []string{`DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_dpop_proof", error_description="The DPoP proof has been used before"`},
+		resp.Header.Values("WWW-Authenticate"))
+
+	resp = do("Bearer "+tok, "")
+	assert.Equal(t, 401, resp.StatusCode, "a DPoP-bound token as a bearer token")
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token"`)
+
+	resp = do("DPoP "+tok, proofFor("http://api.example/secure"))
+	assert.Equal(t, 401, resp.StatusCode, "a proof for another URL")
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_dpop_proof"`)
 }
 
 // TestNginxKeysNotLoaded: while the service cannot verify (no key set), nginx answers 503 with

@@ -20,6 +20,7 @@ import (
 	"github.com/platformauth/envoy-okta-authz/demoapi"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -75,7 +76,10 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 		pol, err = authz.LoadPolicy(data, []string{"default"})
 		require.NoError(t, err)
 	}
-	az := authz.NewAuthorizer(v, authz.Options{Realm: "api", Policy: pol})
+	// DPoP on, as the service runs by default: proofs remembered in memory.
+	proofs, err := dpop.New(dpop.Options{Leeway: 2 * time.Minute})
+	require.NoError(t, err)
+	az := authz.NewAuthorizer(v, authz.Options{Realm: "api", Policy: pol, DPoP: proofs})
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/stretchr/testify/assert"
@@ -164,4 +165,25 @@ func TestLoaderRejectsMistakes(t *testing.T) {
 	assert.Error(t, err, "unknown field")
 	b = bootstrapv3.Bootstrap{StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{{Name: ""}}}}
 	assert.Error(t, b.ValidateAll(), "an empty cluster name breaks a rule")
+}
+
+// TestEnvoyMTLSConfig: the certificate-bound token front proxy passes the client certificate
+// of a mutual-TLS connection to ext_authz.
+func TestEnvoyMTLSConfig(t *testing.T) {
+	p, err := envoytest.Load("envoy-mtls.yaml")
+	require.NoError(t, err)
+	assert.True(t, p.ExtAuthz.GetIncludePeerCertificate(), "source.certificate reaches the service")
+	assert.Equal(t, "authz", p.ExtAuthz.GetGrpcService().GetEnvoyGrpc().GetClusterName())
+	chain := p.Bootstrap.GetStaticResources().GetListeners()[0].GetFilterChains()[0]
+	tlsCtx := &tlsv3.DownstreamTlsContext{}
+	require.NoError(t, chain.GetTransportSocket().GetTypedConfig().UnmarshalTo(tlsCtx))
+	require.NoError(t, tlsCtx.ValidateAll())
+	assert.True(t, tlsCtx.GetRequireClientCertificate().GetValue(), "mutual TLS is required")
+	assert.NotEmpty(t, tlsCtx.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename())
+	assert.Equal(t, hcmv3.HttpConnectionManager_REJECT_REQUEST, p.HCM.GetPathWithEscapedSlashesAction())
+	assert.Equal(t, hcmv3.HttpConnectionManager_SANITIZE, p.HCM.GetForwardClientCertDetails())
+	pr, err := envoytest.PerRoute(p.Route("/healthz"))
+	require.NoError(t, err)
+	assert.True(t, pr.GetDisabled())
+	assert.NotEmpty(t, p.Route("/healthz").GetRequestHeadersToRemove())
 }

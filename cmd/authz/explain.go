@@ -6,12 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 )
@@ -19,6 +22,32 @@ import (
 // explainRequest is what `authz explain` asks about.
 type explainRequest struct {
 	Method, Host, Path, RoutePolicy string
+	// URL, when given, sets Scheme, Host and Path at once.
+	URL, Scheme string
+	// DPoP is a proof: the token is then presented with the DPoP scheme.
+	DPoP string
+	// ClientCert is a PEM file's path, read into clientCert by resolve.
+	ClientCert, clientCert string
+}
+
+// resolve applies --url and reads --client-cert.
+func (r *explainRequest) resolve() error {
+	r.Scheme = "https"
+	if r.URL != "" {
+		u, err := url.Parse(r.URL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("--url %q must be an absolute http(s) URL", r.URL)
+		}
+		r.Scheme, r.Host, r.Path = u.Scheme, u.Host, u.RequestURI()
+	}
+	if r.ClientCert != "" {
+		pem, err := os.ReadFile(r.ClientCert)
+		if err != nil {
+			return fmt.Errorf("--client-cert: %w", err)
+		}
+		r.clientCert = string(pem)
+	}
+	return nil
 }
 
 // checkSteps are the checks of a decision in the order the verifier and the policy make them,
@@ -30,7 +59,7 @@ var checkSteps = []struct {
 }{
 	{"path canonical and unambiguous", append([]*authz.Reason{authz.ErrPathRefused}, authz.PathReasons...)},
 	{"one Authorization header", []*authz.Reason{authz.ErrMultipleCredentials}},
-	{"bearer token present", []*authz.Reason{authz.ErrNoCredentials}},
+	{"access token present (Bearer or DPoP scheme)", []*authz.Reason{authz.ErrNoCredentials}},
 	{"token well-formed (compact JWS, ≤ 16 KiB)", []*authz.Reason{authz.ErrMalformed, authz.ErrTooLarge}},
 	{"no token-named keys (jku, x5u, jwk, x5c), no crit", []*authz.Reason{authz.ErrForbiddenHdr}},
 	{"iss is a configured issuer", []*authz.Reason{authz.ErrIssuer}},
@@ -45,6 +74,12 @@ var checkSteps = []struct {
 	{"nbf not in the future", []*authz.Reason{authz.ErrNotYetValid}},
 	{"iat not in the future", []*authz.Reason{authz.ErrIssuedInFuture}},
 	{"cid allowed", []*authz.Reason{authz.ErrClientID}},
+	{"token binding (cnf) understood", []*authz.Reason{authz.ErrUnknownConfirmation}},
+	{"DPoP proof: one, typ, alg, public jwk, signature, jti, htm, htu, iat, ath", authz.ProofReasons[:len(authz.ProofReasons)-2]},
+	{"token presented as its binding asks (DPoP key = cnf.jkt)", []*authz.Reason{authz.ErrDPoPBoundAsBearer, authz.ErrNotDPoPBound, authz.ErrDPoPKeyMismatch}},
+	{"client certificate = cnf.x5t#S256 (certificate-bound tokens)", []*authz.Reason{authz.ErrCertificateBinding}},
+	{"DPoP proof not used before", authz.ProofReasons[len(authz.ProofReasons)-2:]},
+	{"rule: sender-constrained token", []*authz.Reason{authz.ErrSenderConstrained}},
 	{"rule: issuer", []*authz.Reason{authz.ErrIssuerNotAllowed}},
 	{"rule: audience", []*authz.Reason{authz.ErrAudienceForRoute}},
 	{"rule: scopes", []*authz.Reason{authz.ErrInsufficientScope}},
@@ -55,14 +90,16 @@ var checkSteps = []struct {
 // claims, each check, the matched rule and the decision. It returns the exit status: 0 allow,
 // 1 deny.
 func explain(ctx context.Context, c *config, token string, req explainRequest, out io.Writer) int {
-	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "))
-	fmt.Fprintf(out, "Request:  %s %s%s", req.Method, req.Host, req.Path)
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "), "DPoP "))
+	fmt.Fprintf(out, "Request:  %s %s://%s%s", req.Method, req.Scheme, req.Host, req.Path)
 	if req.RoutePolicy != "" {
 		fmt.Fprintf(out, "  (Envoy policy %q)", req.RoutePolicy)
 	}
 	fmt.Fprintln(out)
 	printDecoded(out, token)
 
+	// explain must not consume the proof in a shared replay store.
+	c.DPoPReplayStore = "memory"
 	az, sets, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Fprintf(out, "configuration: %v\n", err)
@@ -81,12 +118,16 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 		fmt.Fprintf(out, "  %-10s keys loaded: %s\n", name, strings.Join(keys.KeyIDs(), ", "))
 	}
 
-	r := &authz.Request{Method: req.Method, Host: req.Host, Path: req.Path, ContextExtensions: map[string]string{}}
+	r := &authz.Request{Method: req.Method, Host: req.Host, Path: req.Path, Scheme: req.Scheme,
+		ClientCert: req.clientCert, ContextExtensions: map[string]string{}}
 	if req.RoutePolicy != "" {
 		r.ContextExtensions["policy"] = req.RoutePolicy
 	}
 	printReadings(out, az.Policy(), r)
-	if token != "" {
+	switch {
+	case token != "" && req.DPoP != "":
+		r.Authorization, r.DPoP = []string{"DPoP " + token}, []string{req.DPoP}
+	case token != "":
 		r.Authorization = []string{"Bearer " + token}
 	}
 	d := az.Decide(ctx, r)
@@ -119,6 +160,9 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 			d.WouldBe.Outcome, d.WouldBe.HTTPStatus())
 	}
 	fmt.Fprintf(out, "Decision: %s, HTTP %d\n", d.Outcome, d.HTTPStatus())
+	if d.Scheme != "" {
+		fmt.Fprintf(out, "Scheme:   %s\n", d.Scheme)
+	}
 	for _, h := range d.ClientHeaders(az.Challenges()) {
 		if h.Name == "www-authenticate" || h.Name == "retry-after" {
 			fmt.Fprintf(out, "          %s: %s\n", h.Name, h.Value)

@@ -84,6 +84,9 @@ func explainMain(args []string) int {
 		fs.StringVar(&req.Path, "path", "/", "request path (with query string, as Envoy sends it)")
 		fs.StringVar(&req.Host, "host", "", "request host")
 		fs.StringVar(&req.RoutePolicy, "route-policy", "", "Envoy context_extensions policy of the route")
+		fs.StringVar(&req.URL, "url", "", "the request's URL (scheme, host, path and query at once; overrides --path and --host): what a DPoP proof's htu names")
+		fs.StringVar(&req.DPoP, "dpop", "", "a DPoP proof: the token is presented with the DPoP scheme and this proof")
+		fs.StringVar(&req.ClientCert, "client-cert", "", "a PEM file: the client certificate of the request's mutual TLS (certificate-bound tokens)")
 	})
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -94,6 +97,10 @@ func explainMain(args []string) int {
 	}
 	if c.Dev {
 		fmt.Fprintln(os.Stderr, "authz explain: --dev is not supported; point --issuer at a running dev issuer")
+		return 2
+	}
+	if err := req.resolve(); err != nil {
+		fmt.Fprintf(os.Stderr, "authz explain: %v\n", err)
 		return 2
 	}
 	var token string

@@ -2,7 +2,8 @@
 // FOR DEVELOPMENT ONLY: keys live in memory and clients are configured in plain text.
 //
 //	devidp [flags]               serve the issuer; SIGHUP or POST /rotate on the admin port rotates the key
-//	devidp token [flags]         print a fresh access token from a running issuer
+//	devidp token [flags]         print a fresh access token from a running issuer (--dpop-key: DPoP-bound)
+//	devidp dpop [flags]          print a DPoP proof for a request (creates the key file when absent)
 //	devidp healthcheck URL       exit 0 when URL answers 2xx (for distroless containers)
 package main
 
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/probe"
 )
@@ -32,6 +35,12 @@ func main() {
 	case len(args) > 0 && args[0] == "token":
 		if err := token(args[1:], os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "devidp token: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	case len(args) > 0 && args[0] == "dpop":
+		if err := proof(args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "devidp dpop: %v\n", err)
 			os.Exit(1)
 		}
 		return
@@ -121,16 +130,53 @@ func token(args []string, out io.Writer) error {
 	clientID := fs.String("client-id", "demo-client", "client id")
 	secret := fs.String("client-secret", "demo-secret", "client secret")
 	scope := fs.String("scope", "messages:read", "scopes to request, space-separated")
+	keyFile := fs.String("dpop-key", "", "ask for a DPoP-bound token, proving this client key (a private JWK file; created when absent)")
 	if err := envDefaults(fs); err != nil {
 		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tok, err := devidp.RequestToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope)
+	var key jwk.Key
+	if *keyFile != "" {
+		var err error
+		if key, _, err = devidp.LoadProofKey(*keyFile); err != nil {
+			return err
+		}
+	}
+	tok, err := devidp.RequestDPoPToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope, key)
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintln(out, tok)
+	return err
+}
+
+// proof prints a DPoP proof signed by the client key in --key for one request.
+func proof(args []string, out, errOut io.Writer) error {
+	fs := flag.NewFlagSet("devidp dpop", flag.ContinueOnError)
+	keyFile := fs.String("key", "dpop-key.jwk", "the client's private JWK file (created, P-256, when absent)")
+	method := fs.String("method", "GET", "the request's method (htm)")
+	uri := fs.String("url", "", "the request's URL (htu; query and fragment are dropped), e.g. http://localhost:8080/api/messages")
+	tok := fs.String("token", "", "the access token the request carries (ath); empty for a token request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *uri == "" {
+		return errors.New("--url is required")
+	}
+	key, created, err := devidp.LoadProofKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	if created {
+		jkt, _ := devidp.Thumbprint(key)
+		fmt.Fprintf(errOut, "created %s (thumbprint %s)\n", *keyFile, jkt)
+	}
+	p, err := devidp.Proof(key, *method, *uri, *tok, time.Now())
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, p)
 	return err
 }
