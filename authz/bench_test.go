@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 )
 
 // Benchmarks of the decision path. Run: go test ./authz -run XXX -bench . -benchmem
@@ -101,6 +104,33 @@ func BenchmarkDecideWarm(b *testing.B) {
 	for b.Loop() {
 		if d := e.az.Decide(context.Background(), reqs[i%len(reqs)]); d.Outcome != Allow {
 			b.Fatal(d.Reason)
+		}
+		i++
+	}
+}
+
+// BenchmarkDecideDPoP is the decision for a cached DPoP-bound token with a fresh ES256 proof:
+// the proof's verification is the cost a DPoP request adds (proofs are signed beforehand).
+func BenchmarkDecideDPoP(b *testing.B) {
+	d := newDPoPEnv(&testing.T{}, dpop.NewMemoryStore(dpop.MemoryOptions{Max: 10_000_000, PerKey: 10_000_000}))
+	tok := d.mint(b, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	const n = 20_000
+	proofs := make([]string, n)
+	for i := range proofs {
+		p, err := devidp.Proof(d.key, "GET", dpopURI, tok, d.now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		proofs[i] = p
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == n {
+			b.Fatal("not enough proofs: raise n")
+		}
+		if dec := d.az.Decide(context.Background(), d.request("DPoP", tok, proofs[i])); dec.Outcome != Allow {
+			b.Fatal(dec.Reason)
 		}
 		i++
 	}

@@ -26,6 +26,9 @@ import (
 // scenario is one kind of load against one server.
 type scenario struct {
 	name, server, payload, what string
+	// fresh, when set, writes the payload anew before each round, sized for the floor's rate
+	// (DPoP proofs are accepted once: each round needs proofs no round has sent).
+	fresh func(floorRPS float64) error
 }
 
 // measurement is one round's figures.
@@ -103,14 +106,38 @@ func load(ctx context.Context, e *env, o options) error {
 	defer shaped.stop()
 	servers := map[string]*server{"noop": noop, "noop-defaults": plain, "noop-shaped": shaped, "authz": cached, "uncached": uncached}
 
+	// DPoP: a bound token (cached after its first use) with a fresh ES256 proof per request,
+	// and with one proof replayed.
+	_, dpopProofs, err := e.dpopPayloads()
+	if err != nil {
+		return err
+	}
+	replayed, err := dpopProofs(1)
+	if err != nil {
+		return err
+	}
+	if err := writePayload(filepath.Join(e.dir, "dpop-replayed.bin"), replayed); err != nil {
+		return err
+	}
+	freshProofs := func(floorRPS float64) error {
+		n := int(floorRPS*o.round.Seconds()*1.3) + 1000
+		reqs, err := dpopProofs(n)
+		if err != nil {
+			return err
+		}
+		return writePayload(filepath.Join(e.dir, "dpop.bin"), reqs)
+	}
+
 	scenarios := []scenario{
-		{"floor", "noop", "hot", fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers)", authz.StreamWorkers)},
-		{"floor-defaults", "noop-defaults", "hot", "the no-op with gRPC's default server options (reference)"},
-		{"floor-shaped", "noop-shaped", "hot", "the no-op answering with the service's hot allow response, pre-encoded (reference)"},
-		{"hot", "authz", "hot", "one valid token, repeated (cache hit)"},
-		{"cold", "uncached", "cold", fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct)},
-		{"invalid", "authz", "invalid", "one token with a bad signature, repeated"},
-		{"none", "authz", "none", "no Authorization header"},
+		{"floor", "noop", "hot", fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers)", authz.StreamWorkers), nil},
+		{"floor-defaults", "noop-defaults", "hot", "the no-op with gRPC's default server options (reference)", nil},
+		{"floor-shaped", "noop-shaped", "hot", "the no-op answering with the service's hot allow response, pre-encoded (reference)", nil},
+		{"hot", "authz", "hot", "one valid token, repeated (cache hit)", nil},
+		{"cold", "uncached", "cold", fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct), nil},
+		{"invalid", "authz", "invalid", "one token with a bad signature, repeated", nil},
+		{"none", "authz", "none", "no Authorization header", nil},
+		{"dpop", "authz", "dpop", "a DPoP-bound token (cached) with a fresh ES256 proof per request", freshProofs},
+		{"dpop-replayed", "authz", "dpop-replayed", "the same, one proof replayed (refused after its first use)", nil},
 	}
 	// Warm up every server once. Then, rep by rep, each scenario's round directly follows a
 	// round of the floor, and its ratios are taken against that round: the machine's speed
@@ -118,6 +145,11 @@ func load(ctx context.Context, e *env, o options) error {
 	warm := o
 	warm.round = time.Second
 	for _, sc := range scenarios {
+		if sc.fresh != nil {
+			if err := sc.fresh(20_000); err != nil {
+				return err
+			}
+		}
 		if _, err := e.ghzRound(servers[sc.server].grpc, filepath.Join(e.dir, sc.payload+".bin"), warm); err != nil {
 			return err
 		}
@@ -160,6 +192,11 @@ func load(ctx context.Context, e *env, o options) error {
 			if err != nil {
 				return err
 			}
+			if sc.fresh != nil {
+				if err := sc.fresh(f.rps); err != nil {
+					return err
+				}
+			}
 			m, err := measure(sc, rep)
 			if err != nil {
 				return err
@@ -198,9 +235,41 @@ func (e *env) captureResponse(ctx context.Context, srv *server, token string) (s
 	return path, os.WriteFile(path, wire, 0o600)
 }
 
-// mint returns n distinct tokens from the dev issuer, signed in parallel.
-func (e *env) mint(n int) ([]string, error) {
-	out := make([]string, n)
+// dpopPayloads mints a token bound to a fresh client key and returns it with a function that
+// makes n CheckRequests carrying it, each with a fresh proof (distinct jti), signed in parallel.
+func (e *env) dpopPayloads() (string, func(n int) ([]*authv3.CheckRequest, error), error) {
+	key, err := devidp.NewProofKey()
+	if err != nil {
+		return "", nil, err
+	}
+	jkt, err := devidp.Thumbprint(key)
+	if err != nil {
+		return "", nil, err
+	}
+	tok, err := e.idp.Mint(devidp.TokenRequest{ClientID: "bench", Scopes: []string{"messages:read"},
+		Extra: map[string]any{"cnf": map[string]string{"jkt": jkt}}})
+	if err != nil {
+		return "", nil, err
+	}
+	proofs := func(n int) ([]*authv3.CheckRequest, error) {
+		out := make([]*authv3.CheckRequest, n)
+		err := parallel(n, func(i int) error {
+			p, err := devidp.Proof(key, "GET", "https://api.example/api/messages", tok, time.Now())
+			if err != nil {
+				return err
+			}
+			r := checkRequest("DPoP " + tok)
+			r.Attributes.Request.Http.Headers["dpop"] = p
+			out[i] = r
+			return nil
+		})
+		return out, err
+	}
+	return tok, proofs, nil
+}
+
+// parallel runs f(0..n-1) on four workers and returns the first error.
+func parallel(n int, f func(i int) error) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -208,19 +277,28 @@ func (e *env) mint(n int) ([]string, error) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				tok, err := e.idp.Mint(devidp.TokenRequest{ClientID: "bench", Scopes: []string{"messages:read"}, Subject: fmt.Sprintf("user-%d", i)})
-				if err != nil {
+				if err := f(i); err != nil {
 					mu.Lock()
 					firstErr = err
 					mu.Unlock()
 					return
 				}
-				out[i] = tok
 			}
 		})
 	}
 	wg.Wait()
-	return out, firstErr
+	return firstErr
+}
+
+// mint returns n distinct tokens from the dev issuer, signed in parallel.
+func (e *env) mint(n int) ([]string, error) {
+	out := make([]string, n)
+	err := parallel(n, func(i int) error {
+		tok, err := e.idp.Mint(devidp.TokenRequest{ClientID: "bench", Scopes: []string{"messages:read"}, Subject: fmt.Sprintf("user-%d", i)})
+		out[i] = tok
+		return err
+	})
+	return out, err
 }
 
 func median(ms []measurement, f func(measurement) float64) float64 {

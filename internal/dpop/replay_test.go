@@ -147,3 +147,30 @@ func TestRedisStoreSharesProofsAndFailsClosed(t *testing.T) {
 	_, err = NewRedisStore(RedisOptions{URL: "http://" + addr})
 	assert.Error(t, err)
 }
+
+// TestFallbackWhenRedisGoesAway: with Redis gone, deny refuses (an error) and local checks this
+// replica's memory; both report the failure.
+func TestFallbackWhenRedisGoesAway(t *testing.T) {
+	addr, stop := redisServer(t)
+	r, err := NewRedisStore(RedisOptions{URL: "redis://:test-password@" + addr + "/0"})
+	require.NoError(t, err)
+	defer r.Close()
+	var failures int
+	deny := &Fallback{Primary: r, OnError: func(error) { failures++ }}
+	local := &Fallback{Primary: r, Local: NewMemoryStore(MemoryOptions{}), OnError: func(error) { failures++ }}
+	ctx := context.Background()
+	first, err := deny.FirstUse(ctx, "k", id("before"), time.Minute)
+	require.NoError(t, err)
+	assert.True(t, first)
+
+	stop()
+	_, err = deny.FirstUse(ctx, "k", id("during"), time.Minute)
+	assert.Error(t, err, "deny: the proof is not accepted")
+	first, err = local.FirstUse(ctx, "k", id("during"), time.Minute)
+	require.NoError(t, err)
+	assert.True(t, first, "local: checked in memory")
+	first, err = local.FirstUse(ctx, "k", id("during"), time.Minute)
+	require.NoError(t, err)
+	assert.False(t, first, "local: a replay on this replica is still caught")
+	assert.Equal(t, 3, failures, "every failure is reported")
+}
