@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,9 +10,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -343,4 +346,28 @@ func TestPublicURLNamesTheExternalOrigin(t *testing.T) {
 	r := d.request("DPoP", bound, d.proof(t, d.key, "GET", "https://api.example.com/api/messages", bound))
 	r.Scheme, r.Host = "http", "internal:8080" // as the proxy behind the TLS terminator sees it
 	assert.Equal(t, Allow, d.az.Decide(context.Background(), r).Outcome)
+}
+
+// TestDPoPNeverLogged: the decision log of DPoP requests, accepted and refused, holds neither
+// the token, nor the proof, nor the proof's key.
+func TestDPoPNeverLogged(t *testing.T) {
+	d := newDPoPEnv(t, nil)
+	var buf bytes.Buffer
+	v, err := dpop.New(dpop.Options{Leeway: time.Minute, Now: func() time.Time { return d.now }})
+	require.NoError(t, err)
+	d.az = NewAuthorizer(d.v, Options{DPoP: v, DecisionLog: DecisionLogAll, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
+	proof := d.proof(t, d.key, "GET", dpopURI, bound)
+	for range 2 { // accepted, then replayed
+		d.az.Decide(context.Background(), d.request("DPoP", bound, proof))
+	}
+	d.az.Decide(context.Background(), d.request("Bearer", bound))
+	d.az.Decide(context.Background(), d.request("DPoP", bound, proof[:len(proof)-5]+"AAAAA"))
+	out := buf.String()
+	require.Contains(t, out, `"reason":"dpop_replay"`)
+	pubJSON := string(must(json.Marshal(must(d.key.PublicKey()))))
+	x := pubJSON[strings.Index(pubJSON, `"x":"`)+5:][:20] // a piece of the key's x coordinate
+	for _, secret := range []string{bound[:40], proof[:40], strings.Split(proof, ".")[2], x} {
+		assert.NotContains(t, out, secret)
+	}
 }

@@ -74,6 +74,8 @@ const (
 	maxJTI = 256
 	// keyCacheSize bounds the parsed proof keys kept by the hash of their JWK.
 	keyCacheSize = 1024
+	// usedCacheSize bounds the recently used proofs recognised by their hash alone.
+	usedCacheSize = 4096
 )
 
 // Options configure a Verifier.
@@ -92,6 +94,9 @@ type Options struct {
 type Verifier struct {
 	opts Options
 	keys *lru.Cache[[32]byte, proofKey]
+	// used holds the SHA-256 of recently used proofs: the very same bytes again are a replay,
+	// refused before the signature is checked, so a replay flood costs one hash per request.
+	used *lru.Cache[[32]byte, struct{}]
 }
 
 // proofKey is a parsed proof key: the raw public key and its RFC 7638 thumbprint.
@@ -126,8 +131,9 @@ func New(opts Options) (*Verifier, error) {
 	if opts.Replay == nil {
 		opts.Replay = NewMemoryStore(MemoryOptions{Now: opts.Now})
 	}
-	keys, _ := lru.New[[32]byte, proofKey](keyCacheSize) // cannot fail: the size is positive
-	return &Verifier{opts: opts, keys: keys}, nil
+	keys, _ := lru.New[[32]byte, proofKey](keyCacheSize) // cannot fail: the sizes are positive
+	used, _ := lru.New[[32]byte, struct{}](usedCacheSize)
+	return &Verifier{opts: opts, keys: keys, used: used}, nil
 }
 
 // Algs returns the accepted proof algorithms, for the DPoP challenge's algs parameter.
@@ -150,6 +156,7 @@ type Proof struct {
 	Thumbprint string
 	jti        string
 	IssuedAt   time.Time
+	hash       [32]byte // of the proof as sent
 }
 
 // proofHeader is the protected header of a proof, with the members it refuses.
@@ -172,7 +179,8 @@ type proofClaims struct {
 var rawURL = base64.RawURLEncoding.Strict()
 
 // Verify checks the request's DPoP header values (exactly one proof) against req, as RFC 9449
-// §4.3 lays out, but for replay (Remember) and the token binding (the caller's). It returns a
+// §4.3 lays out, but for replay (Remember) and the token binding (the caller's) — except that
+// the very bytes of a recently used proof are refused as a replay at once. It returns a
 // *Failure when the proof is refused.
 func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 	switch {
@@ -184,6 +192,10 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 	proof := strings.TrimSpace(values[0])
 	if len(proof) > MaxProofBytes {
 		return nil, ErrMalformed
+	}
+	hash := sha256.Sum256([]byte(proof))
+	if v.used.Contains(hash) {
+		return nil, ErrReplay
 	}
 	h, p, s, ok := split(proof)
 	if !ok {
@@ -255,7 +267,7 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 			return nil, ErrATH
 		}
 	}
-	return &Proof{Thumbprint: key.thumbprint, jti: c.JTI, IssuedAt: iat}, nil
+	return &Proof{Thumbprint: key.thumbprint, jti: c.JTI, IssuedAt: iat, hash: hash}, nil
 }
 
 // Remember records a verified proof, once its key is known to be the token's: ErrReplay when
@@ -270,10 +282,11 @@ func (v *Verifier) Remember(ctx context.Context, p *Proof) error {
 		ttl = time.Second
 	}
 	first, err := v.opts.Replay.FirstUse(ctx, p.Thumbprint, id, ttl)
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
-	case !first:
+	}
+	v.used.Add(p.hash, struct{}{})
+	if !first {
 		return ErrReplay
 	}
 	return nil
