@@ -105,6 +105,10 @@ type Decision struct {
 	// DPoP says the challenge is the DPoP scheme's (RFC 9449 §7.1): the request used it, or
 	// the token or the rule needs it.
 	DPoP bool
+	// identity is what the deciding rule forwards on Allow; claimHeaders and metadata are its
+	// claim headers and metadata rendered from Claims.
+	identity               *Identity
+	claimHeaders, metadata []Header
 	// WouldBe is set when a rule in dry-run mode turned a denial into this allow: the decision
 	// it would have made.
 	WouldBe *Decision
@@ -312,6 +316,7 @@ func decideRule(rule *Rule, dryRun bool, cred *credential) Decision {
 
 func judge(rule *Rule, cred *credential) Decision {
 	d := judgeToken(rule, cred)
+	d.identity = rule.identity
 	// The challenge is DPoP's when the client used DPoP or only DPoP can help, and Bearer's
 	// when the rule asks for a certificate-bound token.
 	switch {
@@ -357,7 +362,12 @@ func judgeToken(rule *Rule, cred *credential) Decision {
 	if reason, scope, detail := rule.check(cred.claims); reason != nil {
 		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: cred.claims}
 	}
-	return Decision{Outcome: Allow, Claims: cred.claims}
+	headers, metadata, err := rule.identity.render(cred.claims)
+	if err != nil {
+		// Never a header injection, never an identity cut short that looks complete.
+		return Decision{Outcome: InvalidToken, Reason: ErrClaimUnforwardable, Detail: err.Error(), Claims: cred.claims}
+	}
+	return Decision{Outcome: Allow, Claims: cred.claims, claimHeaders: headers, metadata: metadata}
 }
 
 // logDecision writes one line per refusal (allows at debug). It logs identifiers from the

@@ -61,7 +61,7 @@ func NewGRPCServer(a *Authorizer) *GRPCServer {
 // Check answers Envoy. A denial is a normal response; it never returns an error or an empty
 // response (an empty CheckResponse would allow).
 func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	r, clientIdentity := requestFromCheck(req)
+	r, clientIdentity := requestFromCheck(req, s.authz.Policy().identityNames)
 	ctx, span := startSpan(ctx, s.tracer, "authz.Check", checkCarrier{req.GetAttributes().GetRequest().GetHttp()})
 	d := s.authz.Decide(ctx, r)
 	endSpan(span, &d)
@@ -114,7 +114,7 @@ func (s *GRPCServer) memoiseAllow(d *Decision) *authv3.CheckResponse {
 // requestFromCheck extracts the request from Envoy's attributes, reading headers from either
 // the joined `headers` map or the raw `header_map` (encode_raw_headers: true). It also returns
 // the names of client-sent identity headers, which must not reach the upstream.
-func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
+func requestFromCheck(req *authv3.CheckRequest, names identityNames) (*Request, []string) {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	r := &Request{
@@ -137,7 +137,7 @@ func requestFromCheck(req *authv3.CheckRequest) (*Request, []string) {
 			r.DPoP = append(r.DPoP, v)
 		case k == "x-request-id":
 			r.RequestID = v
-		case strings.HasPrefix(k, IdentityHeaderPrefix):
+		case names.has(k):
 			identity = append(identity, k)
 		}
 	}
@@ -223,7 +223,7 @@ func checkResponse(d *Decision, ch Challenges, clientIdentity []string) *authv3.
 	upstream := d.UpstreamHeaders()
 	ok := &authv3.OkHttpResponse{
 		Headers:         headerOptions(upstream),
-		HeadersToRemove: headersToRemove(upstream, clientIdentity),
+		HeadersToRemove: d.RemovedHeaders(upstream, clientIdentity),
 	}
 	resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: ok}
 	return resp
@@ -245,7 +245,7 @@ func headerOptions(hs []Header) []*corev3.HeaderValueOption {
 // decisionMetadata is emitted as dynamic metadata under envoy.filters.http.ext_authz, for
 // Envoy's access log: the decision's log fields.
 func decisionMetadata(d *Decision) *structpb.Struct {
-	fields := d.LogFields()
+	fields := d.metadataFields()
 	f := make(map[string]*structpb.Value, len(fields))
 	for _, h := range fields {
 		f[h.Name] = structpb.NewStringValue(h.Value)

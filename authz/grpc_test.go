@@ -100,7 +100,7 @@ func TestCheckOverGRPC(t *testing.T) {
 			var m map[string]any
 			require.NoError(t, json.Unmarshal(claims, &m))
 			assert.Equal(t, "AT.golden", m["jti"])
-			assert.Equal(t, []string{"x-authz-extra"}, ok.GetHeadersToRemove())
+			assert.Equal(t, []string{"x-authz-extra", "authorization", "dpop"}, ok.GetHeadersToRemove())
 		})
 	}
 }
@@ -249,7 +249,7 @@ func TestMemoisedResponsesStayCorrect(t *testing.T) {
 	first := check("/api/messages", nil)
 	assert.Same(t, first, check("/api/messages", nil), "the hot token's allow is memoised")
 	spoofed := check("/api/messages", map[string]string{"x-authz-role": "admin"})
-	assert.Equal(t, []string{"x-authz-role"}, spoofed.GetOkResponse().GetHeadersToRemove())
+	assert.Equal(t, []string{"x-authz-role", "authorization", "dpop"}, spoofed.GetOkResponse().GetHeadersToRemove())
 	other := check("/secure", nil)
 	assert.Equal(t, "secure", other.GetDynamicMetadata().GetFields()["rule"].GetStringValue())
 	assert.Equal(t, "default", first.GetDynamicMetadata().GetFields()["rule"].GetStringValue())

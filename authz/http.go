@@ -96,7 +96,7 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		for _, u := range upstream {
 			h.Set(u.Name, u.Value)
 		}
-		if rm := headersToRemove(upstream, clientIdentity); len(rm) > 0 {
+		if rm := d.RemovedHeaders(upstream, clientIdentity); len(rm) > 0 {
 			h.Set(envoyHeadersToRemove, strings.Join(rm, ","))
 		}
 		h.Set("Cache-Control", "no-store")
@@ -193,8 +193,9 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource
 		}
 	}
 	var identity []string
+	names := s.authz.Policy().identityNames
 	for name := range req.Header {
-		if lower := strings.ToLower(name); strings.HasPrefix(lower, IdentityHeaderPrefix) {
+		if lower := strings.ToLower(name); names.has(lower) {
 			identity = append(identity, lower)
 		}
 	}

@@ -93,7 +93,7 @@ func TestHTTPRequestShapes(t *testing.T) {
 				req.Header.Set(k, v)
 			}
 			req.Header.Set("Authorization", "Bearer abc")
-			r, _, _ := NewHTTPServer(nil, tt.opts).requestFromHTTP(req)
+			r, _, _ := NewHTTPServer(NewAuthorizer(nil, Options{}), tt.opts).requestFromHTTP(req)
 			if tt.wantBad != "" {
 				assert.Equal(t, ErrRequestSource, r.Invalid)
 				assert.Contains(t, r.InvalidDetail, tt.wantBad)
@@ -114,7 +114,7 @@ func TestHTTPRepeatedOriginalURIIsRefused(t *testing.T) {
 	req.Header.Add("X-Original-URI", "/api/messages")
 	req.Header.Set("X-Original-Method", "GET")
 	req.Header.Set("X-Original-Host", "api")
-	r, _, _ := NewHTTPServer(nil, HTTPOptions{}).requestFromHTTP(req)
+	r, _, _ := NewHTTPServer(NewAuthorizer(nil, Options{}), HTTPOptions{}).requestFromHTTP(req)
 	assert.Equal(t, ErrRequestSource, r.Invalid)
 	assert.Contains(t, r.InvalidDetail, "repeated")
 }
@@ -142,7 +142,7 @@ func TestHTTPDecisions(t *testing.T) {
 		assert.Equal(t, "messages:read", resp.Header.Get(HeaderScopes))
 		assert.NotEmpty(t, resp.Header.Get(HeaderClaims))
 		assert.Empty(t, resp.Header.Get(HeaderUserID), "a spoofed identity header is never echoed")
-		assert.Equal(t, "x-authz-user-id", resp.Header.Get(envoyHeadersToRemove))
+		assert.Equal(t, "x-authz-user-id,authorization,dpop", resp.Header.Get(envoyHeadersToRemove), "client identity copies, and the credentials (not forwarded by default)")
 	})
 	t.Run("no token", func(t *testing.T) {
 		resp := do(nil)

@@ -25,10 +25,36 @@ type Policy struct {
 	// HeadAsGet: some rule names methods, so a HEAD is also judged as the GET it runs upstream
 	// (Go's ServeMux and Express serve HEAD with the GET handler).
 	HeadAsGet bool
+	// identityNames are the claim headers any rule sets: a client's copies are always removed.
+	identityNames identityNames
 }
 
 // defaultPolicy is the behaviour without a policy file: every route needs a valid token.
-var defaultPolicy = &Policy{Default: &Rule{Name: "default"}}
+var defaultPolicy = DefaultPolicy(nil)
+
+// setIdentities gives every rule without one the identity id (DefaultIdentity when nil), and
+// collects the names of every configured claim header.
+func (p *Policy) setIdentities(id *Identity) {
+	if id == nil {
+		d := DefaultIdentity()
+		id = &d
+	}
+	p.identityNames = identityNames{}
+	for _, r := range append(slices.Clip(p.Rules), p.Default) {
+		if r.identity == nil {
+			r.identity = id
+		}
+		for _, c := range r.identity.Claims {
+			p.identityNames[c.Header] = true
+		}
+	}
+}
+
+// IdentityHeaders are the names of the claim headers the policy's rules configure, sorted:
+// what a proxy must copy from an allow and clear from a client (authz proxy-config).
+func (p *Policy) IdentityHeaders() []string {
+	return sortedKeys(p.identityNames)
+}
 
 // IssuerSpec is an issuer declared in a policy file.
 type IssuerSpec struct {
@@ -65,7 +91,12 @@ type Rule struct {
 	// SenderConstrained demands a token bound to the presenter (empty: a bearer token does).
 	SenderConstrained SenderConstraint
 	DryRun            bool
+	// identity is what an allow by this rule forwards (never nil once loaded).
+	identity *Identity
 }
+
+// Identity returns what an allow by the rule forwards upstream.
+func (rule *Rule) Identity() *Identity { return rule.identity }
 
 // SenderConstraint is what a rule requires a token to be bound to.
 type SenderConstraint string

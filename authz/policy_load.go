@@ -20,8 +20,94 @@ type policyFile struct {
 	Issuers       []IssuerSpec      `yaml:"issuers"`
 	DryRun        bool              `yaml:"dry_run"`
 	UpstreamPaths upstreamPathsSpec `yaml:"upstream_paths"`
+	Identity      *identitySpec     `yaml:"identity"`
 	Rules         []ruleSpec        `yaml:"rules"`
 	Default       *ruleSpec         `yaml:"default"`
+}
+
+// identitySpec is an identity section: the file's, or a rule's over it. What it leaves out
+// comes from the level above.
+type identitySpec struct {
+	Claims               []claimHeaderSpec `yaml:"claims"`
+	ClaimsHeader         *bool             `yaml:"claims_header"`
+	ForwardAuthorization *bool             `yaml:"forward_authorization"`
+	Metadata             []claimPathSpec   `yaml:"metadata"`
+}
+
+type claimHeaderSpec struct {
+	Header    string        `yaml:"header"`
+	Claim     claimPathSpec `yaml:"claim"`
+	Separator *string       `yaml:"separator"`
+}
+
+// claimPathSpec is a claim's name — dotted into objects, a name with dots looked up whole first
+// — or a list of names that are never split.
+type claimPathSpec struct{ ClaimPath }
+
+func (c *claimPathSpec) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		c.Name = n.Value
+		return nil
+	case yaml.SequenceNode:
+		return n.Decode(&c.Segments)
+	}
+	return fmt.Errorf("line %d: a claim is a name or a list of names", n.Line)
+}
+
+// over returns base with what spec sets, checking it; the line prefixes its errors.
+func (spec *identitySpec) over(base Identity, where string) (Identity, []error) {
+	if spec == nil {
+		return base, nil
+	}
+	var errs []error
+	out := base
+	if spec.ClaimsHeader != nil {
+		out.ClaimsHeader = *spec.ClaimsHeader
+	}
+	if spec.ForwardAuthorization != nil {
+		out.ForwardAuthorization = *spec.ForwardAuthorization
+	}
+	if spec.Claims != nil {
+		out.Claims = nil
+		seen := map[string]bool{}
+		for _, c := range spec.Claims {
+			h := ClaimHeader{Header: c.Header, Claim: c.Claim.ClaimPath, Separator: ","}
+			if c.Separator != nil {
+				h.Separator = *c.Separator
+			}
+			switch {
+			case c.Header == "" || c.Claim.Name == "" && len(c.Claim.Segments) == 0:
+				errs = append(errs, fmt.Errorf("%s: %w", where, errNoClaim))
+				continue
+			case seen[c.Header]:
+				errs = append(errs, fmt.Errorf("%s: header %q carries two claims", where, c.Header))
+			}
+			if err := checkHeaderName(c.Header); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			}
+			if strings.ContainsAny(h.Separator, "\r\n\x00") {
+				errs = append(errs, fmt.Errorf("%s: separator %q cannot go in a header", where, h.Separator))
+			}
+			seen[c.Header] = true
+			out.Claims = append(out.Claims, h)
+		}
+	}
+	if spec.Metadata != nil {
+		out.Metadata = nil
+		for _, m := range spec.Metadata {
+			if m.Name == "" && len(m.Segments) == 0 {
+				errs = append(errs, fmt.Errorf("%s: a metadata entry names a claim", where))
+				continue
+			}
+			if slices.Contains(fixedMetadata, m.String()) {
+				errs = append(errs, fmt.Errorf("%s: metadata %q is set already (decision, reason, rule, sub, cid, jti are always there)", where, m.String()))
+				continue
+			}
+			out.Metadata = append(out.Metadata, m.ClaimPath)
+		}
+	}
+	return out, errs
 }
 
 // upstreamPathsSpec says how the API behind the proxy may read a path besides its canonical
@@ -36,11 +122,12 @@ type upstreamPathsSpec struct {
 func orTrue(b *bool) bool { return b == nil || *b }
 
 type ruleSpec struct {
-	Name    string      `yaml:"name"`
-	Match   matchSpec   `yaml:"match"`
-	Public  bool        `yaml:"public"`
-	Require requireSpec `yaml:"require"`
-	DryRun  bool        `yaml:"dry_run"`
+	Name     string        `yaml:"name"`
+	Match    matchSpec     `yaml:"match"`
+	Public   bool          `yaml:"public"`
+	Require  requireSpec   `yaml:"require"`
+	Identity *identitySpec `yaml:"identity"`
+	DryRun   bool          `yaml:"dry_run"`
 }
 
 type matchSpec struct {
@@ -84,10 +171,37 @@ type claimSpec struct {
 // MaxPolicyBytes caps a policy file.
 const MaxPolicyBytes = 1 << 20
 
-// LoadPolicy parses and validates a policy file. issuerNames are the issuers configured outside
-// the file (e.g. "default" for --issuer); rules may name those and the file's own. Every problem
-// is reported, each with its line.
+// PolicyOptions are what a policy is loaded with besides its text.
+type PolicyOptions struct {
+	// Issuers are the issuers configured outside the file (e.g. "default" for --issuer); rules
+	// may name those and the file's own.
+	Issuers []string
+	// Identity is the identity the flags configure (DefaultIdentity when zero); the file's
+	// identity section and each rule's go over it.
+	Identity *Identity
+}
+
+// DefaultIdentity forwards the fixed identity headers and the whole payload, and keeps the
+// token from the upstream.
+func DefaultIdentity() Identity { return Identity{ClaimsHeader: true} }
+
+// DefaultPolicy is the policy without a file: every route needs a valid token, and allows
+// forward id (DefaultIdentity when nil).
+func DefaultPolicy(id *Identity) *Policy {
+	p := &Policy{Default: &Rule{Name: "default"}}
+	p.setIdentities(id)
+	return p
+}
+
+// LoadPolicy parses and validates a policy file with the default identity; see LoadPolicyWith.
 func LoadPolicy(data []byte, issuerNames []string) (*Policy, error) {
+	return LoadPolicyWith(data, PolicyOptions{Issuers: issuerNames})
+}
+
+// LoadPolicyWith parses and validates a policy file. Every problem is reported, each with its
+// line.
+func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
+	issuerNames := opts.Issuers
 	if len(data) > MaxPolicyBytes {
 		return nil, fmt.Errorf("policy: larger than %d bytes", MaxPolicyBytes)
 	}
@@ -150,7 +264,18 @@ func LoadPolicy(data []byte, issuerNames []string) (*Policy, error) {
 		errs = append(errs, ruleErrs...)
 		p.Rules = append(p.Rules, rule)
 	}
-	p.Default = defaultPolicy.Default
+	base := DefaultIdentity()
+	if opts.Identity != nil {
+		base = *opts.Identity
+	}
+	global, idErrs := f.Identity.over(base, fmt.Sprintf("line %d: identity", lines.identity))
+	errs = append(errs, idErrs...)
+	for i, spec := range f.Rules {
+		id, idErrs := spec.Identity.over(global, fmt.Sprintf("line %d: rule %q: identity", lineAt(lines.rules, i), p.Rules[i].Name))
+		errs = append(errs, idErrs...)
+		p.Rules[i].identity = &id
+	}
+	p.Default = &Rule{Name: "default", identity: &global}
 	if f.Default != nil {
 		if f.Default.Name == "" {
 			f.Default.Name = "default"
@@ -160,11 +285,15 @@ func LoadPolicy(data []byte, issuerNames []string) (*Policy, error) {
 		}
 		rule, ruleErrs := buildRule(f.Default, lines.def, known)
 		errs = append(errs, ruleErrs...)
+		id, idErrs := f.Default.Identity.over(global, fmt.Sprintf("line %d: default: identity", lines.def))
+		errs = append(errs, idErrs...)
+		rule.identity = &id
 		p.Default = rule
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("policy:\n%w", err)
 	}
+	p.setIdentities(nil)
 	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
 		p.Paths.AlwaysFold = p.Paths.AlwaysFold || rule.paths.hasUpper()
 		p.Paths.AlwaysSlash = p.Paths.AlwaysSlash || rule.paths.hasTrailingSlash()
@@ -309,10 +438,10 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// policyLines are the lines where each rule, issuer and the default start.
+// policyLines are the lines where each rule, issuer, the default and the identity start.
 type policyLines struct {
 	rules, issuers []int
-	def            int
+	def, identity  int
 }
 
 func lineAt(lines []int, i int) int {
@@ -342,6 +471,8 @@ func ruleLines(data []byte) policyLines {
 			}
 		case "default":
 			pl.def = val.Line
+		case "identity":
+			pl.identity = val.Line
 		}
 	}
 	return pl

@@ -43,23 +43,38 @@ func (d *Decision) HTTPStatus() int {
 }
 
 // UpstreamHeaders are the identity headers for the upstream request on Allow: subject, client id,
-// user id (when present), scopes (space-separated) and the verified claims (base64url JSON).
+// user id (when present), scopes (space-separated), the verified claims (base64url JSON) unless
+// the rule's identity turns them off, and the rule's claim headers.
 func (d *Decision) UpstreamHeaders() []Header {
 	c := d.Claims
 	if d.Outcome != Allow || c == nil {
 		return nil
 	}
-	hs := []Header{
-		{HeaderSubject, c.Subject},
-		{HeaderClientID, c.ClientID},
-	}
+	hs := make([]Header, 0, 5+len(d.claimHeaders))
+	hs = append(hs, Header{HeaderSubject, c.Subject}, Header{HeaderClientID, c.ClientID})
 	if c.UserID != "" {
 		hs = append(hs, Header{HeaderUserID, c.UserID})
 	}
-	return append(hs,
-		Header{HeaderScopes, strings.Join(c.Scopes, " ")},
-		Header{HeaderClaims, base64.RawURLEncoding.EncodeToString(c.Raw)},
-	)
+	hs = append(hs, Header{HeaderScopes, strings.Join(c.Scopes, " ")})
+	if d.identity == nil || d.identity.ClaimsHeader {
+		hs = append(hs, Header{HeaderClaims, base64.RawURLEncoding.EncodeToString(c.Raw)})
+	}
+	return append(hs, d.claimHeaders...)
+}
+
+// credentialHeaders are removed from an allowed request unless the rule forwards the token:
+// the upstream gets the identity, not a token it could replay elsewhere.
+var credentialHeaders = []string{"authorization", "dpop"}
+
+// RemovedHeaders are the request headers an allowed request must lose: the client's copies of
+// identity headers the decision does not set (clientSent, lower-case), and the credentials
+// unless the rule forwards them.
+func (d *Decision) RemovedHeaders(upstream []Header, clientSent []string) []string {
+	out := headersToRemove(upstream, clientSent)
+	if d.Outcome == Allow && (d.identity == nil || !d.identity.ForwardAuthorization) {
+		out = append(out, credentialHeaders...)
+	}
+	return out
 }
 
 // headersToRemove returns the client-sent identity headers (lower-case names) that an allowed
@@ -143,6 +158,12 @@ func (d *Decision) LogFields() []Header {
 		fs = append(fs, Header{"sub", c.Subject}, Header{"cid", c.ClientID}, Header{"jti", c.ID})
 	}
 	return fs
+}
+
+// metadataFields are LogFields and, on Allow, the claims the rule's identity puts in metadata
+// (for Envoy's rate limit, RBAC and access log).
+func (d *Decision) metadataFields() []Header {
+	return append(d.LogFields(), d.metadata...)
 }
 
 // errorBody is the JSON body of a denial.

@@ -190,6 +190,8 @@ type Claims struct {
 	Cnf *Confirmation
 	// Raw is the verified JSON payload, as signed.
 	Raw []byte
+	// rendered holds the claim headers last rendered for a rule's Identity (identity.go).
+	rendered renderedSlot
 }
 
 // Confirmation is a token's cnf claim: what the presenter must prove to hold.

@@ -54,13 +54,16 @@ type config struct {
 	PublicURL string
 	// ClientCertHeader names the HTTP API's header carrying the mTLS client certificate.
 	ClientCertHeader string
-	CacheSize        int
-	Pprof            bool
-	DecisionLog      string
-	LogSample        float64
-	TLSCert          string
-	TLSKey           string
-	ClientCA         string
+	// Identity is what allows forward, as the flags say; the policy file's identity sections
+	// go over it.
+	Identity    authz.Identity
+	CacheSize   int
+	Pprof       bool
+	DecisionLog string
+	LogSample   float64
+	TLSCert     string
+	TLSKey      string
+	ClientCA    string
 
 	Dev         bool
 	DevAddr     string
@@ -91,9 +94,10 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	var (
-		c                                                         config
-		audience, clientIDs, algs, logLevel, httpSource, dpopAlgs string
+		c                                                                       config
+		audience, clientIDs, algs, logLevel, httpSource, dpopAlgs, claimHeaders string
 	)
+	c.Identity = authz.DefaultIdentity()
 	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL, matched exactly against the token's iss (required; e.g. https://{yourOktaDomain}/oauth2/default)")
 	fs.StringVar(&audience, "audience", "api://default", "expected audience(s), comma-separated; any one must be in aud")
 	fs.StringVar(&clientIDs, "client-ids", "", "allowed client ids (cid), comma-separated; empty allows any")
@@ -123,6 +127,9 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.IntVar(&c.DPoPReplayEntries, "dpop-replay-cache-size", 100_000, "DPoP proofs remembered in memory (a full store refuses proofs rather than forget live ones)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the external origin clients use (https://api.example.com) when TLS or the host change before the proxy: DPoP proofs' htu is compared with it")
 	fs.StringVar(&c.ClientCertHeader, "client-cert-header", "", "HTTP decision API: the header in which the proxy passes the mTLS client certificate (nginx: X-Client-Cert from $ssl_client_escaped_cert); empty: certificate-bound tokens are refused there")
+	fs.StringVar(&claimHeaders, "claim-headers", "", "claims forwarded as headers on allow, comma-separated header=claim pairs (x-user-email=email,x-user-groups=groups); the policy file's identity section can add and override")
+	fs.BoolVar(&c.Identity.ClaimsHeader, "claims-header", true, "forward the whole verified payload in x-authz-claims")
+	fs.BoolVar(&c.Identity.ForwardAuthorization, "forward-authorization", false, "keep the Authorization (and DPoP) header for the upstream; by default it is removed on allow")
 	fs.BoolVar(&c.RequireATJWT, "require-at-jwt", false, "require the RFC 9068 header typ at+jwt on --issuer's tokens (off for Okta, whose access tokens carry no typ)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
 	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")
@@ -147,6 +154,11 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	c.Algs = splitList(algs)
 	c.HTTPSource = authz.RequestSource(httpSource)
 	c.DPoPAlgs = splitList(dpopAlgs)
+	if hs, err := authz.ParseClaimHeaders(claimHeaders); err != nil {
+		errs = append(errs, fmt.Errorf("--claim-headers: %w", err))
+	} else {
+		c.Identity.Claims = hs
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 	}
@@ -236,7 +248,7 @@ func (c *config) validate() []error {
 		}
 	}
 	if c.Policy != "" {
-		p, digest, err := readPolicy(c.Policy, c.flagIssuerNames())
+		p, digest, err := readPolicy(c.Policy, c.policyOptions())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--policy %s: %w", c.Policy, err))
 		}
@@ -312,15 +324,21 @@ func (c *config) flagIssuerNames() []string {
 	return nil
 }
 
-// readPolicy loads a policy file, and returns the SHA-256 of what it read; issuers the file may
-// name besides its own are flagIssuers.
-func readPolicy(path string, flagIssuers []string) (*authz.Policy, []byte, error) {
+// policyOptions are what the flags give a policy file: the issuers it may name besides its own,
+// and the identity it goes over.
+func (c *config) policyOptions() authz.PolicyOptions {
+	return authz.PolicyOptions{Issuers: c.flagIssuerNames(), Identity: &c.Identity}
+}
+
+// readPolicy loads a policy file, and returns the SHA-256 of what it read.
+func readPolicy(path string, opts authz.PolicyOptions) (*authz.Policy, []byte, error) {
+	flagIssuers := opts.Issuers
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	sum := digest(data)
-	p, err := authz.LoadPolicy(data, flagIssuers)
+	p, err := authz.LoadPolicyWith(data, opts)
 	if err != nil {
 		return nil, sum, err
 	}

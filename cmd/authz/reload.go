@@ -72,7 +72,7 @@ func digest(data []byte) []byte {
 // (their key sets are built at start-up; that change needs a restart). It returns the digest
 // of the content it read, so an unchanged broken file is not reported again and again.
 func reloadPolicy(c *config, az *authz.Authorizer, log *slog.Logger, trigger string) []byte {
-	p, digest, err := readPolicy(c.Policy, c.flagIssuerNames())
+	p, digest, err := readPolicy(c.Policy, c.policyOptions())
 	if err == nil && !slices.EqualFunc(p.Issuers, policyIssuers(c.PolicyRules), func(a, b authz.IssuerSpec) bool {
 		return reflect.DeepEqual(a, b)
 	}) {

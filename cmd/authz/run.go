@@ -100,7 +100,11 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 	if err != nil {
 		return nil, nil, err
 	}
-	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: c.PolicyRules,
+	policy := c.PolicyRules
+	if policy == nil {
+		policy = authz.DefaultPolicy(&c.Identity)
+	}
+	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: policy,
 		Metrics: authz.NewMetrics(reg), DecisionLog: c.DecisionLog, AllowSampleRate: c.LogSample,
 		DPoP: proofs, PublicURL: c.PublicURL})
 	return az, sets, nil

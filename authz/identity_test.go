@@ -1,0 +1,223 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRenderClaim(t *testing.T) {
+	decode := func(js string) any {
+		var v any
+		require.NoError(t, json.Unmarshal([]byte(js), &v))
+		return v
+	}
+	tests := []struct {
+		name, claim, sep string
+		want             string
+		absent           bool
+		refused          bool
+	}{
+		{"string", `"ada@example.com"`, ",", "ada@example.com", false, false},
+		{"unicode kept as UTF-8", `"Zoë Ørsted"`, ",", "Zoë Ørsted", false, false},
+		{"integer", `42`, ",", "42", false, false},
+		{"large integer", `1796000000`, ",", "1796000000", false, false},
+		{"float", `1.5`, ",", "1.5", false, false},
+		{"boolean", `true`, ",", "true", false, false},
+		{"array of strings", `["admins","users"]`, ",", "admins,users", false, false},
+		{"array, another separator", `["admins","users"]`, " ", "admins users", false, false},
+		{"array of mixed scalars", `["a",1,false]`, ",", "a,1,false", false, false},
+		{"array holding an object", `["a",{"b":1}]`, ",", `["a",{"b":1}]`, false, false},
+		{"object as compact JSON", `{"country":"NL","city":"Delft <&>"}`, ",", `{"city":"Delft <&>","country":"NL"}`, false, false},
+		{"null", `null`, ",", "", true, false},
+		{"empty string", `""`, ",", "", true, false},
+		{"empty array", `[]`, ",", "", true, false},
+		{"tab is allowed", "\"a\\tb\"", ",", "a\tb", false, false},
+		{"CR LF", "\"x\\r\\nX-Admin: 1\"", ",", "", false, true},
+		{"NUL", "\"x\\u0000y\"", ",", "", false, true},
+		{"DEL", "\"x\\u007fy\"", ",", "", false, true},
+		{"CR LF inside an array", "[\"a\",\"b\\nc\"]", ",", "", false, true},
+		{"oversized", `"` + strings.Repeat("a", MaxClaimHeaderBytes+1) + `"`, ",", "", false, true},
+		{"at the size limit", `"` + strings.Repeat("a", MaxClaimHeaderBytes) + `"`, ",", strings.Repeat("a", MaxClaimHeaderBytes), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, present, err := renderClaim(decode(tt.claim), tt.sep)
+			if tt.refused {
+				assert.ErrorIs(t, err, ErrClaimUnforwardable)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, !tt.absent, present)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+const identityPolicy = `
+identity:
+  claims:
+    - { header: x-user-email, claim: email }
+    - { header: x-user-groups, claim: groups }
+    - { header: x-user-country, claim: address.country }
+    - { header: x-tenant, claim: [https://example.com/claims, tenant] }
+  metadata: [email, tenant_id]
+rules:
+  - name: lean
+    match: { path: /lean }
+    identity:
+      claims_header: false
+      claims: [{ header: x-user-email, claim: email }]
+  - name: passthrough
+    match: { path: /passthrough }
+    identity: { forward_authorization: true }
+`
+
+func TestIdentityHeaders(t *testing.T) {
+	e := newEnv(t, nil)
+	p, err := LoadPolicy([]byte(identityPolicy), []string{"default"})
+	require.NoError(t, err)
+	e.az.SetPolicy(p)
+	assert.Equal(t, []string{"x-tenant", "x-user-country", "x-user-email", "x-user-groups"}, p.IdentityHeaders())
+	tok := e.mint(t, map[string]any{"email": "ada@example.com", "groups": []string{"admins", "users"},
+		"address": map[string]any{"country": "NL"}, "https://example.com/claims": map[string]any{"tenant": "t-1"},
+		"tenant_id": "t-1"})
+	decide := func(path string) Decision {
+		return e.az.Decide(context.Background(), &Request{Method: "GET", Path: path, Authorization: []string{"Bearer " + tok}})
+	}
+
+	d := decide("/api/messages")
+	require.Equal(t, Allow, d.Outcome, "%v", d.Reason)
+	hs := map[string]string{}
+	for _, h := range d.UpstreamHeaders() {
+		hs[h.Name] = h.Value
+	}
+	assert.Equal(t, "ada@example.com", hs["x-user-email"])
+	assert.Equal(t, "admins,users", hs["x-user-groups"])
+	assert.Equal(t, "NL", hs["x-user-country"])
+	assert.Equal(t, "t-1", hs["x-tenant"], "a claim whose name has dots, by segments")
+	assert.NotEmpty(t, hs[HeaderClaims], "the whole payload by default")
+	assert.Equal(t, []string{"authorization", "dpop"}, d.RemovedHeaders(d.UpstreamHeaders(), nil), "the token is not forwarded by default")
+	meta := map[string]string{}
+	for _, f := range d.metadataFields() {
+		meta[f.Name] = f.Value
+	}
+	assert.Equal(t, "ada@example.com", meta["email"])
+	assert.Equal(t, "t-1", meta["tenant_id"])
+
+	lean := decide("/lean")
+	var names []string
+	for _, h := range lean.UpstreamHeaders() {
+		names = append(names, h.Name)
+	}
+	assert.Equal(t, []string{HeaderSubject, HeaderClientID, HeaderScopes, "x-user-email"}, names, "a rule's identity goes over the file's")
+
+	pass := decide("/passthrough")
+	assert.Empty(t, pass.RemovedHeaders(pass.UpstreamHeaders(), nil), "forward_authorization keeps the token")
+
+	// A claim the token lacks: the header is absent, and a client's copy is removed.
+	bare := e.mint(t, nil)
+	d = e.az.Decide(context.Background(), &Request{Method: "GET", Path: "/api/messages", Authorization: []string{"Bearer " + bare}})
+	require.Equal(t, Allow, d.Outcome)
+	assert.Contains(t, d.RemovedHeaders(d.UpstreamHeaders(), []string{"x-user-email"}), "x-user-email")
+}
+
+func TestUnforwardableClaimIsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	p, err := LoadPolicy([]byte(identityPolicy), []string{"default"})
+	require.NoError(t, err)
+	e.az.SetPolicy(p)
+	tok := e.mint(t, map[string]any{"email": "ada@example.com\r\nX-Authz-Subject: admin"})
+	d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: "/api/messages", Authorization: []string{"Bearer " + tok}})
+	assert.Equal(t, InvalidToken, d.Outcome, "never a header injection")
+	assert.Equal(t, ErrClaimUnforwardable, d.Reason)
+	assert.Empty(t, d.UpstreamHeaders())
+}
+
+// TestSpoofedClaimHeadersAreRemoved: a client's copy of a configured claim header never
+// reaches the upstream, on either front end, whether or not the token has the claim.
+func TestSpoofedClaimHeadersAreRemoved(t *testing.T) {
+	e := newEnv(t, nil)
+	p, err := LoadPolicy([]byte(identityPolicy), []string{"default"})
+	require.NoError(t, err)
+	e.az.SetPolicy(p)
+	withEmail := e.mint(t, map[string]any{"email": "ada@example.com"})
+	t.Run("grpc", func(t *testing.T) {
+		resp, err := NewGRPCServer(e.az).Check(context.Background(), checkRequest("/api/messages",
+			map[string]string{"authorization": "Bearer " + withEmail, "x-user-email": "spoofed", "x-user-groups": "admins"}, false))
+		require.NoError(t, err)
+		ok := resp.GetOkResponse()
+		require.NotNil(t, ok)
+		assert.Equal(t, "ada@example.com", headerValue(ok.GetHeaders(), "x-user-email"), "overwritten")
+		assert.Contains(t, ok.GetHeadersToRemove(), "x-user-groups", "the token has no groups: removed")
+		assert.NotContains(t, ok.GetHeadersToRemove(), "x-user-email", "never removed and set at once")
+	})
+	t.Run("http", func(t *testing.T) {
+		srv := httptest.NewServer(NewHTTPServer(e.az, HTTPOptions{Source: SourceEnvoy}))
+		defer srv.Close()
+		req, err := http.NewRequest("GET", srv.URL+"/api/messages", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+withEmail)
+		req.Header.Set("X-User-Groups", "admins")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "ada@example.com", resp.Header.Get("X-User-Email"))
+		assert.Contains(t, resp.Header.Get(envoyHeadersToRemove), "x-user-groups")
+	})
+}
+
+// TestIdentityReloadTakesEffect: a new policy's mapping applies from the next request, even
+// for a token whose rendered headers are cached.
+func TestIdentityReloadTakesEffect(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := e.mint(t, map[string]any{"email": "ada@example.com", "dept": "eng"})
+	r := &Request{Method: "GET", Path: "/x", Authorization: []string{"Bearer " + tok}}
+	load := func(claims string) {
+		p, err := LoadPolicy([]byte("identity:\n  claims: "+claims+"\n"), []string{"default"})
+		require.NoError(t, err)
+		e.az.SetPolicy(p)
+	}
+	value := func(name string) string {
+		d := e.az.Decide(context.Background(), r)
+		for _, h := range d.UpstreamHeaders() {
+			if h.Name == name {
+				return h.Value
+			}
+		}
+		return ""
+	}
+	load("[{header: x-user, claim: email}]")
+	assert.Equal(t, "ada@example.com", value("x-user"))
+	load("[{header: x-user, claim: dept}]")
+	assert.Equal(t, "eng", value("x-user"))
+}
+
+func TestIdentityConfigErrors(t *testing.T) {
+	for policy, want := range map[string]string{
+		"identity: {claims: [{header: Authorization, claim: sub}]}":                           "lower-case",
+		"identity: {claims: [{header: authorization, claim: sub}]}":                           "reserved",
+		"identity: {claims: [{header: x-authz-subject, claim: sub}]}":                         "reserved",
+		"identity: {claims: [{header: connection, claim: sub}]}":                              "reserved",
+		"identity: {claims: [{header: x-envoy-foo, claim: sub}]}":                             "namespace",
+		"identity: {claims: [{header: 'x-a b', claim: sub}]}":                                 "lower-case",
+		"identity: {claims: [{header: x-a, claim: a}, {header: x-a, claim: b}]}":              "two claims",
+		"identity: {claims: [{header: x-a}]}":                                                 "needs header: and claim:",
+		"identity: {metadata: [cid]}":                                                         "set already",
+		"rules:\n  - match: {path: /x}\n    identity: {claims: [{header: host, claim: a}]}\n": "line 2",
+	} {
+		_, err := LoadPolicy([]byte(policy), nil)
+		assert.ErrorContains(t, err, want, policy)
+	}
+	_, err := ParseClaimHeaders("x-user-email=email, x-user-country=address.country")
+	assert.NoError(t, err)
+	_, err = ParseClaimHeaders("x-user-email, cookie=sub")
+	assert.ErrorContains(t, err, "not header=claim")
+	assert.ErrorContains(t, err, "reserved")
+}
