@@ -50,10 +50,15 @@ func (p *Policy) setIdentities(id *Identity) {
 	}
 }
 
-// IdentityHeaders are the names of the claim headers the policy's rules configure, sorted:
-// what a proxy must copy from an allow and clear from a client (authz proxy-config).
+// IdentityHeaders are the names of the claim headers the policy's rules configure, sorted.
 func (p *Policy) IdentityHeaders() []string {
 	return sortedKeys(p.identityNames)
+}
+
+// ProxyHeaders are every identity header an allow may set: the fixed ones, then the policy's
+// claim headers — what a proxy must copy from an allow and clear from a client.
+func (p *Policy) ProxyHeaders() []string {
+	return append(slices.Clone(FixedIdentityHeaders), p.IdentityHeaders()...)
 }
 
 // IssuerSpec is an issuer declared in a policy file.

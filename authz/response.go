@@ -20,6 +20,9 @@ const (
 	HeaderClaims         = "x-authz-claims"
 )
 
+// FixedIdentityHeaders are the identity headers every allow may set, whatever the policy.
+var FixedIdentityHeaders = []string{HeaderSubject, HeaderClientID, HeaderUserID, HeaderScopes, HeaderClaims}
+
 // RetryAfterSeconds is sent with 503 while no key set is loaded.
 const RetryAfterSeconds = "5"
 

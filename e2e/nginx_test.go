@@ -21,6 +21,7 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/demoapi"
 	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/internal/proxyconf"
 )
 
 // nginxBinary finds nginx. Without it the test skips locally but fails in CI, where .ci/run
@@ -58,6 +59,14 @@ func startNginx(t *testing.T, s *stack) string {
 // startNginxFor is startNginx with another API upstream (host:port) behind nginx.
 func startNginxFor(t *testing.T, s *stack, api string) string {
 	t.Helper()
+	return startNginxWith(t, s, api, nil)
+}
+
+// startNginxWith is startNginxFor with the identity blocks that `authz proxy-config nginx`
+// writes for identity (the identity headers), as the README tells operators to do; nil keeps
+// the shipped ones.
+func startNginxWith(t *testing.T, s *stack, api string, identity []string) string {
+	t.Helper()
 	bin := nginxBinary(t)
 	conf, err := os.ReadFile("../deploy/nginx/nginx.conf")
 	require.NoError(t, err)
@@ -76,6 +85,11 @@ func startNginxFor(t *testing.T, s *stack, api string) string {
 	} {
 		require.Contains(t, text, old, "deploy/nginx/nginx.conf changed shape; update the test")
 		text = strings.Replace(text, old, repl, 1)
+	}
+	if identity != nil {
+		server, location := proxyconf.NginxBlocks(identity, false)
+		text = replaceBlock(t, text, proxyconf.ServerBegin, proxyconf.ServerEnd, server)
+		text = replaceBlock(t, text, proxyconf.LocationBegin, proxyconf.LocationEnd, location)
 	}
 	path := filepath.Join(dir, "nginx.conf")
 	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
@@ -108,6 +122,16 @@ func startNginxFor(t *testing.T, s *stack, api string) string {
 }
 
 func host(u string) string { pu, _ := url.Parse(u); return pu.Host }
+
+// replaceBlock replaces the lines from the one holding begin to the one holding end.
+func replaceBlock(t *testing.T, text, begin, end, block string) string {
+	t.Helper()
+	i, j := strings.Index(text, begin), strings.Index(text, end)
+	require.True(t, i >= 0 && j > i, "nginx.conf has the block %q", begin)
+	i = strings.LastIndexByte(text[:i], '\n') + 1
+	j += len(end) + 1
+	return text[:i] + block + text[j:]
+}
 
 func TestNginxEnforcesDecisions(t *testing.T) {
 	s := startStack(t, "../deploy/policy/demo.yaml")

@@ -27,6 +27,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "explain" {
 		os.Exit(explainMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "proxy-config" {
+		os.Exit(proxyConfigMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	c, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

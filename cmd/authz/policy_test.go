@@ -14,8 +14,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
+	"github.com/platformauth/envoy-okta-authz/internal/proxyconf"
 )
 
 const policyV1 = "rules:\n  - name: m\n    match: {path: /m}\n    require: {scopes: [messages:read]}\n"
@@ -122,4 +124,44 @@ func TestExplain(t *testing.T) {
 	explain(context.Background(), c2, tok, explainRequest{Method: "GET", Path: "/"}, &out)
 	assert.Contains(t, out.String(), "UNREACHABLE")
 	assert.Contains(t, out.String(), "the signature cannot be verified")
+}
+
+// TestShippedNginxConfMirrorsTheIdentity: deploy/nginx/nginx.conf's identity blocks are what
+// `authz proxy-config nginx` writes for the default identity, so they never drift apart.
+func TestShippedNginxConfMirrorsTheIdentity(t *testing.T) {
+	conf, err := os.ReadFile("../../deploy/nginx/nginx.conf")
+	require.NoError(t, err)
+	c, err := parseConfig([]string{"--issuer", "https://idp.example/oauth2/default"}, env(nil), io.Discard)
+	require.NoError(t, err)
+	snippet, err := proxySnippet(c, "nginx")
+	require.NoError(t, err)
+	server, location := proxyconf.NginxBlocks(authz.FixedIdentityHeaders, false)
+	assert.Contains(t, snippet, server)
+	assert.Contains(t, snippet, location)
+	assert.Contains(t, string(conf), server, "nginx.conf's server block is the generated one")
+	assert.Contains(t, string(conf), location, "nginx.conf's location block is the generated one")
+}
+
+func TestProxyConfigNamesConfiguredHeaders(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	require.NoError(t, os.WriteFile(policy, []byte("identity:\n  claims: [{header: x-user-email, claim: email}]\n  forward_authorization: true\n"), 0o600))
+	c, err := parseConfig([]string{"--issuer", "https://idp.example/oauth2/default", "--policy", policy,
+		"--claim-headers", "x-user-groups=groups"}, env(nil), io.Discard)
+	require.NoError(t, err)
+	for proxy, want := range map[string][]string{
+		"nginx":   {"auth_request_set $authz_x_user_email $upstream_http_x_user_email;", "proxy_set_header x-user-email $authz_x_user_email;"},
+		"traefik": {"  - X-User-Email", "X-Authz-Subject"},
+		"envoy":   {"- exact: x-user-email", "- prefix: x-authz-"},
+	} {
+		snippet, err := proxySnippet(c, proxy)
+		require.NoError(t, err)
+		for _, w := range want {
+			assert.Contains(t, snippet, w, proxy)
+		}
+		assert.NotContains(t, snippet, "x-user-groups", "%s: the file's claims replace the flag's", proxy)
+		assert.NotContains(t, snippet, `Authorization ""`, "%s: forward_authorization keeps the token", proxy)
+	}
+	_, err = proxySnippet(c, "haproxy")
+	assert.Error(t, err)
 }

@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/envoy/envoytest"
+)
+
+// TestClaimHeadersReachTheAPI: an operator adds email and groups as x-user-email and
+// x-user-groups in the policy; the demo API receives them through real nginx (configured with
+// `authz proxy-config nginx`'s blocks) and through Envoy (envoy.yaml, played from its source);
+// a client's copies never pass; the token stays away from the API.
+func TestClaimHeadersReachTheAPI(t *testing.T) {
+	s := startStack(t, "testdata/identity-policy.yaml")
+	headers := append(append([]string{}, authz.FixedIdentityHeaders...), "x-user-email", "x-user-groups")
+	nginx := startNginxWith(t, s, host(s.apiURL), headers)
+	envoy, err := envoytest.Load("../envoy/envoy.yaml")
+	require.NoError(t, err)
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	check := authv3.NewAuthorizationClient(conn)
+
+	var mu sync.Mutex
+	var got http.Header
+	s.served.Store(ptr(func(r *http.Request, _ int) {
+		mu.Lock()
+		got = r.Header.Clone()
+		mu.Unlock()
+	}))
+	full := s.mint(t, map[string]any{"email": "ada@example.com", "groups": []string{"admins", "users"}})
+	noGroups := s.mint(t, map[string]any{"email": "bob@example.com"})
+	spoofed := func(tok string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + tok}, "X-User-Email": {"mallory@example.com"},
+			"X-User-Groups": {"root"}, "X-Authz-Subject": {"root"}}
+	}
+	viaNginx := func(h http.Header) {
+		resp, err := rawRequest(host(nginx), "GET", "/secure", h)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	viaEnvoy := func(h http.Header) {
+		hs := map[string]string{":method": "GET", ":path": "/secure", ":authority": "api.example"}
+		for k := range h {
+			hs[strings.ToLower(k)] = h.Get(k)
+		}
+		resp, err := check.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: "/secure", Host: "api.example", Headers: hs}},
+			ContextExtensions: map[string]string{"policy": "secure"}}})
+		require.NoError(t, err)
+		upstream := h.Clone()
+		reply, err := envoy.ApplyCheckResponse(upstream, resp, nil)
+		require.NoError(t, err)
+		require.Nil(t, reply, "allowed")
+		r, err := rawRequest(host(s.apiURL), "GET", "/secure", upstream)
+		require.NoError(t, err)
+		require.Equal(t, 200, r.StatusCode)
+	}
+	for name, via := range map[string]func(http.Header){"nginx": viaNginx, "envoy": viaEnvoy} {
+		t.Run(name, func(t *testing.T) {
+			via(spoofed(full))
+			mu.Lock()
+			assert.Equal(t, "ada@example.com", got.Get("X-User-Email"))
+			assert.Equal(t, "admins,users", got.Get("X-User-Groups"))
+			assert.Equal(t, "test-client", got.Get("X-Authz-Subject"))
+			assert.Empty(t, got.Values("Authorization"), "the token stays away from the API")
+			mu.Unlock()
+
+			via(spoofed(noGroups))
+			mu.Lock()
+			assert.Equal(t, "bob@example.com", got.Get("X-User-Email"))
+			assert.Empty(t, got.Values("X-User-Groups"), "no groups claim: the client's copy is gone too")
+			mu.Unlock()
+		})
+	}
+}

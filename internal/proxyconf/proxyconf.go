@@ -1,0 +1,129 @@
+// Package proxyconf writes the part of a proxy's configuration that must mirror the authz
+// service's identity headers: which headers to copy from an allow to the upstream request, and
+// which client copies to clear. `authz proxy-config nginx|traefik|envoy` prints it from the
+// service's flags and policy.
+package proxyconf
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Proxies are the proxies a snippet can be written for.
+var Proxies = []string{"nginx", "traefik", "envoy"}
+
+// Write returns the snippet for proxy, for the identity headers (lower-case names, the fixed
+// x-authz-* ones included) and whether the token is forwarded.
+func Write(proxy string, headers []string, forwardAuthorization bool) (string, error) {
+	switch proxy {
+	case "nginx":
+		return nginx(headers, forwardAuthorization), nil
+	case "traefik":
+		return traefik(headers, forwardAuthorization), nil
+	case "envoy":
+		return envoy(headers), nil
+	}
+	return "", fmt.Errorf("proxy %q is not one of %s", proxy, strings.Join(Proxies, ", "))
+}
+
+// The markers of the two identity blocks of deploy/nginx/nginx.conf, which the nginx snippet
+// replaces: one on the server level, one in the protected location.
+const (
+	ServerBegin   = "# BEGIN identity headers: server (authz proxy-config nginx)"
+	ServerEnd     = "# END identity headers: server"
+	LocationBegin = "# BEGIN identity headers: location (authz proxy-config nginx)"
+	LocationEnd   = "# END identity headers: location"
+)
+
+// variable is the nginx variable holding a header's value from the auth subrequest.
+func variable(h string) string { return "$authz_" + strings.NewReplacer("-", "_", ".", "_").Replace(h) }
+
+// NginxBlocks returns the two identity blocks, each between its markers and indented as in
+// deploy/nginx/nginx.conf.
+func NginxBlocks(headers []string, forward bool) (server, location string) {
+	var sb strings.Builder
+	sb.WriteString("        " + ServerBegin + "\n")
+	sb.WriteString("        # A client's copy of an identity header never reaches the API; locations without\n")
+	sb.WriteString("        # proxy_set_header of their own (/healthz) inherit these, \"location /\" sets its own.\n")
+	for _, h := range headers {
+		fmt.Fprintf(&sb, "        proxy_set_header %s \"\";\n", h)
+	}
+	sb.WriteString("        " + ServerEnd + "\n")
+
+	var lb strings.Builder
+	lb.WriteString("            " + LocationBegin + "\n")
+	lb.WriteString("            # The identity the service returned with its 200, set on the upstream request over\n")
+	lb.WriteString("            # any client copy (an empty value, an absent claim, removes the header).\n")
+	for _, h := range headers {
+		fmt.Fprintf(&lb, "            auth_request_set %s $upstream_http_%s;\n", variable(h), strings.ReplaceAll(h, "-", "_"))
+	}
+	for _, h := range headers {
+		fmt.Fprintf(&lb, "            proxy_set_header %s %s;\n", h, variable(h))
+	}
+	if !forward {
+		lb.WriteString("            # The API gets the identity, not the token (nor its DPoP proof).\n")
+		lb.WriteString("            proxy_set_header Authorization \"\";\n            proxy_set_header DPoP \"\";\n")
+	}
+	lb.WriteString("            " + LocationEnd + "\n")
+	return sb.String(), lb.String()
+}
+
+func nginx(headers []string, forward bool) string {
+	server, location := NginxBlocks(headers, forward)
+	return "# deploy/nginx/nginx.conf: replace the server block's identity lines with the first block,\n" +
+		"# and the protected location's with the second.\n" + server + location
+}
+
+func traefik(headers []string, forward bool) string {
+	var b strings.Builder
+	b.WriteString("# deploy/traefik/dynamic.yml, in the forwardAuth middleware: on allow, Traefik removes each\n")
+	b.WriteString("# listed header from the request and copies the service's (a client copy never passes).\n")
+	b.WriteString("authResponseHeaders:\n")
+	for _, h := range headers {
+		fmt.Fprintf(&b, "  - %s\n", canonical(h))
+	}
+	b.WriteString("# And a headers middleware for routers without forwardAuth (e.g. /healthz):\n")
+	b.WriteString("customRequestHeaders:\n")
+	for _, h := range headers {
+		fmt.Fprintf(&b, "  %s: \"\"\n", canonical(h))
+	}
+	if !forward {
+		b.WriteString("# After forwardAuth, a headers middleware that keeps the token from the upstream:\n")
+		b.WriteString("#   customRequestHeaders: { Authorization: \"\", DPoP: \"\" }\n")
+	}
+	return b.String()
+}
+
+func envoy(headers []string) string {
+	var b strings.Builder
+	b.WriteString("# gRPC ext_authz (envoy.yaml): nothing to mirror. The service sets each identity header\n")
+	b.WriteString("# and lists client copies and the token in headers_to_remove.\n")
+	b.WriteString("# http_service (envoy-http.yaml): the service must see client copies, and Envoy must copy\n")
+	b.WriteString("# the answer's headers upstream.\n")
+	b.WriteString("allowed_headers:\n  patterns:\n    - exact: dpop\n    - exact: x-forwarded-proto\n    - exact: x-request-id\n")
+	writePatterns(&b, "    ", headers)
+	b.WriteString("http_service:\n  authorization_response:\n    allowed_upstream_headers:\n      patterns:\n")
+	writePatterns(&b, "        ", headers)
+	return b.String()
+}
+
+// writePatterns writes the x-authz- prefix once and every other header exactly.
+func writePatterns(b *strings.Builder, indent string, headers []string) {
+	fmt.Fprintf(b, "%s- prefix: x-authz-\n", indent)
+	for _, h := range headers {
+		if !strings.HasPrefix(h, "x-authz-") {
+			fmt.Fprintf(b, "%s- exact: %s\n", indent, h)
+		}
+	}
+}
+
+// canonical is a header name as Traefik's configuration writes it (X-User-Email).
+func canonical(h string) string {
+	parts := strings.Split(h, "-")
+	for i, p := range parts {
+		if p != "" {
+			parts[i] = strings.ToUpper(p[:1]) + p[1:]
+		}
+	}
+	return strings.Join(parts, "-")
+}
