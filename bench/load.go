@@ -54,7 +54,13 @@ func load(ctx context.Context, e *env, o options) error {
 		return err
 	}
 	forged := hot[0][:len(hot[0])-8] + "AAAAAAAA"
-	payloads := map[string][]string{"hot": hot, "cold": cold, "invalid": {forged}, "none": {""}}
+	// A token with the two claims the lean server forwards as headers.
+	lean, err := e.idp.Mint(devidp.TokenRequest{ClientID: "bench", Scopes: []string{"messages:read"},
+		Extra: map[string]any{"email": "ada@example.com", "groups": []string{"admins", "users"}}})
+	if err != nil {
+		return err
+	}
+	payloads := map[string][]string{"hot": hot, "cold": cold, "invalid": {forged}, "none": {""}, "lean": {lean}}
 	for name, toks := range payloads {
 		var reqs []*authv3.CheckRequest
 		for _, t := range toks {
@@ -94,6 +100,13 @@ func load(ctx context.Context, e *env, o options) error {
 		return err
 	}
 	defer uncached.stop()
+	// Lean identity: sub, client id and scopes, two claim headers, no x-authz-claims.
+	leanSrv, err := e.startAuthz("authz (lean identity)", "--claims-header=false",
+		"--claim-headers", "x-user-email=email,x-user-groups=groups", "--pprof")
+	if err != nil {
+		return err
+	}
+	defer leanSrv.stop()
 	// The same no-op, answering with the service's own hot allow response.
 	allow, err := e.captureResponse(ctx, cached, hot[0])
 	if err != nil {
@@ -104,7 +117,8 @@ func load(ctx context.Context, e *env, o options) error {
 		return err
 	}
 	defer shaped.stop()
-	servers := map[string]*server{"noop": noop, "noop-defaults": plain, "noop-shaped": shaped, "authz": cached, "uncached": uncached}
+	servers := map[string]*server{"noop": noop, "noop-defaults": plain, "noop-shaped": shaped, "authz": cached,
+		"uncached": uncached, "lean": leanSrv}
 
 	// DPoP: a bound token (cached after its first use) with a fresh ES256 proof per request,
 	// and with one proof replayed.
@@ -133,6 +147,7 @@ func load(ctx context.Context, e *env, o options) error {
 		{"floor-defaults", "noop-defaults", "hot", "the no-op with gRPC's default server options (reference)", nil},
 		{"floor-shaped", "noop-shaped", "hot", "the no-op answering with the service's hot allow response, pre-encoded (reference)", nil},
 		{"hot", "authz", "hot", "one valid token, repeated (cache hit)", nil},
+		{"hot-lean", "lean", "lean", "the same, lean identity: sub, client id, scopes and two claim headers, no x-authz-claims", nil},
 		{"cold", "uncached", "cold", fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct), nil},
 		{"invalid", "authz", "invalid", "one token with a bad signature, repeated", nil},
 		{"none", "authz", "none", "no Authorization header", nil},

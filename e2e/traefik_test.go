@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type traefik struct {
 	responseRegex       *regexp.Regexp
 	trustForwardHeader  bool
 	stripOnHealth       []string // the health router's headers middleware: names set to ""
+	stripAfterAuth      []string // the api router's headers middleware after forwardAuth
 	authURL             string   // the authz service's HTTP decision API
 }
 
@@ -67,7 +69,15 @@ func loadTraefik(t *testing.T, authURL string) *traefik {
 			}
 		}
 	}
-	require.Equal(t, []string{"authz"}, cfg.HTTP.Routers["api"].Middlewares)
+	api := cfg.HTTP.Routers["api"].Middlewares
+	require.Equal(t, "authz", api[0], "the api router asks the authz service first")
+	for _, m := range api[1:] {
+		for name, v := range cfg.HTTP.Middlewares[m].Headers.CustomRequestHeaders {
+			if v == "" {
+				tr.stripAfterAuth = append(tr.stripAfterAuth, name)
+			}
+		}
+	}
 	return tr
 }
 
@@ -141,6 +151,9 @@ func (tr *traefik) serve(t *testing.T, upstreamAddr, method, target string, head
 			}
 		}
 	}
+	for _, name := range tr.stripAfterAuth {
+		req.Header.Del(name)
+	}
 	return forward(upstreamAddr, req)
 }
 
@@ -175,4 +188,26 @@ func TestTraefikClientCannotChooseTheJudgedRequest(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 403, resp.StatusCode, "%v: judged as GET /api/messages", spoof)
 	}
+}
+
+// TestTraefikKeepsTheTokenFromTheAPI: after forwardAuth the api router drops Authorization and
+// DPoP, as the service's default identity asks.
+func TestTraefikKeepsTheTokenFromTheAPI(t *testing.T) {
+	s := startStack(t, "../deploy/policy/demo.yaml")
+	tr := loadTraefik(t, s.httpTraefikURL)
+	var mu sync.Mutex
+	var got http.Header
+	s.served.Store(ptr(func(r *http.Request, _ int) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = r.Header.Clone()
+	}))
+	resp, err := tr.serve(t, host(s.apiURL), "GET", "/secure", http.Header{"Authorization": {"Bearer " + s.token(t, "messages:read")}})
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotNil(t, got)
+	require.Empty(t, got.Values("Authorization"))
+	require.Equal(t, "test-client", got.Get("X-Authz-Subject"))
 }

@@ -318,3 +318,27 @@ func TestValidatedAgainstTheEnvoyComposeRuns(t *testing.T) {
 	assert.Equal(t, "envoyproxy/envoy:v"+m[1]+"-latest", envoySvc.Image,
 		"compose runs the Envoy release line whose API validates envoy/*.yaml (go-control-plane/envoy %s)", api)
 }
+
+// TestRateLimitPerVerifiedClient: envoy-ratelimit.yaml's descriptor reads ext_authz's dynamic
+// metadata at a key the service sets on every allow (cid), and the rate limit filter runs after
+// ext_authz.
+func TestRateLimitPerVerifiedClient(t *testing.T) {
+	p := load(t, "envoy-ratelimit.yaml")
+	var names []string
+	for _, f := range p.HCM.GetHttpFilters() {
+		names = append(names, f.GetName())
+	}
+	assert.Equal(t, []string{"envoy.filters.http.ext_authz", "envoy.filters.http.local_ratelimit", "envoy.filters.http.router"}, names)
+	route := p.Route("/api/messages")
+	require.NotNil(t, route)
+	actions := route.GetRoute().GetRateLimits()[0].GetActions()
+	md := actions[0].GetMetadata()
+	require.NotNil(t, md, "a metadata action")
+	assert.Equal(t, "envoy.filters.http.ext_authz", md.GetMetadataKey().GetKey())
+	key := md.GetMetadataKey().GetPath()[0].GetKey()
+
+	s := startAuthz(t, true)
+	out := s.viaGRPC(t, load(t, "envoy.yaml"), "GET", "/api/messages", http.Header{"Authorization": {"Bearer " + s.token(t, "messages:read")}})
+	require.Nil(t, out.reply)
+	assert.Equal(t, "test-client", out.metadata[key], "the service sets %q on allow", key)
+}

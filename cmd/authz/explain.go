@@ -168,9 +168,17 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 			fmt.Fprintf(out, "          %s: %s\n", h.Name, h.Value)
 		}
 	}
-	for _, h := range d.UpstreamHeaders() {
-		if h.Name != authz.HeaderClaims {
-			fmt.Fprintf(out, "          upstream %s: %s\n", h.Name, h.Value)
+	upstream := d.UpstreamHeaders()
+	for _, h := range upstream {
+		if h.Name == authz.HeaderClaims {
+			fmt.Fprintf(out, "          upstream %s: (the verified payload, base64url, %d bytes)\n", h.Name, len(h.Value))
+			continue
+		}
+		fmt.Fprintf(out, "          upstream %s: %s\n", h.Name, h.Value)
+	}
+	if d.Outcome == authz.Allow {
+		if rm := d.RemovedHeaders(upstream, nil); len(rm) > 0 {
+			fmt.Fprintf(out, "          upstream loses: %s\n", strings.Join(rm, ", "))
 		}
 	}
 	if d.Outcome == authz.Allow {
