@@ -175,7 +175,15 @@ func TestResponseGolden(t *testing.T) {
 	require.NoError(t, err)
 	vUnloaded, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: "ISSUER", Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: unloaded}}})
 	require.NoError(t, err)
-	token := e.mint(t, map[string]any{"jti": "AT.golden", "iss": "ISSUER", "uid": "00u-user"})
+	token := e.mint(t, map[string]any{"jti": "AT.golden", "iss": "ISSUER", "uid": "00u-user",
+		"email": "ada@example.com", "groups": []string{"admins", "users"}})
+	// A lean identity: two claim headers, no x-authz-claims, the email in the metadata.
+	lean := NewAuthorizer(e.v, Options{Realm: "api", Policy: must(LoadPolicy([]byte(`
+identity:
+  claims_header: false
+  claims: [{header: x-user-email, claim: email}, {header: x-user-groups, claim: groups}]
+  metadata: [email]
+`), []string{"default"}))})
 	// The dev issuer's URL has a random port: pin iss so the golden claims are stable.
 	pinned := *e.v.byIssuer[e.idp.Issuer()]
 	pinned.URL, pinned.Keys = "ISSUER", identifiedAs{pinned.Keys, "ISSUER"}
@@ -185,6 +193,7 @@ func TestResponseGolden(t *testing.T) {
 		headers map[string]string
 	}{
 		"allow":         {e.az, map[string]string{"authorization": "Bearer " + token, "x-authz-user-id": "spoofed", "x-authz-role": "admin"}},
+		"allow_lean":    {lean, map[string]string{"authorization": "Bearer " + token, "x-user-groups": "spoofed"}},
 		"no_token":      {e.az, nil},
 		"invalid_token": {e.az, map[string]string{"authorization": "Bearer a.b.c"}},
 		"unavailable":   {NewAuthorizer(vUnloaded, Options{}), map[string]string{"authorization": "Bearer " + token}},
