@@ -57,17 +57,7 @@ func (p ClaimPath) lookup(claims map[string]any) (any, bool) {
 	if p.Segments == nil {
 		return lookupClaim(claims, p.Name)
 	}
-	var cur any = claims
-	for _, s := range p.Segments {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[s]; !ok {
-			return nil, false
-		}
-	}
-	return cur, true
+	return walkClaims(claims, p.Segments)
 }
 
 // MaxClaimHeaderBytes bounds a claim header's value: a longer value is refused, never cut.

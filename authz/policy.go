@@ -287,8 +287,13 @@ func lookupClaim(claims map[string]any, name string) (any, bool) {
 	if v, ok := claims[name]; ok {
 		return v, true // a claim whose name has dots (e.g. a URL) wins over a path
 	}
+	return walkClaims(claims, strings.Split(name, "."))
+}
+
+// walkClaims follows a path of names through nested objects.
+func walkClaims(claims map[string]any, path []string) (any, bool) {
 	var cur any = claims
-	for part := range strings.SplitSeq(name, ".") {
+	for _, part := range path {
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return nil, false
