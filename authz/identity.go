@@ -202,8 +202,11 @@ func (id *Identity) renderFresh(c *Claims) (headers, metadata []Header, err erro
 	return headers, metadata, nil
 }
 
-// headerName is what a configured header may be called: lower-case token characters.
-var headerName = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
+// headerName is what a configured header may be called: lower-case letters, digits and dashes.
+// Narrower than HTTP allows on purpose: nginx drops names with "_" (and CGI-style upstreams read
+// "_" as "-"), and its $upstream_http_* variables cannot tell "." or other punctuation from "-",
+// so two such names could copy one header's value into the other.
+var headerName = regexp.MustCompile("^[a-z0-9]+(-[a-z0-9]+)*$")
 
 // reservedHeaders may not carry claims: hop-by-hop headers, headers that frame or route the
 // request, credentials, and what the proxies use themselves.
@@ -218,7 +221,7 @@ var reservedHeaders = []string{"connection", "keep-alive", "proxy-connection", "
 func checkHeaderName(name string) error {
 	switch {
 	case !headerName.MatchString(name):
-		return fmt.Errorf("header %q must be lower-case token characters (a-z 0-9 and !#$%%&'*+.^_`|~-)", name)
+		return fmt.Errorf("header %q must be lower-case letters, digits and single dashes (x-user-email)", name)
 	case slices.Contains(reservedHeaders, name):
 		return fmt.Errorf("header %q is reserved (hop-by-hop, framing, credentials, a proxy's own, or a fixed identity header)", name)
 	case strings.HasPrefix(name, "x-envoy-"), strings.HasPrefix(name, "x-decision"):

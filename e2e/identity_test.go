@@ -41,9 +41,23 @@ func TestClaimHeadersReachTheAPI(t *testing.T) {
 	}))
 	full := s.mint(t, map[string]any{"email": "ada@example.com", "groups": []string{"admins", "users"}})
 	noGroups := s.mint(t, map[string]any{"email": "bob@example.com"})
+	// Every spelling a client might try: duplicates, and underscores that CGI-style
+	// upstreams (PHP, Django, Rails) read as dashes.
 	spoofed := func(tok string) http.Header {
 		return http.Header{"Authorization": {"Bearer " + tok}, "X-User-Email": {"mallory@example.com"},
-			"X-User-Groups": {"root"}, "X-Authz-Subject": {"root"}}
+			"X-User-Groups": {"root", "wheel"}, "X-Authz-Subject": {"root"}, "X-Authz-User-Id": {"root", "root2"},
+			"X_User_Email": {"mallory@example.com"}, "X_Authz_Subject": {"root"}, "x_user_groups": {"root"}}
+	}
+	noSpoofArrived := func(t *testing.T) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		for k, vs := range got {
+			for _, v := range vs {
+				assert.NotContains(t, []string{"mallory@example.com", "root", "wheel", "root2"}, v,
+					"a client's %s reached the API", k)
+			}
+		}
 	}
 	viaNginx := func(h http.Header) {
 		resp, err := rawRequest(host(nginx), "GET", "/secure", h)
@@ -51,6 +65,8 @@ func TestClaimHeadersReachTheAPI(t *testing.T) {
 		require.Equal(t, 200, resp.StatusCode)
 	}
 	viaEnvoy := func(h http.Header) {
+		h = h.Clone()
+		require.True(t, envoy.AcceptHeaders(h), "the listener takes the request")
 		hs := map[string]string{":method": "GET", ":path": "/secure", ":authority": "api.example"}
 		for k := range h {
 			hs[strings.ToLower(k)] = h.Get(k)
@@ -71,6 +87,7 @@ func TestClaimHeadersReachTheAPI(t *testing.T) {
 	for name, via := range map[string]func(http.Header){"nginx": viaNginx, "envoy": viaEnvoy} {
 		t.Run(name, func(t *testing.T) {
 			via(spoofed(full))
+			noSpoofArrived(t)
 			mu.Lock()
 			assert.Equal(t, "ada@example.com", got.Get("X-User-Email"))
 			assert.Equal(t, "admins,users", got.Get("X-User-Groups"))
@@ -79,6 +96,7 @@ func TestClaimHeadersReachTheAPI(t *testing.T) {
 			mu.Unlock()
 
 			via(spoofed(noGroups))
+			noSpoofArrived(t)
 			mu.Lock()
 			assert.Equal(t, "bob@example.com", got.Get("X-User-Email"))
 			assert.Empty(t, got.Values("X-User-Groups"), "no groups claim: the client's copy is gone too")

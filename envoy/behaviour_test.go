@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -335,6 +336,7 @@ func TestRateLimitPerVerifiedClient(t *testing.T) {
 	md := actions[0].GetMetadata()
 	require.NotNil(t, md, "a metadata action")
 	assert.Equal(t, "envoy.filters.http.ext_authz", md.GetMetadataKey().GetKey())
+	assert.Equal(t, corev3.HttpProtocolOptions_DROP_HEADER, p.HCM.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction())
 	key := md.GetMetadataKey().GetPath()[0].GetKey()
 
 	s := startAuthz(t, true)

@@ -5,6 +5,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -69,6 +70,8 @@ func (fp *frontProxy) commonChecks(t *testing.T) {
 	assert.Equal(t, hcmv3.HttpConnectionManager_REJECT_REQUEST, fp.HCM.GetPathWithEscapedSlashesAction(),
 		"an encoded / or \\ is refused, as the authz service refuses it (Envoy's default keeps it)")
 	assert.True(t, fp.HCM.GetUseRemoteAddress().GetValue(), "edge proxy: client x-request-id and x-envoy-* are not trusted")
+	assert.Equal(t, corev3.HttpProtocolOptions_DROP_HEADER, fp.HCM.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(),
+		"x_authz_subject never reaches an upstream that reads _ as -")
 	assert.False(t, fp.HCM.GetPreserveExternalRequestId())
 	logFormat := fp.HCM.GetAccessLog()[0].GetTypedConfig().String()
 	assert.NotContains(t, logFormat, "X-ENVOY-ORIGINAL-PATH", "the logged path is the one Envoy routed, not a header")
@@ -182,6 +185,7 @@ func TestEnvoyMTLSConfig(t *testing.T) {
 	assert.NotEmpty(t, tlsCtx.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename())
 	assert.Equal(t, hcmv3.HttpConnectionManager_REJECT_REQUEST, p.HCM.GetPathWithEscapedSlashesAction())
 	assert.Equal(t, hcmv3.HttpConnectionManager_SANITIZE, p.HCM.GetForwardClientCertDetails())
+	assert.Equal(t, corev3.HttpProtocolOptions_DROP_HEADER, p.HCM.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction())
 	pr, err := envoytest.PerRoute(p.Route("/healthz"))
 	require.NoError(t, err)
 	assert.True(t, pr.GetDisabled())

@@ -566,3 +566,23 @@ func (p *Proxy) DynamicMetadataFromHeaders(answer http.Header) map[string]string
 	}
 	return out
 }
+
+// AcceptHeaders applies the connection manager's headers_with_underscores_action to a client's
+// request headers: DROP_HEADER removes every header whose name holds an underscore;
+// REJECT_REQUEST refuses the request (ok false); ALLOW, the default, keeps them
+// (source/common/http/http1/codec_impl.cc and http2, checkHeaderNameForUnderscores).
+func (p *Proxy) AcceptHeaders(h http.Header) (ok bool) {
+	action := p.HCM.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction()
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		switch action {
+		case corev3.HttpProtocolOptions_DROP_HEADER:
+			delete(h, k)
+		case corev3.HttpProtocolOptions_REJECT_REQUEST:
+			return false
+		}
+	}
+	return true
+}

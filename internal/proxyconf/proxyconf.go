@@ -35,8 +35,9 @@ const (
 	LocationEnd   = "# END identity headers: location"
 )
 
-// variable is the nginx variable holding a header's value from the auth subrequest.
-func variable(h string) string { return "$authz_" + strings.NewReplacer("-", "_", ".", "_").Replace(h) }
+// variable is the nginx variable holding a header's value from the auth subrequest (names are
+// lower-case letters, digits and dashes: the service refuses any other).
+func variable(h string) string { return "$authz_" + strings.ReplaceAll(h, "-", "_") }
 
 // NginxBlocks returns the two identity blocks, each between its markers and indented as in
 // deploy/nginx/nginx.conf.
