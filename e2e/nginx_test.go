@@ -297,6 +297,18 @@ func TestNginxDPoP(t *testing.T) {
 	resp = do("DPoP "+tok, proofFor("http://api.example/secure"))
 	assert.Equal(t, 401, resp.StatusCode, "a proof for another URL")
 	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_dpop_proof"`)
+
+	// Two proofs (nginx passes both lines to the subrequest), and a client's X-Forwarded-Proto
+	// claiming https for a proof of an https URL: neither gets through.
+	resp, err = rawRequest(host(base), "GET", "/api/messages", http.Header{"Authorization": {"DPoP " + tok},
+		"Dpop": {proofFor(uri), proofFor(uri)}})
+	require.NoError(t, err)
+	assert.Equal(t, 401, resp.StatusCode, "two DPoP headers")
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "more than one DPoP proof")
+	resp, err = rawRequest(host(base), "GET", "/api/messages", http.Header{"Authorization": {"DPoP " + tok},
+		"Dpop": {proofFor("https://api.example/api/messages")}, "X-Forwarded-Proto": {"https"}})
+	require.NoError(t, err)
+	assert.Equal(t, 401, resp.StatusCode, "nginx sets X-Forwarded-Proto from the connection, over the client's")
 }
 
 // TestNginxKeysNotLoaded: while the service cannot verify (no key set), nginx answers 503 with
