@@ -7,10 +7,13 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
@@ -39,24 +42,37 @@ const (
 	Allow
 )
 
-func (o Outcome) String() string {
-	switch o {
-	case Allow:
-		return "allow"
-	case NoCredentials:
-		return "no_credentials"
-	case InvalidToken:
-		return "invalid_token"
-	case InsufficientScope:
-		return "insufficient_scope"
-	case InvalidRequest:
-		return "invalid_request"
-	case InvalidProof:
-		return "invalid_dpop_proof"
-	default:
-		return "unavailable"
-	}
+// outcomeAnswer is how an outcome is answered: its name (logs, metrics, dynamic metadata),
+// the HTTP status, the gRPC code Envoy reads (only Allow is OK) and the error code of the body
+// and of the challenge.
+type outcomeAnswer struct {
+	name    string
+	status  int
+	code    codes.Code
+	errCode string
 }
+
+// outcomeAnswers maps every outcome to its answer, in one place.
+var outcomeAnswers = [...]outcomeAnswer{
+	Unavailable:       {"unavailable", http.StatusServiceUnavailable, codes.Unavailable, "temporarily_unavailable"},
+	InvalidRequest:    {"invalid_request", http.StatusBadRequest, codes.InvalidArgument, "invalid_request"},
+	NoCredentials:     {"no_credentials", http.StatusUnauthorized, codes.Unauthenticated, "unauthorized"},
+	InvalidToken:      {"invalid_token", http.StatusUnauthorized, codes.Unauthenticated, "invalid_token"},
+	InvalidProof:      {"invalid_dpop_proof", http.StatusUnauthorized, codes.Unauthenticated, "invalid_dpop_proof"},
+	InsufficientScope: {"insufficient_scope", http.StatusForbidden, codes.PermissionDenied, "insufficient_scope"},
+	Allow:             {"allow", http.StatusOK, codes.OK, ""},
+}
+
+// answer is o's answer; an outcome outside the table is answered as Unavailable — a denial,
+// never an allow.
+func (o Outcome) answer() outcomeAnswer {
+	if o >= 0 && int(o) < len(outcomeAnswers) {
+		return outcomeAnswers[o]
+	}
+	return outcomeAnswers[Unavailable]
+}
+
+func (o Outcome) String() string { return o.answer().name }
 
 // Request is what a front end extracts from the proxy's question.
 type Request struct {
@@ -128,7 +144,6 @@ type Authorizer struct {
 	sample    float64
 	policy    atomic.Pointer[Policy]
 	log       *slog.Logger
-	realm     string
 }
 
 // Options configure an Authorizer.
@@ -174,7 +189,7 @@ func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
 	if opts.AllowSampleRate <= 0 || opts.AllowSampleRate > 1 {
 		opts.AllowSampleRate = 1
 	}
-	a := &Authorizer{verifier: v, log: opts.Logger, realm: opts.Realm, metrics: opts.Metrics,
+	a := &Authorizer{verifier: v, log: opts.Logger, metrics: opts.Metrics,
 		logMode: opts.DecisionLog, sample: opts.AllowSampleRate, dpop: opts.DPoP,
 		publicURL: strings.TrimSuffix(opts.PublicURL, "/")}
 	a.challenge = Challenges{Realm: opts.Realm}
@@ -201,7 +216,7 @@ func (a *Authorizer) Policy() *Policy { return a.policy.Load() }
 func (a *Authorizer) IssuerNames() []string { return a.verifier.IssuerNames() }
 
 // Realm returns the realm used in WWW-Authenticate.
-func (a *Authorizer) Realm() string { return a.realm }
+func (a *Authorizer) Realm() string { return a.challenge.Realm }
 
 // Challenges returns what the WWW-Authenticate challenges name: the realm and, when the DPoP
 // scheme is accepted, its algorithms.

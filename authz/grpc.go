@@ -11,7 +11,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -190,25 +189,9 @@ func (c checkCarrier) Keys() []string {
 	return keys
 }
 
-// codeFor maps outcomes to the gRPC status Envoy reads (0 allows, anything else denies). Only
-// Allow is OK: an outcome this switch does not know denies.
-func codeFor(o Outcome) codes.Code {
-	switch o {
-	case Allow:
-		return codes.OK
-	case NoCredentials, InvalidToken, InvalidProof:
-		return codes.Unauthenticated
-	case InvalidRequest:
-		return codes.InvalidArgument
-	case Unavailable:
-		return codes.Unavailable
-	}
-	return codes.PermissionDenied
-}
-
 func checkResponse(d *Decision, ch Challenges, clientIdentity []string) *authv3.CheckResponse {
 	resp := &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(codeFor(d.Outcome))},
+		Status:          &rpcstatus.Status{Code: int32(d.Outcome.answer().code)},
 		DynamicMetadata: decisionMetadata(d),
 	}
 	if d.Outcome != Allow {

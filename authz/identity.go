@@ -148,7 +148,7 @@ func compactJSON(v any) (string, error) {
 // renderedIdentity is an identity's claim headers and metadata for one token, kept on the
 // token's Claims so that a token in steady use renders them once.
 type renderedIdentity struct {
-	for_     *Identity
+	identity *Identity
 	headers  []Header
 	metadata []Header
 	err      error
@@ -159,10 +159,10 @@ func (id *Identity) render(c *Claims) (headers, metadata []Header, err error) {
 	if len(id.Claims) == 0 && len(id.Metadata) == 0 {
 		return nil, nil, nil
 	}
-	if r := c.rendered.Load(); r != nil && r.for_ == id {
+	if r := c.rendered.Load(); r != nil && r.identity == id {
 		return r.headers, r.metadata, r.err
 	}
-	r := &renderedIdentity{for_: id}
+	r := &renderedIdentity{identity: id}
 	r.headers, r.metadata, r.err = id.renderFresh(c)
 	c.rendered.Store(r)
 	return r.headers, r.metadata, r.err
@@ -250,14 +250,13 @@ type renderedSlot = atomic.Pointer[renderedIdentity]
 var fixedMetadata = []string{"decision", "reason", "rule", "dry_run_would_be", "sub", "cid", "jti"}
 
 // ParseClaimHeaders reads the --claim-headers flag: comma-separated header=claim pairs
-// (x-user-email=email,x-user-country=address.country), arrays joined with ",".
+// (x-user-email=email,x-user-country=address.country), arrays joined with ",". They are checked
+// as the policy file's claims are.
 func ParseClaimHeaders(s string) ([]ClaimHeader, error) {
-	var out []ClaimHeader
+	spec := identitySpec{Claims: []claimHeaderSpec{}}
 	var errs []error
-	seen := map[string]bool{}
 	for pair := range strings.SplitSeq(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
+		if pair = strings.TrimSpace(pair); pair == "" {
 			continue
 		}
 		header, claim, ok := strings.Cut(pair, "=")
@@ -266,14 +265,8 @@ func ParseClaimHeaders(s string) ([]ClaimHeader, error) {
 			errs = append(errs, fmt.Errorf("%q is not header=claim", pair))
 			continue
 		}
-		if err := checkHeaderName(header); err != nil {
-			errs = append(errs, err)
-		}
-		if seen[header] {
-			errs = append(errs, fmt.Errorf("header %q carries two claims", header))
-		}
-		seen[header] = true
-		out = append(out, ClaimHeader{Header: header, Claim: ClaimPath{Name: claim}, Separator: ","})
+		spec.Claims = append(spec.Claims, claimHeaderSpec{Header: header, Claim: claimPathSpec{ClaimPath{Name: claim}}})
 	}
-	return out, errors.Join(errs...)
+	id, idErrs := spec.over(DefaultIdentity(), "claim headers")
+	return id.Claims, errors.Join(append(errs, idErrs...)...)
 }

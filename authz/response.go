@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 )
@@ -30,20 +29,7 @@ const RetryAfterSeconds = "5"
 type Header struct{ Name, Value string }
 
 // HTTPStatus is the status the client gets (200 for Allow).
-func (d *Decision) HTTPStatus() int {
-	switch d.Outcome {
-	case Allow:
-		return http.StatusOK
-	case NoCredentials, InvalidToken, InvalidProof:
-		return http.StatusUnauthorized
-	case InsufficientScope:
-		return http.StatusForbidden
-	case InvalidRequest:
-		return http.StatusBadRequest
-	default:
-		return http.StatusServiceUnavailable
-	}
-}
+func (d *Decision) HTTPStatus() int { return d.Outcome.answer().status }
 
 // UpstreamHeaders are the identity headers for the upstream request on Allow: subject, client id,
 // user id (when present), scopes (space-separated), the verified claims (base64url JSON) unless
@@ -112,35 +98,24 @@ func (d *Decision) ClientHeaders(ch Challenges) []Header {
 	}
 	hs := []Header{{"content-type", "application/json"}, {"cache-control", "no-store"}}
 	bearer := fmt.Sprintf(`Bearer realm=%q`, ch.Realm)
-	challenge := func(errCode string) string {
-		c := bearer
-		if d.DPoP && ch.DPoPAlgs != "" {
-			c = fmt.Sprintf(`DPoP algs=%q`, ch.DPoPAlgs)
-		}
-		return fmt.Sprintf(`%s, error=%q, error_description=%q`, c, errCode, d.Reason.Description)
-	}
 	switch d.Outcome {
 	case NoCredentials:
 		if ch.DPoPAlgs != "" {
 			bearer += fmt.Sprintf(`, DPoP algs=%q`, ch.DPoPAlgs)
 		}
-		hs = append(hs, Header{"www-authenticate", bearer})
-	case InvalidToken:
-		hs = append(hs, Header{"www-authenticate", challenge("invalid_token")})
-	case InvalidProof:
-		hs = append(hs, Header{"www-authenticate", challenge("invalid_dpop_proof")})
-	case InsufficientScope:
-		v := challenge("insufficient_scope")
-		if d.Scope != "" {
-			v += fmt.Sprintf(", scope=%q", d.Scope)
-		}
-		hs = append(hs, Header{"www-authenticate", v})
-	case InvalidRequest:
-		hs = append(hs, Header{"www-authenticate", challenge("invalid_request")})
+		return append(hs, Header{"www-authenticate", bearer})
 	case Unavailable:
-		hs = append(hs, Header{"retry-after", RetryAfterSeconds})
+		return append(hs, Header{"retry-after", RetryAfterSeconds})
 	}
-	return hs
+	challenge := bearer
+	if d.DPoP && ch.DPoPAlgs != "" {
+		challenge = fmt.Sprintf(`DPoP algs=%q`, ch.DPoPAlgs)
+	}
+	challenge += fmt.Sprintf(`, error=%q, error_description=%q`, d.Outcome.answer().errCode, d.Reason.Description)
+	if d.Outcome == InsufficientScope && d.Scope != "" {
+		challenge += fmt.Sprintf(", scope=%q", d.Scope)
+	}
+	return append(hs, Header{"www-authenticate", challenge})
 }
 
 // LogFields are what a proxy's access log may record of the decision: decision, reason, rule,
@@ -178,22 +153,12 @@ type errorBody struct {
 
 // Body is the JSON body of a denial (nil on Allow).
 func (d *Decision) Body() []byte {
-	var b errorBody
-	switch d.Outcome {
-	case Allow:
+	if d.Outcome == Allow {
 		return nil
-	case NoCredentials:
-		b = errorBody{Error: "unauthorized", Description: d.Reason.Description}
-	case InvalidToken:
-		b = errorBody{Error: "invalid_token", Description: d.Reason.Description}
-	case InsufficientScope:
-		b = errorBody{Error: "insufficient_scope", Description: d.Reason.Description, Scope: d.Scope}
-	case InvalidRequest:
-		b = errorBody{Error: "invalid_request", Description: d.Reason.Description}
-	case InvalidProof:
-		b = errorBody{Error: "invalid_dpop_proof", Description: d.Reason.Description}
-	default:
-		b = errorBody{Error: "temporarily_unavailable", Description: d.Reason.Description}
+	}
+	b := errorBody{Error: d.Outcome.answer().errCode, Description: d.Reason.Description}
+	if d.Outcome == InsufficientScope {
+		b.Scope = d.Scope
 	}
 	out, _ := json.Marshal(b) // cannot fail: a struct of strings
 	return out

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 )
 
 // explainRequest is what `authz explain` asks about.
@@ -75,15 +76,27 @@ var checkSteps = []struct {
 	{"iat not in the future", []*authz.Reason{authz.ErrIssuedInFuture}},
 	{"cid allowed", []*authz.Reason{authz.ErrClientID}},
 	{"token binding (cnf) understood", []*authz.Reason{authz.ErrUnknownConfirmation}},
-	{"DPoP proof: one, typ, alg, public jwk, signature, jti, htm, htu, iat, ath", authz.ProofReasons[:len(authz.ProofReasons)-2]},
+	{"DPoP proof: one, typ, alg, public jwk, signature, jti, htm, htu, iat, ath", proofReasons(false)},
 	{"token presented as its binding asks (DPoP key = cnf.jkt)", []*authz.Reason{authz.ErrDPoPBoundAsBearer, authz.ErrNotDPoPBound, authz.ErrDPoPKeyMismatch}},
 	{"client certificate = cnf.x5t#S256 (certificate-bound tokens)", []*authz.Reason{authz.ErrCertificateBinding}},
-	{"DPoP proof not used before", authz.ProofReasons[len(authz.ProofReasons)-2:]},
+	{"DPoP proof not used before", proofReasons(true)},
 	{"rule: sender-constrained token", []*authz.Reason{authz.ErrSenderConstrained}},
 	{"rule: issuer", []*authz.Reason{authz.ErrIssuerNotAllowed}},
 	{"rule: audience", []*authz.Reason{authz.ErrAudienceForRoute}},
 	{"rule: scopes", []*authz.Reason{authz.ErrInsufficientScope}},
 	{"rule: claims", []*authz.Reason{authz.ErrClaimMismatch}},
+}
+
+// proofReasons are the DPoP proof reasons about replay (the proof seen before, or the replay
+// store unable to say), or all the others.
+func proofReasons(replay bool) []*authz.Reason {
+	var out []*authz.Reason
+	for _, r := range authz.ProofReasons {
+		if (r.Code == dpop.ErrReplay.Code || r.Code == dpop.ErrStoreUnavailable.Code) == replay {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // explain prints why a token would be allowed or denied for a request: the decoded header and
