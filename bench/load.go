@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -25,10 +26,28 @@ import (
 
 // scenario is one kind of load against one server.
 type scenario struct {
-	name, server, payload, what string
+	name, server, what string
+	// payload is the file of CheckRequests ghz sends round-robin.
+	payload string
 	// fresh, when set, writes the payload anew before each round, sized for the floor's rate
 	// (DPoP proofs are accepted once: each round needs proofs no round has sent).
 	fresh func(floorRPS float64) error
+	// drive, when set, sends the load with the in-process driver instead of ghz.
+	drive *driverLoad
+	// floor names the scenario this one's rounds are paired with; empty for a floor.
+	floor string
+}
+
+// roundOf runs one round of sc against srv.
+func (e *env) roundOf(ctx context.Context, sc scenario, srv *server, o options, rep int) (*roundResult, error) {
+	if sc.drive == nil {
+		return e.ghzRound(srv.grpc, filepath.Join(e.dir, sc.payload+".bin"), o)
+	}
+	addr := srv.grpc
+	if sc.drive.proto == "http" {
+		addr = srv.http
+	}
+	return driveRound(ctx, sc.drive, addr, o.round, uint64(rep))
 }
 
 // measurement is one round's figures.
@@ -142,20 +161,57 @@ func load(ctx context.Context, e *env, o options) error {
 		return writePayload(filepath.Join(e.dir, "dpop.bin"), reqs)
 	}
 
+	// The in-process driver's loads: Envoy-shaped checks on four connections (one per Envoy
+	// worker), nginx-shaped requests to the HTTP decision API, and a working set of many tokens.
+	envoyHot := &driverLoad{proto: "grpc", conns: 4, streams: o.concurrency, single: hot[0], wantAllow: true}
+	httpHot := &driverLoad{proto: "http", streams: o.concurrency, single: hot[0], wantAllow: true}
+	var mix *tokenMix
+	if o.workingSet > 0 && (o.only == "" || strings.Contains(o.only, "workingset")) {
+		if mix, err = e.workingSet(o); err != nil {
+			return err
+		}
+		ws, err := e.startAuthz("authz (working set)", "--cache-size", fmt.Sprint(o.workingSet+len(mix.fresh)+1000))
+		if err != nil {
+			return err
+		}
+		defer ws.stop()
+		servers["ws"] = ws
+		if err := prefill(ctx, ws, mix.set); err != nil {
+			return err
+		}
+	}
+	wsGRPC := &driverLoad{proto: "grpc", conns: 4, streams: o.concurrency, mix: mix, wantAllow: true}
+	wsHTTP := &driverLoad{proto: "http", streams: o.concurrency, mix: mix, wantAllow: true}
+
 	scenarios := []scenario{
-		{"floor", "noop", "hot", fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers)", authz.StreamWorkers), nil},
-		{"floor-defaults", "noop-defaults", "hot", "the no-op with gRPC's default server options (reference)", nil},
-		{"floor-shaped", "noop-shaped", "hot", "the no-op answering with the service's hot allow response, pre-encoded (reference)", nil},
-		{"hot", "authz", "hot", "one valid token, repeated (cache hit)", nil},
-		{"hot-lean", "lean", "lean", "the same, lean identity: sub, client id, scopes and two claim headers, no x-authz-claims", nil},
-		{"cold", "uncached", "cold", fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct), nil},
-		{"invalid", "authz", "invalid", "one token with a bad signature, repeated", nil},
-		{"none", "authz", "none", "no Authorization header", nil},
-		{"dpop", "authz", "dpop", "a DPoP-bound token (cached) with a fresh ES256 proof per request", freshProofs},
-		{"dpop-replayed", "authz", "dpop-replayed", "the same, one proof replayed (refused after its first use)", nil},
+		{name: "floor", server: "noop", payload: "hot", what: fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers), ghz, one connection", authz.StreamWorkers)},
+		{name: "floor-defaults", server: "noop-defaults", payload: "hot", what: "the no-op with gRPC's default server options (reference)", floor: "floor"},
+		{name: "floor-shaped", server: "noop-shaped", payload: "hot", what: "the no-op answering with the service's hot allow response, pre-encoded (reference)", floor: "floor"},
+		{name: "hot", server: "authz", payload: "hot", what: "one valid token, repeated (cache hit)", floor: "floor"},
+		{name: "hot-lean", server: "lean", payload: "lean", what: "the same, lean identity: sub, client id, scopes and two claim headers, no x-authz-claims", floor: "floor"},
+		{name: "cold", server: "uncached", payload: "cold", what: fmt.Sprintf("%d distinct valid tokens, RS256 verify each (cache off)", o.distinct), floor: "floor"},
+		{name: "invalid", server: "authz", payload: "invalid", what: "one token with a bad signature, repeated", floor: "floor"},
+		{name: "none", server: "authz", payload: "none", what: "no Authorization header", floor: "floor"},
+		{name: "dpop", server: "authz", payload: "dpop", what: "a DPoP-bound token (cached) with a fresh ES256 proof per request", fresh: freshProofs, floor: "floor"},
+		{name: "dpop-replayed", server: "authz", payload: "dpop-replayed", what: "the same, one proof replayed (refused after its first use)", floor: "floor"},
+
+		{name: "floor-envoy", server: "noop", drive: envoyHot, what: fmt.Sprintf("no-op Check server, Envoy-shaped CheckRequests, %d streams on 4 connections", o.concurrency)},
+		{name: "hot-envoy", server: "authz", drive: envoyHot, what: "one valid token, repeated", floor: "floor-envoy"},
+		{name: "workingset-grpc", server: "ws", drive: wsGRPC, what: fmt.Sprintf("%d tokens drawn Zipf(s=%.1f), one call in %d a new token", o.workingSet, zipfS, freshEvery), floor: "floor-envoy"},
+
+		{name: "floor-http", server: "noop", drive: httpHot, what: fmt.Sprintf("no-op net/http server, nginx-shaped auth_request subrequests, %d keep-alive connections", o.concurrency)},
+		{name: "hot-http", server: "authz", drive: httpHot, what: "one valid token, repeated", floor: "floor-http"},
+		{name: "workingset-http", server: "ws", drive: wsHTTP, what: "the working set, as above", floor: "floor-http"},
+	}
+	scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool {
+		return (sc.server == "ws" && mix == nil) || !o.wants(sc)
+	})
+	byName := map[string]scenario{}
+	for _, sc := range scenarios {
+		byName[sc.name] = sc
 	}
 	// Warm up every server once. Then, rep by rep, each scenario's round directly follows a
-	// round of the floor, and its ratios are taken against that round: the machine's speed
+	// round of its floor, and its ratios are taken against that round: the machine's speed
 	// drifts between rounds far more than within a pair.
 	warm := o
 	warm.round = time.Second
@@ -165,7 +221,7 @@ func load(ctx context.Context, e *env, o options) error {
 				return err
 			}
 		}
-		if _, err := e.ghzRound(servers[sc.server].grpc, filepath.Join(e.dir, sc.payload+".bin"), warm); err != nil {
+		if _, err := e.roundOf(ctx, sc, servers[sc.server], warm, 0); err != nil {
 			return err
 		}
 	}
@@ -180,7 +236,7 @@ func load(ctx context.Context, e *env, o options) error {
 			profiled = make(chan error, 1)
 			go func() { profiled <- fetchProfile(srv.admin, o.profile, o.round-time.Second) }()
 		}
-		r, err := e.ghzRound(srv.grpc, filepath.Join(e.dir, sc.payload+".bin"), o)
+		r, err := e.roundOf(ctx, sc, srv, o, rep+1)
 		if profiled != nil {
 			if err := <-profiled; err != nil {
 				return measurement{}, fmt.Errorf("profile: %w", err)
@@ -194,16 +250,19 @@ func load(ctx context.Context, e *env, o options) error {
 		if err != nil {
 			return measurement{}, err
 		}
-		m := measurement{rps: r.RPS, p50: r.percentile(50), p99: r.percentile(99), cpuPerOp: (after - before) / time.Duration(r.Count),
+		m := measurement{rps: r.RPS, p50: r.p50, p99: r.p99, cpuPerOp: (after - before) / time.Duration(r.Count),
 			clientPerOp: r.clientCPU / time.Duration(r.Count)}
-		fmt.Fprintf(os.Stderr, "rep %d %-14s %8.0f rps  p50 %-10s p99 %-10s cpu/op %-10s client cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp, m.clientPerOp)
+		fmt.Fprintf(os.Stderr, "rep %d %-16s %8.0f rps  p50 %-10s p99 %-10s cpu/op %-10s client cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp, m.clientPerOp)
 		return m, nil
 	}
 	results := map[string][]pair{}
-	var floors []measurement
+	floors := map[string][]measurement{}
 	for rep := range o.reps {
-		for _, sc := range scenarios[1:] {
-			f, err := measure(scenarios[0], rep)
+		for _, sc := range scenarios {
+			if sc.floor == "" {
+				continue
+			}
+			f, err := measure(byName[sc.floor], rep)
 			if err != nil {
 				return err
 			}
@@ -216,9 +275,12 @@ func load(ctx context.Context, e *env, o options) error {
 			if err != nil {
 				return err
 			}
-			floors = append(floors, f)
+			floors[sc.floor] = append(floors[sc.floor], f)
 			results[sc.name] = append(results[sc.name], pair{floor: f, m: m})
 		}
+	}
+	if mix != nil {
+		fmt.Fprintf(os.Stderr, "working set: %d of %d new tokens sent\n", min(mix.next.Load(), int64(len(mix.fresh))), len(mix.fresh))
 	}
 
 	printTable(o, scenarios, floors, results)
@@ -333,11 +395,11 @@ func medianOf(vs []float64) float64 {
 // pair is a scenario's round and the floor's round just before it.
 type pair struct{ floor, m measurement }
 
-func printTable(o options, scenarios []scenario, floors []measurement, results map[string][]pair) {
+func printTable(o options, scenarios []scenario, floors map[string][]measurement, results map[string][]pair) {
 	host, _ := os.Hostname()
-	fmt.Printf("\n%d cores, %s, ghz %s, %d streams on one connection, %d rounds of %s each, each after a round of the floor (medians)\n\n",
+	fmt.Printf("\n%d cores, %s, ghz %s (one connection) or the in-process driver, %d concurrent calls, %d rounds of %s each, each after a round of its floor (medians)\n\n",
 		runtime.NumCPU(), host, ghzVersion, o.concurrency, o.reps, o.round)
-	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor (range over rounds) | rps × floor | p99 × floor | ghz CPU/check |")
+	fmt.Println("| scenario | rps | p50 | p99 | CPU/check | CPU × floor (range over rounds) | rps × floor | p99 × floor | client CPU/check |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	row := func(sc scenario, ms []measurement, cpuRatio, rpsRatio, p99Ratio []float64) {
 		med := func(f func(measurement) float64) float64 { return median(ms, f) }
@@ -350,17 +412,27 @@ func printTable(o options, scenarios []scenario, floors []measurement, results m
 			round(med(func(m measurement) float64 { return float64(m.clientPerOp) })))
 	}
 	ones := []float64{1}
-	row(scenarios[0], floors, ones, ones, ones)
-	for _, sc := range scenarios[1:] {
-		var ms []measurement
-		var cpu, rps, p99 []float64
-		for _, p := range results[sc.name] {
-			ms = append(ms, p.m)
-			cpu = append(cpu, float64(p.m.cpuPerOp)/float64(p.floor.cpuPerOp))
-			rps = append(rps, p.m.rps/p.floor.rps)
-			p99 = append(p99, float64(p.m.p99)/float64(p.floor.p99))
+	for _, sc := range scenarios {
+		if sc.floor != "" {
+			continue
 		}
-		row(sc, ms, cpu, rps, p99)
+		if len(floors[sc.name]) > 0 {
+			row(sc, floors[sc.name], ones, ones, ones)
+		}
+		for _, sc2 := range scenarios {
+			if sc2.floor != sc.name {
+				continue
+			}
+			var ms []measurement
+			var cpu, rps, p99 []float64
+			for _, p := range results[sc2.name] {
+				ms = append(ms, p.m)
+				cpu = append(cpu, float64(p.m.cpuPerOp)/float64(p.floor.cpuPerOp))
+				rps = append(rps, p.m.rps/p.floor.rps)
+				p99 = append(p99, float64(p.m.p99)/float64(p.floor.p99))
+			}
+			row(sc2, ms, cpu, rps, p99)
+		}
 	}
 	fmt.Println()
 }
@@ -438,4 +510,46 @@ func fetchProfile(admin, path string, d time.Duration) error {
 	}
 	_, err = io.Copy(f, resp.Body)
 	return errors.Join(err, f.Close())
+}
+
+// freshEvery is how often the working set sends a token never seen before: one call in 200.
+const freshEvery = 200
+
+// workingSet mints the working set's tokens and the new ones that trickle in, enough for every
+// round at up to 40,000 calls a second.
+func (e *env) workingSet(o options) (*tokenMix, error) {
+	rounds := float64(2 * (o.reps + 1))
+	fresh := int(rounds*o.round.Seconds()*40_000/freshEvery) + 100
+	fmt.Fprintf(os.Stderr, "minting %d working-set tokens and %d new ones…\n", o.workingSet, fresh)
+	toks, err := e.mint(o.workingSet + fresh)
+	if err != nil {
+		return nil, err
+	}
+	return &tokenMix{set: toks[:o.workingSet], fresh: toks[o.workingSet:], freshEvery: freshEvery}, nil
+}
+
+// prefill sends every token of the working set once, so that the rounds measure a warm cache.
+func prefill(ctx context.Context, srv *server, toks []string) error {
+	conn, err := grpc.NewClient(srv.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	var next atomic.Int64
+	return parallel(8, func(int) error {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(toks) {
+				return nil
+			}
+			resp, err := client.Check(ctx, checkRequest("Bearer "+toks[i]))
+			if err != nil {
+				return err
+			}
+			if resp.GetStatus().GetCode() != 0 {
+				return fmt.Errorf("working-set token %d refused: %v", i, resp.GetStatus())
+			}
+		}
+	})
 }

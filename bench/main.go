@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,9 @@ func main() {
 	flag.DurationVar(&o.soak, "soak", 0, "run the soak test for this long instead of the load rounds")
 	flag.IntVar(&o.soakRate, "soak-rate", 400, "requests per second in the soak test")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the authz service during the first round of -profile-scenario to this file")
-	flag.StringVar(&o.profileScenario, "profile-scenario", "hot", "the scenario -profile profiles: hot, cold, invalid or none")
+	flag.StringVar(&o.profileScenario, "profile-scenario", "hot", "the scenario -profile profiles (a name from the table)")
+	flag.IntVar(&o.workingSet, "working-set", 50_000, "distinct tokens in the working-set scenarios (0 skips them)")
+	flag.StringVar(&o.only, "scenarios", "", "comma-separated scenarios to run (with their floors); default all")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -62,6 +65,16 @@ type options struct {
 	soak                        time.Duration
 	soakRate                    int
 	profile, profileScenario    string
+	workingSet                  int
+	only                        string
+}
+
+// wants reports whether the run includes sc: floors run whenever a scenario paired with them does.
+func (o options) wants(sc scenario) bool {
+	if o.only == "" || sc.floor == "" {
+		return true
+	}
+	return slices.Contains(strings.Split(o.only, ","), sc.name)
 }
 
 // env is everything a run needs: binaries, the dev issuer, a work directory.
@@ -134,8 +147,8 @@ func (e *env) startIssuer() error {
 
 // server is a running server process.
 type server struct {
-	cmd         *exec.Cmd
-	grpc, admin string
+	cmd               *exec.Cmd
+	grpc, http, admin string
 }
 
 func freeAddr() (string, error) {
@@ -164,7 +177,7 @@ func (e *env) startAuthz(name string, extra ...string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, grpc: addrs[0], admin: addrs[2]}
+	s := &server{cmd: cmd, grpc: addrs[0], http: addrs[1], admin: addrs[2]}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + s.admin + "/readyz")
@@ -185,15 +198,25 @@ func (e *env) startNoop(args ...string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.noop, append([]string{"--addr", addr}, args...)...)
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(e.noop, append([]string{"--addr", addr, "--http-addr", httpAddr}, args...)...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, grpc: addr}
+	s := &server{cmd: cmd, grpc: addr, http: httpAddr}
+	up := func(a string) bool {
+		c, err := net.Dial("tcp", a)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
+		if up(addr) && up(httpAddr) {
 			return s, nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -207,9 +230,12 @@ func (s *server) stop() {
 	_ = s.cmd.Wait()
 }
 
-// cpuTime is the process's user+system CPU time, from /proc/PID/stat.
-func (s *server) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+// cpuTime is the process's user+system CPU time.
+func (s *server) cpuTime() (time.Duration, error) { return processCPU(s.cmd.Process.Pid) }
+
+// processCPU is a process's user+system CPU time, from /proc/PID/stat.
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -271,6 +297,14 @@ func writePayload(path string, reqs []*authv3.CheckRequest) error {
 	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
+// roundResult is what one round of load measured.
+type roundResult struct {
+	Count     int64
+	RPS       float64
+	p50, p99  time.Duration
+	clientCPU time.Duration // the load generator's CPU time
+}
+
 // ghzResult is the part of ghz's JSON report the table needs.
 type ghzResult struct {
 	Count               int64            `json:"count"`
@@ -295,7 +329,7 @@ func (r *ghzResult) percentile(p int) time.Duration {
 }
 
 // ghz runs one round against addr and returns ghz's report.
-func (e *env) ghzRound(addr, payload string, o options) (*ghzResult, error) {
+func (e *env) ghzRound(addr, payload string, o options) (*roundResult, error) {
 	cmd := exec.Command(e.ghz, "--insecure", "--call", "envoy.service.auth.v3.Authorization/Check",
 		"--binary-file", payload, "--disable-template-data", "--disable-template-functions",
 		"-c", strconv.Itoa(o.concurrency), "-z", o.round.String(), "--connections", "1", "-O", "json", addr)
@@ -315,5 +349,5 @@ func (e *env) ghzRound(addr, payload string, o options) (*ghzResult, error) {
 	if failed := r.Count - r.StatusCodeDist["OK"]; failed > int64(2*o.concurrency) {
 		return nil, fmt.Errorf("ghz: %d calls failed: %v", failed, r.StatusCodeDist)
 	}
-	return &r, nil
+	return &roundResult{Count: r.Count, RPS: r.RPS, p50: r.percentile(50), p99: r.percentile(99), clientCPU: r.clientCPU}, nil
 }

@@ -2,6 +2,9 @@
 // gRPC stack as the authz service that allows everything without looking at the request. The
 // authz service's cost is reported as a ratio to this one's, measured in the same run.
 //
+// With --http-addr it also serves the floor of the HTTP decision API: a net/http server that
+// answers 200 to every request.
+//
 // With --response it answers every check with a fixed, pre-encoded response instead (the
 // service's own hot allow, captured by the benchmark): the cost of a response that size, with
 // no decision made.
@@ -12,7 +15,9 @@ import (
 	"flag"
 	"log"
 	"net"
+	"net/http"
 	"os"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -52,7 +57,17 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	workers := flag.Uint("workers", 0, "gRPC stream workers (0: a goroutine per stream, gRPC's default)")
 	respFile := flag.String("response", "", "answer with this encoded CheckResponse (default: an empty allow)")
+	httpAddr := flag.String("http-addr", "", "also serve HTTP here, answering 200 to everything")
 	flag.Parse()
+	if *httpAddr != "" {
+		hl, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		hs := &http.Server{ReadHeaderTimeout: 5 * time.Second,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })}
+		go func() { log.Fatal(hs.Serve(hl)) }()
+	}
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
