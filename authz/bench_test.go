@@ -3,7 +3,11 @@ package authz
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
@@ -155,3 +159,60 @@ func BenchmarkCheckHotLean(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckWarm is the gRPC front end for tokens past the hot tier: the claims are decoded
+// again and the allow response built and encoded anew.
+func BenchmarkCheckWarm(b *testing.B) {
+	e := newEnv(b, nil)
+	s := NewGRPCServer(e.az)
+	reqs := make([]*authv3.CheckRequest, hotSize+hotSize/4)
+	for i := range reqs {
+		tok := e.mint(b, map[string]any{"jti": fmt.Sprintf("AT.%d", i)})
+		reqs[i] = checkRequest("/api/messages", map[string]string{"authorization": "Bearer " + tok}, false)
+		_, _ = s.Check(context.Background(), reqs[i])
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		resp, _ := s.Check(context.Background(), reqs[i%len(reqs)])
+		if resp.GetStatus().GetCode() != 0 {
+			b.Fatal(resp.GetStatus())
+		}
+		if _, err := s.wire.Marshal(resp); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkHTTPHot is the HTTP decision API's handler for a cached token, as nginx asks.
+func BenchmarkHTTPHot(b *testing.B) {
+	e := newEnv(b, nil)
+	s := NewHTTPServer(e.az, HTTPOptions{})
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	for k, v := range map[string]string{"X-Original-Uri": "/api/messages", "X-Original-Method": "GET",
+		"X-Original-Host": "api.example.com", "X-Forwarded-Proto": "https", "User-Agent": "curl/8.5.0",
+		"Accept": "*/*", "X-Request-Id": "5b0c1c44", "Authorization": "Bearer " + e.mint(b, nil)} {
+		req.Header.Set(k, v)
+	}
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		s.ServeHTTP(w, req)
+		if w.status != http.StatusOK {
+			b.Fatal(w.status)
+		}
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps only the status, so the benchmark measures the
+// handler.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(s int)           { w.status = s }

@@ -70,6 +70,14 @@ func NewHTTPServer(a *Authorizer, opts HTTPOptions) *HTTPServer {
 // envoyHeadersToRemove asks Envoy's HTTP ext_authz filter to remove upstream request headers.
 const envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
 
+// Header values of every allow, in net/http's form (shared: never appended to, see
+// upstreamSet).
+var (
+	canonicalHeadersToRemove = http.CanonicalHeaderKey(envoyHeadersToRemove)
+	removeCredentials        = []string{strings.Join(credentialHeaders, ",")}
+	noStore                  = []string{"no-store"}
+)
+
 // decisionHeaderPrefix names the headers that carry the decision's log fields to Envoy's
 // http_service (dynamic_metadata_from_headers); "decision" itself is the bare prefix.
 const decisionHeaderPrefix = "x-decision"
@@ -92,14 +100,17 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if d.Outcome == Allow {
-		upstream := d.UpstreamHeaders()
-		for _, u := range upstream {
-			h.Set(u.Name, u.Value)
+		u := d.upstream()
+		for i, k := range u.httpKeys {
+			h[k] = u.httpValues[i]
 		}
-		if rm := d.RemovedHeaders(upstream, clientIdentity); len(rm) > 0 {
+		switch rm := d.RemovedHeaders(u.headers, clientIdentity); {
+		case len(clientIdentity) == 0 && slices.Equal(rm, credentialHeaders):
+			h[canonicalHeadersToRemove] = removeCredentials
+		case len(rm) > 0:
 			h.Set(envoyHeadersToRemove, strings.Join(rm, ","))
 		}
-		h.Set("Cache-Control", "no-store")
+		h["Cache-Control"] = noStore
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -195,8 +206,8 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource
 	var identity []string
 	names := s.authz.Policy().identityNames
 	for name := range req.Header {
-		if lower := strings.ToLower(name); names.has(lower) {
-			identity = append(identity, lower)
+		if names.hasFold(name) {
+			identity = append(identity, strings.ToLower(name))
 		}
 	}
 	return r, src, identity

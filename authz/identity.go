@@ -240,6 +240,20 @@ func (n identityNames) has(name string) bool {
 	return strings.HasPrefix(name, IdentityHeaderPrefix) || n[name]
 }
 
+// hasFold is has for a name in any case (net/http's canonical keys), without lower-casing
+// every header of every request.
+func (n identityNames) hasFold(name string) bool {
+	if len(name) >= len(IdentityHeaderPrefix) && strings.EqualFold(name[:len(IdentityHeaderPrefix)], IdentityHeaderPrefix) {
+		return true
+	}
+	for k := range n {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
 var errNoClaim = errors.New("a claim header needs header: and claim:")
 
 // renderedSlot holds a token's last rendered identity (a field of Claims).

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 )
@@ -33,11 +34,31 @@ func (d *Decision) HTTPStatus() int { return d.Outcome.answer().status }
 
 // UpstreamHeaders are the identity headers for the upstream request on Allow: subject, client id,
 // user id (when present), scopes (space-separated), the verified claims (base64url JSON) unless
-// the rule's identity turns them off, and the rule's claim headers.
-func (d *Decision) UpstreamHeaders() []Header {
+// the rule's identity turns them off, and the rule's claim headers. The slice is shared: callers
+// must not modify it.
+func (d *Decision) UpstreamHeaders() []Header { return d.upstream().headers }
+
+// upstreamSet is a token's upstream headers under one identity, built once for a token in use
+// and kept on its Claims: the claims header alone is about a kilobyte of base64, and the HTTP
+// front end would otherwise rebuild it, and the header map's entries, on every request.
+type upstreamSet struct {
+	identity *Identity
+	headers  []Header
+	// httpKeys and httpValues are headers in net/http's form (canonical keys, one-value slices
+	// with no spare capacity, so that an append copies instead of writing into a shared array).
+	httpKeys   []string
+	httpValues [][]string
+}
+
+var noUpstream = &upstreamSet{}
+
+func (d *Decision) upstream() *upstreamSet {
 	c := d.Claims
 	if d.Outcome != Allow || c == nil {
-		return nil
+		return noUpstream
+	}
+	if u := c.upstream.Load(); u != nil && u.identity == d.identity {
+		return u
 	}
 	hs := make([]Header, 0, 5+len(d.claimHeaders))
 	hs = append(hs, Header{HeaderSubject, c.Subject}, Header{HeaderClientID, c.ClientID})
@@ -48,7 +69,13 @@ func (d *Decision) UpstreamHeaders() []Header {
 	if d.identity == nil || d.identity.ClaimsHeader {
 		hs = append(hs, Header{HeaderClaims, base64.RawURLEncoding.EncodeToString(c.Raw)})
 	}
-	return append(hs, d.claimHeaders...)
+	hs = slices.Clip(append(hs, d.claimHeaders...))
+	u := &upstreamSet{identity: d.identity, headers: hs, httpKeys: make([]string, len(hs)), httpValues: make([][]string, len(hs))}
+	for i, h := range hs {
+		u.httpKeys[i], u.httpValues[i] = http.CanonicalHeaderKey(h.Name), []string{h.Value}
+	}
+	c.upstream.Store(u)
+	return u
 }
 
 // credentialHeaders are removed from an allowed request unless the rule forwards the token:
@@ -61,6 +88,9 @@ var credentialHeaders = []string{"authorization", "dpop"}
 func (d *Decision) RemovedHeaders(upstream []Header, clientSent []string) []string {
 	out := headersToRemove(upstream, clientSent)
 	if d.Outcome == Allow && (d.identity == nil || !d.identity.ForwardAuthorization) {
+		if len(out) == 0 {
+			return slices.Clip(credentialHeaders) // the usual case: nothing to build
+		}
 		out = append(out, credentialHeaders...)
 	}
 	return out

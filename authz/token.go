@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unique"
 
@@ -192,6 +193,8 @@ type Claims struct {
 	Raw []byte
 	// rendered holds the claim headers last rendered for a rule's Identity (identity.go).
 	rendered renderedSlot
+	// upstream holds the upstream headers last built for a rule's Identity (response.go).
+	upstream atomic.Pointer[upstreamSet]
 }
 
 // Confirmation is a token's cnf claim: what the presenter must prove to hold.

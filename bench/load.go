@@ -170,7 +170,7 @@ func load(ctx context.Context, e *env, o options) error {
 		if mix, err = e.workingSet(o); err != nil {
 			return err
 		}
-		ws, err := e.startAuthz("authz (working set)", "--cache-size", fmt.Sprint(o.workingSet+len(mix.fresh)+1000))
+		ws, err := e.startAuthz("authz (working set)", "--cache-size", fmt.Sprint(o.workingSet+len(mix.fresh)+1000), "--pprof")
 		if err != nil {
 			return err
 		}
