@@ -101,8 +101,9 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if d.Outcome == Allow {
 		u := d.upstream()
-		for i, k := range u.httpKeys {
-			h[k] = u.httpValues[i]
+		hf := u.http()
+		for i, k := range hf.keys {
+			h[k] = hf.values[i]
 		}
 		switch rm := d.RemovedHeaders(u.headers, clientIdentity); {
 		case len(clientIdentity) == 0 && slices.Equal(rm, credentialHeaders):

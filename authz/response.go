@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // The identity headers set on allowed requests for the upstream. Client-sent headers with the
@@ -44,10 +45,27 @@ func (d *Decision) UpstreamHeaders() []Header { return d.upstream().headers }
 type upstreamSet struct {
 	identity *Identity
 	headers  []Header
-	// httpKeys and httpValues are headers in net/http's form (canonical keys, one-value slices
-	// with no spare capacity, so that an append copies instead of writing into a shared array).
-	httpKeys   []string
-	httpValues [][]string
+	// httpForm is headers in net/http's form, built when the HTTP front end first asks.
+	httpOnce sync.Once
+	httpForm httpHeaders
+}
+
+// httpHeaders are headers in net/http's form: canonical keys, one-value slices with no spare
+// capacity (an append copies instead of writing into the shared array).
+type httpHeaders struct {
+	keys   []string
+	values [][]string
+}
+
+// http returns u's headers in net/http's form.
+func (u *upstreamSet) http() httpHeaders {
+	u.httpOnce.Do(func() {
+		u.httpForm = httpHeaders{make([]string, len(u.headers)), make([][]string, len(u.headers))}
+		for i, h := range u.headers {
+			u.httpForm.keys[i], u.httpForm.values[i] = http.CanonicalHeaderKey(h.Name), []string{h.Value}
+		}
+	})
+	return u.httpForm
 }
 
 var noUpstream = &upstreamSet{}
@@ -70,10 +88,7 @@ func (d *Decision) upstream() *upstreamSet {
 		hs = append(hs, Header{HeaderClaims, base64.RawURLEncoding.EncodeToString(c.Raw)})
 	}
 	hs = slices.Clip(append(hs, d.claimHeaders...))
-	u := &upstreamSet{identity: d.identity, headers: hs, httpKeys: make([]string, len(hs)), httpValues: make([][]string, len(hs))}
-	for i, h := range hs {
-		u.httpKeys[i], u.httpValues[i] = http.CanonicalHeaderKey(h.Name), []string{h.Value}
-	}
+	u := &upstreamSet{identity: d.identity, headers: hs}
 	c.upstream.Store(u)
 	return u
 }

@@ -3,13 +3,16 @@ package authz
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // encodedLen counts the stored encodings.
@@ -75,4 +78,71 @@ func TestNoAllowsMemoisedWithoutATokenCache(t *testing.T) {
 	assert.Equal(t, int32(0), second.GetStatus().GetCode())
 	assert.NotSame(t, first, second, "every check verifies and answers afresh")
 	assert.Zero(t, encodedLen(s.wire))
+}
+
+// TestEncodeResponse: the front end's own encoding of a response decodes to that response, for
+// every outcome and for metadata of any shape.
+func TestEncodeResponse(t *testing.T) {
+	check := func(t *testing.T, r *authv3.CheckResponse) {
+		t.Helper()
+		b, err := encodeResponse(r)
+		want, wantErr := proto.Marshal(r)
+		require.Equal(t, wantErr != nil, err != nil, "fails exactly when proto.Marshal does: %v / %v", err, wantErr)
+		if err != nil {
+			return
+		}
+		got := &authv3.CheckResponse{}
+		require.NoError(t, proto.Unmarshal(b, got))
+		assert.True(t, proto.Equal(r, got), "decodes to the response")
+		assert.Len(t, b, len(want), "as long as protobuf's own encoding")
+	}
+	claims := &Claims{Subject: "00u1", ClientID: "0oa1", UserID: "00u1", Scopes: []string{"a", "b"}, ID: "AT.1",
+		Raw: []byte(`{"sub":"00u1","email":"ada@example.com"}`)}
+	for _, d := range []Decision{
+		{Outcome: Allow, Claims: claims, Rule: "messages"},
+		{Outcome: Allow, Claims: claims, Rule: "x", identity: &Identity{ClaimsHeader: false}},
+		{Outcome: NoCredentials, Reason: ErrNoCredentials},
+		{Outcome: InvalidToken, Reason: ErrExpired},
+		{Outcome: InsufficientScope, Reason: ErrInsufficientScope, Claims: claims, Scope: "messages:write", Rule: "write"},
+		{Outcome: Unavailable, Reason: ErrKeysNotLoaded},
+	} {
+		t.Run(d.Outcome.String(), func(t *testing.T) {
+			check(t, checkResponse(&d, Challenges{Realm: "api", DPoPAlgs: "ES256"}, []string{"x-authz-extra"}))
+		})
+	}
+	t.Run("other metadata", func(t *testing.T) {
+		r := checkResponse(&Decision{Outcome: Allow, Claims: claims}, Challenges{Realm: "api"}, nil)
+		r.DynamicMetadata.Fields["n"] = structpb.NewNumberValue(1)
+		check(t, r)
+		r.DynamicMetadata.Fields = map[string]*structpb.Value{"bad": structpb.NewStringValue("\xff")}
+		check(t, r)
+		r.DynamicMetadata = nil
+		check(t, r)
+	})
+}
+
+func FuzzEncodeResponse(f *testing.F) {
+	f.Add("sub", "00u1", "cid", "", 0)
+	f.Add("", "\xff", "ü", strings.Repeat("x", 200), 1)
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string, code int) {
+		r := &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(code % 17)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+				HeadersToRemove: []string{k1}}},
+			DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+				k1: structpb.NewStringValue(v1), k2: structpb.NewStringValue(v2)}},
+		}
+		b, err := encodeResponse(r)
+		_, wantErr := proto.Marshal(r)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("error %v, proto.Marshal's %v", err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		got := &authv3.CheckResponse{}
+		if err := proto.Unmarshal(b, got); err != nil || !proto.Equal(r, got) {
+			t.Fatalf("decoded %v (%v), want %v", got, err, r)
+		}
+	})
 }
