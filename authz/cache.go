@@ -73,6 +73,14 @@ type cachedClaims struct {
 }
 
 type cachedRefusal struct {
+	// claims are those of a refused token whose signature verified (an expired one, say), as
+	// Verify returns them for the logs; nil otherwise.
+	claims *Claims
+	// keys and kid name the key a refusal was judged with (a bad signature, or claims refused
+	// after the signature verified). It is forgotten when that key leaves the set, as a
+	// verified token is: without the key the token is refused for its unknown kid.
+	keys    KeySource
+	kid     string
 	err     error
 	expires time.Time
 }
@@ -116,9 +124,9 @@ func (tc *tokenCache) lookup(h [32]byte, token string, now time.Time) (c *Claims
 		return c, true, nil
 	}
 	if e, ok := tc.neg.Get(h); ok {
-		if now.Before(e.expires) {
+		if now.Before(e.expires) && (e.keys == nil || stillHasKey(e.keys, e.kid)) {
 			tc.hits.Add(1)
-			return nil, true, e.err
+			return e.claims, true, e.err
 		}
 		tc.neg.Remove(h)
 	}
@@ -206,12 +214,22 @@ func (tc *tokenCache) evictOne() {
 	delete(tc.verified, victim)
 }
 
-// putRefusal remembers refusals that stay refusals.
-func (tc *tokenCache) putRefusal(h [32]byte, err error, now time.Time) {
+// putRefusal remembers refusals that stay refusals, with what Verify returned: the claims (c)
+// when the signature verified, and issuer is when one of its keys judged the signature.
+func (tc *tokenCache) putRefusal(h [32]byte, token string, c *Claims, is *Issuer, err error, now time.Time) {
+	r := &cachedRefusal{claims: c, err: err, expires: now.Add(negativeTTL)}
+	switch {
+	case c != nil && is != nil:
+		r.keys, r.kid = is.Keys, c.KeyID
+	case is != nil:
+		if hdr, _, _, _, perr := parseCompact(token); perr == nil {
+			r.keys, r.kid = is.Keys, hdr.Kid
+		}
+	}
 	switch reasonOf(err) {
 	case ErrMalformed, ErrTooLarge, ErrForbiddenHdr, ErrIssuer, ErrAlgorithm, ErrNoKeyID,
 		ErrSignature, ErrAudience, ErrNoExpiry, ErrExpired, ErrClientID:
-		tc.neg.Add(h, &cachedRefusal{err: err, expires: now.Add(negativeTTL)})
+		tc.neg.Add(h, r)
 	}
 }
 

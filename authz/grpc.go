@@ -35,10 +35,15 @@ type GRPCServer struct {
 // allowMemoSize bounds the memoised allow responses (about 2 KiB each).
 const allowMemoSize = 1024
 
+// allowMemo is a token's allow response under one rule and identity: a policy reload makes
+// new identities, so a response built under the old policy is never reused under the new one.
 type allowMemo struct {
-	rule string
-	resp *authv3.CheckResponse
+	rule     string
+	identity *Identity
+	resp     *authv3.CheckResponse
 }
+
+func (m allowMemo) fits(d *Decision) bool { return m.rule == d.Rule && m.identity == d.identity }
 
 type denialKey struct {
 	outcome             Outcome
@@ -84,7 +89,7 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 		s.wire.remember(resp)
 		return resp
 	case d.Outcome == Allow && s.allows != nil && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0:
-		if m, ok := s.allows.Get(d.Claims); ok && m.rule == d.Rule {
+		if m, ok := s.allows.Get(d.Claims); ok && m.fits(d) {
 			return m.resp
 		}
 		return s.memoiseAllow(d)
@@ -94,19 +99,20 @@ func (s *GRPCServer) response(d *Decision, clientIdentity []string) *authv3.Chec
 
 // memoiseAllow builds the allow response for d and memoises it with its encoding. Changes to
 // the memo are serialised so that every encoding stored leaves with its response: on eviction
-// (the LRU's callback) or on replacement under another rule (here; replacing is no eviction).
+// (the LRU's callback) or on replacement under another rule or identity (here; replacing is
+// no eviction).
 func (s *GRPCServer) memoiseAllow(d *Decision) *authv3.CheckResponse {
 	resp := checkResponse(d, s.authz.Challenges(), nil)
 	s.memoMu.Lock()
 	defer s.memoMu.Unlock()
 	if m, ok := s.allows.Peek(d.Claims); ok {
-		if m.rule == d.Rule {
+		if m.fits(d) {
 			return m.resp // memoised meanwhile by another call
 		}
 		s.wire.forget(m.resp)
 	}
 	s.wire.remember(resp)
-	s.allows.Add(d.Claims, allowMemo{rule: d.Rule, resp: resp})
+	s.allows.Add(d.Claims, allowMemo{rule: d.Rule, identity: d.identity, resp: resp})
 	return resp
 }
 

@@ -325,7 +325,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	c, is, err := v.verify(ctx, token)
 	if err != nil {
-		v.cache.putRefusal(h, err, now)
+		v.cache.putRefusal(h, token, c, is, err, now)
 		return c, err
 	}
 	v.cache.putClaims(h, c, is, v.cfg.Leeway)
@@ -382,7 +382,8 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, *Issuer, 
 		return nil, nil, fmt.Errorf("%w: %v", ErrAlgorithm, err)
 	}
 	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
-		return nil, nil, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
+		// The issuer goes with the refusal, for the cache to tie it to the key (putRefusal).
+		return nil, is, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
 	c.intern(is, key.ID)
 	// Routing by iss forgave a trailing slash; the verified iss must be the issuer's
