@@ -280,7 +280,12 @@ func load(ctx context.Context, e *env, o options) error {
 		}
 	}
 	if mix != nil {
-		fmt.Fprintf(os.Stderr, "working set: %d of %d new tokens sent\n", min(mix.next.Load(), int64(len(mix.fresh))), len(mix.fresh))
+		rss, err := servers["ws"].rssBytes()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("working set: RSS %.1f MiB with %d tokens in use, %d of %d new tokens sent\n",
+			float64(rss)/(1<<20), o.workingSet, min(mix.next.Load(), int64(len(mix.fresh))), len(mix.fresh))
 	}
 
 	printTable(o, scenarios, floors, results)
