@@ -205,14 +205,24 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 	if len(data) > MaxPolicyBytes {
 		return nil, fmt.Errorf("policy: larger than %d bytes", MaxPolicyBytes)
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("policy: %w", err) // not YAML: the parser's line is all there is
+	}
+	// Shape errors first, all of them; then what decoded is checked too, so one report has
+	// every mistake.
+	errs := shapeErrors(&doc)
 	var f policyFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("policy: %w", err)
+	if len(errs) == 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+	} else if doc.Kind != 0 {
+		_ = doc.Decode(&f) // best effort: the shape errors say what did not fit
 	}
 	lines := ruleLines(data)
-	var errs []error
 	fail := func(line int, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
 	}
@@ -290,6 +300,7 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 		rule.identity = &id
 		p.Default = rule
 	}
+	byLine(errs)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("policy:\n%w", err)
 	}

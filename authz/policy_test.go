@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -265,7 +266,7 @@ rules:
 	}
 
 	_, err = LoadPolicy([]byte("rules:\n  - name: a\n    mtach: {}\n"), nil)
-	assert.ErrorContains(t, err, "line 3: field mtach not found", "unknown keys are errors, with their line")
+	assert.ErrorContains(t, err, `line 3, column 5: rules[0] has no key "mtach"; did you mean "match"?`, "unknown keys are errors, with their line")
 	_, err = LoadPolicy([]byte("default:\n  match: {path: /x}\n"), nil)
 	assert.ErrorContains(t, err, "default: has no match")
 }
@@ -297,4 +298,49 @@ func FuzzLoadPolicy(f *testing.F) {
 			_, _, _ = p.Explain(&Request{Method: "GET", Host: "h", Path: path})
 		}
 	})
+}
+
+// TestPolicyShapeErrorsAllAtOnce: every misspelt key and every value of the wrong kind is
+// reported with its line and column, with a suggestion for near misses, in one report with the
+// semantic errors of the same file.
+func TestPolicyShapeErrorsAllAtOnce(t *testing.T) {
+	src := `rules:
+  - name: a
+    match: { path-prefix: /a }
+    requires:
+      scopes: [x]
+  - name: b
+    match: { path_glob: "/b/[" }
+    require:
+      scopes: read
+    public: yes please
+    colour: blue
+dry_run: maybe
+`
+	_, err := LoadPolicy([]byte(src), []string{"default"})
+	require.Error(t, err)
+	msg := err.Error()
+	for _, want := range []string{
+		`line 3, column 14: rules[0].match has no key "path-prefix"; did you mean "path_prefix"?`,
+		`line 4, column 5: rules[0] has no key "requires"; did you mean "require"?`,
+		`line 9, column 15: rules[1].require.scopes must be a list, not "read"`,
+		`line 10, column 13: rules[1].public must be true or false, not "yes please"`,
+		`line 11, column 5: rules[1] has no key "colour" (it has dry_run, identity, match, name, public, require)`,
+		`line 12, column 10: dry_run must be true or false, not "maybe"`,
+		`rule "b": path_glob`, // the semantic check of the same file: a bad glob
+	} {
+		assert.Contains(t, msg, want)
+	}
+	assert.NotContains(t, msg, "authz.", "no Go type names")
+	assert.Less(t, strings.Index(msg, "line 3,"), strings.Index(msg, "line 12,"), "in the order of the file")
+}
+
+func TestSuggest(t *testing.T) {
+	known := yamlFields(reflect.TypeFor[requireSpec]())
+	for key, want := range map[string]string{
+		"scope": "scopes", "Scopes": "scopes", "any-scopes": "any_scopes", "issuer": "issuers",
+		"sender_constraint": "sender_constrained", "audience": "audiences", "zzz": "", "claims_header": "",
+	} {
+		assert.Equal(t, want, suggest(key, known), key)
+	}
 }
