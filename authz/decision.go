@@ -417,7 +417,7 @@ func (a *Authorizer) logDecision(r *Request, d *Decision, elapsed time.Duration)
 	if r.Frontend != "" {
 		attrs = append(attrs, slog.String("frontend", r.Frontend))
 	}
-	attrs = append(attrs, slog.Duration("latency", elapsed))
+	attrs = append(attrs, slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000))
 	if d.Rule != "" {
 		attrs = append(attrs, slog.String("rule", d.Rule))
 	}

@@ -52,7 +52,7 @@ func TestDecisionLog(t *testing.T) {
 		assert.Equal(t, want, allow[field], field)
 	}
 	assert.NotEmpty(t, allow["kid"])
-	assert.Contains(t, allow, "latency")
+	assert.Contains(t, allow, "latency_ms")
 	assert.Equal(t, "bad_signature", lines[1]["reason"])
 	assert.NotContains(t, lines[1], "sub", "no identity from a token that did not verify")
 

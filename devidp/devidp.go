@@ -50,6 +50,9 @@ type Config struct {
 	KeysMaxAge time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SigningKey, when set, is the first signing key (LoadSigningKey keeps one in a file, so
+	// that tokens survive a restart); its kid is derived from the key. Default: a fresh key.
+	SigningKey *rsa.PrivateKey
 }
 
 // Server is an in-memory authorization server. It is safe for concurrent use.
@@ -94,6 +97,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, issuer: u, dpop: proofs}
+	if cfg.SigningKey != nil {
+		kid, err := keyID(cfg.SigningKey)
+		if err != nil {
+			return nil, err
+		}
+		s.keys = []signingKey{{kid: kid, priv: cfg.SigningKey}}
+		return s, nil
+	}
 	if _, err := s.Rotate(); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -183,4 +184,44 @@ func TestLoadProofKeyCreatesOnce(t *testing.T) {
 	info, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "a private key file is private")
+}
+
+func TestIssuerFor(t *testing.T) {
+	for addr, want := range map[string]string{
+		"localhost:9400": "http://localhost:9400/oauth2/default", ":9400": "http://localhost:9400/oauth2/default",
+		"127.0.0.1:9400": "http://localhost:9400/oauth2/default", "0.0.0.0:9401": "http://localhost:9401/oauth2/default",
+		"[::1]:9400": "http://localhost:9400/oauth2/default", "devidp:9400": "http://devidp:9400/oauth2/default",
+	} {
+		assert.Equal(t, want, devidp.IssuerFor(addr), addr)
+	}
+}
+
+// TestSigningKeyFileKeepsTokensValid: a key file makes an issuer that signs with the same key
+// and kid after a restart, so that yesterday's token still verifies.
+func TestSigningKeyFileKeepsTokensValid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key.pem")
+	key, created, err := devidp.LoadSigningKey(path)
+	require.NoError(t, err)
+	require.True(t, created)
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "a private key is not world-readable")
+
+	first, err := devidp.New(devidp.Config{Issuer: "http://localhost:9400/oauth2/default", SigningKey: key})
+	require.NoError(t, err)
+	again, created, err := devidp.LoadSigningKey(path)
+	require.NoError(t, err)
+	assert.False(t, created)
+	second, err := devidp.New(devidp.Config{Issuer: "http://localhost:9400/oauth2/default", SigningKey: again})
+	require.NoError(t, err)
+	assert.Equal(t, first.CurrentKID(), second.CurrentKID())
+	ks1, err := first.KeySet()
+	require.NoError(t, err)
+	ks2, err := second.KeySet()
+	require.NoError(t, err)
+	assert.JSONEq(t, string(ks1), string(ks2), "the same published key")
+
+	require.NoError(t, os.WriteFile(path, []byte("not a key"), 0o600))
+	_, _, err = devidp.LoadSigningKey(path)
+	assert.ErrorContains(t, err, "is not PEM")
 }

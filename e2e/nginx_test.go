@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/demoapi"
+	nginxconf "github.com/platformauth/envoy-okta-authz/deploy/nginx"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/proxyconf"
 )
@@ -28,10 +28,8 @@ import (
 // installs it: the end-to-end proof must not silently vanish.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
+	if path, err := nginxconf.Binary(); err == nil {
+		return path
 	}
 	if os.Getenv("CI") != "" {
 		t.Fatal("nginx is required in CI (apt-get install -y nginx-light); .ci/run installs it")
@@ -50,7 +48,8 @@ func freePort(t *testing.T) string {
 }
 
 // startNginx runs deploy/nginx/nginx.conf — the file users copy — with its upstreams pointed at
-// the stack and its listener on a free loopback port, and returns the base URL.
+// the stack and its listener on a free loopback port (deploy/nginx.Local, as the local dev stack
+// does), and returns the base URL.
 func startNginx(t *testing.T, s *stack) string {
 	t.Helper()
 	return startNginxFor(t, s, host(s.apiURL))
@@ -68,24 +67,10 @@ func startNginxFor(t *testing.T, s *stack, api string) string {
 func startNginxWith(t *testing.T, s *stack, api string, identity []string) string {
 	t.Helper()
 	bin := nginxBinary(t)
-	conf, err := os.ReadFile("../deploy/nginx/nginx.conf")
-	require.NoError(t, err)
 	dir := t.TempDir()
 	addr := freePort(t)
-	text := string(conf)
-	for old, repl := range map[string]string{
-		"server demoapi:3000;": "server " + api + ";",
-		"server authz:9002;":   "server " + host(s.httpURL) + ";",
-		"listen 8080;":         "listen " + addr + ";",
-		"worker_processes auto;": fmt.Sprintf("worker_processes 1;\npid %s;\nerror_log %s info;",
-			filepath.Join(dir, "nginx.pid"), filepath.Join(dir, "error.log")),
-		"http {": fmt.Sprintf("http {\n    access_log %s;\n    client_body_temp_path %[2]s/body;\n    proxy_temp_path %[2]s/proxy;\n"+
-			"    fastcgi_temp_path %[2]s/fastcgi;\n    uwsgi_temp_path %[2]s/uwsgi;\n    scgi_temp_path %[2]s/scgi;",
-			filepath.Join(dir, "access.log"), dir),
-	} {
-		require.Contains(t, text, old, "deploy/nginx/nginx.conf changed shape; update the test")
-		text = strings.Replace(text, old, repl, 1)
-	}
+	text, err := nginxconf.Local{Listen: addr, API: api, AuthzHTTP: host(s.httpURL), Dir: dir}.Render()
+	require.NoError(t, err)
 	if identity != nil {
 		server, location := proxyconf.NginxBlocks(identity, false)
 		text = replaceBlock(t, text, proxyconf.ServerBegin, proxyconf.ServerEnd, server)

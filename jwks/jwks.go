@@ -299,8 +299,11 @@ func (s *Set) Run(ctx context.Context) {
 		if err != nil {
 			wait = backoff(failures)
 			failures++
-			s.log.Warn("key set refresh failed; keeping the last good set", "error", err,
-				"loaded", s.Loaded(), "retry_in", wait.String())
+			if s.Loaded() {
+				s.log.Warn("key set refresh failed; keeping the last good set", "error", err, "retry_in", wait.String())
+			} else {
+				s.log.Warn("key set not loaded yet; checks answer 503 until it is", "error", err, "retry_in", wait.String())
+			}
 		} else {
 			failures = 0
 			wait = s.snap.Load().maxAge

@@ -5,6 +5,7 @@
 //	devidp token [flags]         print a fresh access token from a running issuer (--dpop-key: DPoP-bound)
 //	devidp dpop [flags]          print a DPoP proof for a request (creates the key file when absent)
 //	devidp healthcheck URL       exit 0 when URL answers 2xx (for distroless containers)
+//	devidp version               the version, revision and Go version
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -25,30 +27,76 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/probe"
+	"github.com/platformauth/envoy-okta-authz/internal/version"
 )
 
 func main() {
 	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "help" {
+		if len(args) == 1 {
+			args = []string{"--help"}
+		} else {
+			args = []string{args[1], "--help"}
+		}
+	}
 	switch {
-	case len(args) == 2 && args[0] == "healthcheck":
+	case len(args) > 0 && (args[0] == "version" || args[0] == "--version"):
+		fmt.Println(version.String("devidp"))
+		return
+	case len(args) > 0 && args[0] == "healthcheck":
+		if len(args) != 2 || args[1] == "--help" || args[1] == "-h" {
+			fmt.Println("Usage: devidp healthcheck URL\n\nExits 0 when URL answers 2xx within 3 seconds, 1 otherwise.")
+			os.Exit(exitHelp(args))
+		}
 		os.Exit(probe.Run(args[1], os.Stderr))
 	case len(args) > 0 && args[0] == "token":
-		if err := token(args[1:], os.Stdout); err != nil {
+		if err := token(args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(os.Stderr, "devidp token: %v\n", err)
 			os.Exit(1)
 		}
 		return
 	case len(args) > 0 && args[0] == "dpop":
-		if err := proof(args[1:], os.Stdout, os.Stderr); err != nil {
+		if err := proof(args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(os.Stderr, "devidp dpop: %v\n", err)
 			os.Exit(1)
 		}
 		return
 	}
 	if err := serve(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintf(os.Stderr, "devidp: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+func exitHelp(args []string) int {
+	if len(args) == 2 {
+		return 0
+	}
+	return 2
+}
+
+// parse parses args into fs after the DEVIDP_* defaults; on --help it prints the usage (intro
+// first) to stdout and returns flag.ErrHelp; a mistake is returned once, with a pointer to the help.
+func parse(fs *flag.FlagSet, intro string, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := envDefaults(fs); err != nil {
+		return err
+	}
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Print(intro)
+		fmt.Println("\nFlags:")
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%v (%s --help lists the flags)", err, fs.Name())
+	}
+	return nil
 }
 
 // envDefaults sets each flag from its DEVIDP_* environment twin; flags on the command line win.
@@ -75,19 +123,28 @@ func serve(args []string) error {
 	secret := fs.String("client-secret", "demo-secret", "client secret")
 	scopes := fs.String("scopes", "messages:read messages:write", "scopes the client may request, space-separated")
 	ttl := fs.Duration("token-ttl", time.Hour, "token lifetime")
-	if err := envDefaults(fs); err != nil {
-		return err
-	}
-	if err := fs.Parse(args); err != nil {
+	keyFile := fs.String("key", "", "signing key, a PEM file created when absent, so that tokens survive restarts (authz --dev-key takes the same file)")
+	if err := parse(fs, usage, args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	idp, err := devidp.New(devidp.Config{
+	cfg := devidp.Config{
 		Issuer:   *issuer,
 		Audience: *audience,
 		Clients:  map[string]devidp.Client{*clientID: {Secret: *secret, Scopes: strings.Fields(*scopes)}},
 		TokenTTL: *ttl,
-	})
+	}
+	if *keyFile != "" {
+		key, created, err := devidp.LoadSigningKey(*keyFile)
+		if err != nil {
+			return fmt.Errorf("--key: %w", err)
+		}
+		cfg.SigningKey = key
+		if created {
+			log.Info("created a signing key", "file", *keyFile)
+		}
+	}
+	idp, err := devidp.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -101,23 +158,37 @@ func serve(args []string) error {
 			log.Info("signing key rotated", "kid", kid, "error", err)
 		}
 	}()
-	pub := &http.Server{Addr: *addr, Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	admin := &http.Server{Addr: *adminAddr, Handler: idp.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	// Bind first: the log says "listening" only once it is true.
+	pubL, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	adminL, err := net.Listen("tcp", *adminAddr)
+	if err != nil {
+		pubL.Close()
+		return fmt.Errorf("--admin-addr: %w", err)
+	}
+	pub := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	admin := &http.Server{Handler: idp.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 2)
-	for _, s := range []*http.Server{pub, admin} {
+	for _, p := range []struct {
+		s *http.Server
+		l net.Listener
+	}{{pub, pubL}, {admin, adminL}} {
 		go func() {
-			if err := s.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := p.s.Serve(p.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
 	}
-	log.Warn("DEVELOPMENT ISSUER: for local stacks and tests only, never production",
-		"issuer", *issuer, "addr", *addr, "admin", *adminAddr, "client_id", *clientID, "kid", idp.CurrentKID())
+	log.Warn("DEVELOPMENT ISSUER listening: for local stacks and tests only, never production",
+		"issuer", *issuer, "addr", pubL.Addr().String(), "admin", adminL.Addr().String(), "client_id", *clientID, "kid", idp.CurrentKID())
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return errors.Join(pub.Shutdown(sctx), admin.Shutdown(sctx))
@@ -131,10 +202,7 @@ func token(args []string, out io.Writer) error {
 	secret := fs.String("client-secret", "demo-secret", "client secret")
 	scope := fs.String("scope", "messages:read", "scopes to request, space-separated")
 	keyFile := fs.String("dpop-key", "", "ask for a DPoP-bound token, proving this client key (a private JWK file; created when absent)")
-	if err := envDefaults(fs); err != nil {
-		return err
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, "Usage: devidp token [flags]\n\nAsks a running dev issuer's token endpoint for a client-credentials token and prints it.\n", args); err != nil {
 		return err
 	}
 	var key jwk.Key
@@ -145,6 +213,9 @@ func token(args []string, out io.Writer) error {
 		}
 	}
 	tok, err := devidp.RequestDPoPToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope, key)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("no dev issuer answers at %s: start one (go run ./cmd/devidp, authz --dev, or go run ./cmd/devstack), or point --issuer at it", *issuer)
+	}
 	if err != nil {
 		return err
 	}
@@ -159,7 +230,7 @@ func proof(args []string, out, errOut io.Writer) error {
 	method := fs.String("method", "GET", "the request's method (htm)")
 	uri := fs.String("url", "", "the request's URL (htu; query and fragment are dropped), e.g. http://localhost:8080/api/messages")
 	tok := fs.String("token", "", "the access token the request carries (ath); empty for a token request")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, "Usage: devidp dpop [flags]\n\nPrints a DPoP proof (RFC 9449) for one request, signed by the client key in --key.\n", args); err != nil {
 		return err
 	}
 	if *uri == "" {
@@ -180,3 +251,17 @@ func proof(args []string, out, errOut io.Writer) error {
 	_, err = fmt.Fprintln(out, p)
 	return err
 }
+
+const usage = `Usage:
+  devidp [flags]            serve the Okta-shaped dev issuer (FOR DEVELOPMENT ONLY); SIGHUP or
+                            POST /rotate on the admin listener rotates the signing key
+  devidp token [flags]      print a fresh access token from a running issuer
+  devidp dpop [flags]       print a DPoP proof for one request
+  devidp healthcheck URL    exit 0 when URL answers 2xx (container health checks)
+  devidp version            the version, revision and Go version (also --version)
+  devidp help [COMMAND]     this help, or a command's
+
+authz --dev runs the same issuer in process, at the same URL (http://localhost:9400/oauth2/default);
+with the same --key file (authz --dev-key) their tokens are interchangeable.
+Every flag can also be set by its environment twin (--token-ttl: DEVIDP_TOKEN_TTL).
+`

@@ -1,4 +1,4 @@
-package main
+package authzcmd
 
 import (
 	"errors"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
+	demopolicy "github.com/platformauth/envoy-okta-authz/deploy/policy"
+	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
@@ -67,10 +69,13 @@ type config struct {
 
 	Dev         bool
 	DevAddr     string
+	DevKey      string
 	CheckConfig bool
 
 	// Warnings are worth telling the operator but do not stop the service.
 	Warnings []string
+	// devExternal: --dev with --issuer, a dev issuer running elsewhere; nothing is started.
+	devExternal bool
 }
 
 // envName is a flag's environment twin: --jwks-url → AUTHZ_JWKS_URL.
@@ -92,7 +97,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 // positional arguments, which it returns.
 func parseArgs(name string, args []string, getenv func(string) string, out io.Writer, extra func(*flag.FlagSet)) (*config, []string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
+	// The flag package's own messages would print the usage after every mistake; errors are
+	// reported once by the caller, and the usage only when asked for.
+	fs.SetOutput(io.Discard)
+	var own map[string]bool // the flags extra adds: a subcommand's own
 	var (
 		c                                                                       config
 		audience, clientIDs, algs, logLevel, httpSource, dpopAlgs, claimHeaders string
@@ -131,23 +139,37 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.BoolVar(&c.Identity.ClaimsHeader, "claims-header", true, "forward the whole verified payload in x-authz-claims")
 	fs.BoolVar(&c.Identity.ForwardAuthorization, "forward-authorization", false, "keep the Authorization (and DPoP) header for the upstream; by default it is removed on allow")
 	fs.BoolVar(&c.RequireATJWT, "require-at-jwt", false, "require the RFC 9068 header typ at+jwt on --issuer's tokens (off for Okta, whose access tokens carry no typ)")
-	fs.BoolVar(&c.Dev, "dev", false, "development mode: start an in-process dev issuer and print a token (never in production)")
-	fs.StringVar(&c.DevAddr, "dev-addr", "127.0.0.1:9400", "listener of the in-process dev issuer in --dev mode")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: a dev issuer at --dev-addr (started in process unless --issuer names a running one), the demo route policy unless --policy, plain-http issuer allowed; never in production")
+	fs.StringVar(&c.DevAddr, "dev-addr", devidp.DefaultAddr, "--dev: the dev issuer's listener; its issuer is http://localhost:PORT/oauth2/default, as devidp's")
+	fs.StringVar(&c.DevKey, "dev-key", "", "--dev: the dev issuer's signing key, a PEM file created when absent, so that tokens survive restarts (devidp --key takes the same file)")
 	fs.BoolVar(&c.CheckConfig, "check-config", false, "validate the configuration and exit")
 	if extra != nil {
+		before := map[string]bool{}
+		fs.VisitAll(func(f *flag.Flag) { before[f.Name] = true })
 		extra(fs)
+		own = map[string]bool{}
+		fs.VisitAll(func(f *flag.Flag) {
+			if !before[f.Name] {
+				own[f.Name] = true
+			}
+		})
 	}
+	describeValues(fs)
 
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(envName(f.Name)); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
 			}
 		}
 	})
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(out, name, fs, own)
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("%s\n(%s --help lists every flag)", flagError(err), name)
 	}
 	c.Audiences = splitList(audience)
 	c.ClientIDs = splitList(clientIDs)
@@ -185,14 +207,26 @@ func (c *config) validate() []error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	if c.Dev {
-		// --dev supplies its own issuer; an explicit one would be ignored, so refuse it.
-		if c.Issuer != "" || c.JWKSURL != "" {
-			add("--dev starts its own issuer: do not combine it with --issuer or --jwks-url")
-		}
+		// With --issuer, --dev points at a dev issuer that is already running (devidp, or
+		// another authz --dev); without, the issuer is the one at --dev-addr.
 		if err := checkAddr(c.DevAddr); err != nil {
 			add("--dev-addr: %v", err)
 		}
-	} else {
+		c.AllowHTTPIssuer = true
+		if c.Issuer == "" {
+			c.Issuer = devidp.IssuerFor(c.DevAddr)
+		} else {
+			c.devExternal = true
+		}
+		if c.Policy == "" {
+			p, err := authz.LoadPolicyWith(demopolicy.Demo, c.policyOptions())
+			if err != nil {
+				add("the demo policy: %v", err)
+			}
+			c.PolicyRules = p
+		}
+	}
+	if !c.Dev || c.devExternal {
 		switch {
 		case c.Issuer == "" && c.Policy == "":
 			add("--issuer is required (e.g. https://{yourOktaDomain}/oauth2/default), or use --dev for a local dev issuer")

@@ -1,76 +1,108 @@
-package main
+package authzcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 )
 
-// Dev-mode client, as in the compose stack's dev issuer.
+// Dev-mode client, as in the compose stack's dev issuer and devidp's defaults.
 const (
 	devClientID     = "demo-client"
 	devClientSecret = "demo-secret"
 )
 
-// startDev starts an in-process dev issuer for --dev, points c at it and prints a ready token
-// with commands to try it. The issuer stops when ctx ends.
+// startDev prepares --dev: it starts the dev issuer in process (unless --issuer names a running
+// one) and prints tokens with commands to try them. The issuer stops when ctx ends.
 func startDev(ctx context.Context, c *config, out io.Writer, log *slog.Logger) error {
-	l, err := net.Listen("tcp", c.DevAddr)
-	if err != nil {
-		return fmt.Errorf("--dev-addr: %w", err)
-	}
-	idp, err := devidp.New(devidp.Config{
-		Issuer:   "http://" + l.Addr().String() + "/oauth2/default",
-		Audience: c.Audiences[0],
-		Clients: map[string]devidp.Client{
-			devClientID: {Secret: devClientSecret, Scopes: []string{"messages:read", "messages:write"}},
-		},
-	})
-	if err != nil {
-		l.Close()
-		return err
-	}
-	srv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	context.AfterFunc(ctx, func() { _ = srv.Close() })
-
-	c.Issuer = idp.Issuer()
-	c.AllowHTTPIssuer = true
 	if c.HTTPSource == authz.SourceAuto {
 		// No proxy in front: the HTTP decision API judges the request it receives, so that
 		// curl can ask it directly.
 		c.HTTPSource = authz.SourceEnvoy
 	}
-	tok, err := idp.Mint(devidp.TokenRequest{ClientID: devClientID, Scopes: []string{"messages:read"}})
+	httpPort := portOf(c.HTTPAddr)
+	if c.devExternal {
+		log.Warn("DEVELOPMENT MODE: trusting the dev issuer at --issuer over plain http; never use --dev in production", "issuer", c.Issuer)
+		fmt.Fprintf(out, `
+Development mode, with the dev issuer at %[1]s. Try:
+  export TOKEN=$(go run ./cmd/devidp token --issuer %[1]s --scope messages:read)
+  curl -i -H "Authorization: Bearer $TOKEN" localhost:%[2]s/api/messages   # 200
+
+`, c.Issuer, httpPort)
+		return nil
+	}
+	cfg := devidp.Config{
+		Issuer:   c.Issuer,
+		Audience: c.Audiences[0],
+		Clients: map[string]devidp.Client{
+			devClientID: {Secret: devClientSecret, Scopes: []string{"messages:read", "messages:write"}},
+		},
+	}
+	if c.DevKey != "" {
+		key, created, err := devidp.LoadSigningKey(c.DevKey)
+		if err != nil {
+			return fmt.Errorf("--dev-key: %w", err)
+		}
+		cfg.SigningKey = key
+		if created {
+			log.Info("--dev-key: created a signing key; tokens it signs stay valid across restarts", "file", c.DevKey)
+		}
+	}
+	idp, err := devidp.New(cfg)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", c.DevAddr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("--dev-addr %s is in use: if a dev issuer runs there (devidp, another authz --dev), use it with --dev --issuer %s; or pick another --dev-addr", c.DevAddr, c.Issuer)
+	}
+	if err != nil {
+		return fmt.Errorf("--dev-addr: %w", err)
+	}
+	srv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+
+	read, err := idp.Mint(devidp.TokenRequest{ClientID: devClientID, Scopes: []string{"messages:read"}})
+	if err != nil {
+		return err
+	}
+	writeOnly, err := idp.Mint(devidp.TokenRequest{ClientID: devClientID, Scopes: []string{"messages:write"}})
 	if err != nil {
 		return err
 	}
 	log.Warn("DEVELOPMENT MODE: an in-process dev issuer signs tokens; never use --dev in production", "issuer", c.Issuer)
-	httpPort := portOf(c.HTTPAddr)
+	policy := "the demo route policy (deploy/policy/demo.yaml: /api/messages needs messages:read)"
+	if c.Policy != "" {
+		policy = "--policy " + c.Policy
+	}
 	fmt.Fprintf(out, `
-Development mode: dev issuer at %[1]s (client %[2]s / %[3]s)
+Development mode: dev issuer at %[1]s (client %[2]s / %[3]s), %[6]s.
 
-A token for client %[2]s with scope messages:read, valid for an hour:
+Tokens for client %[2]s, valid for an hour (with --dev-key FILE they survive restarts):
+  export TOKEN=%[4]s          # messages:read
+  export TOKEN_WRITE=%[5]s    # messages:write only
 
-export TOKEN=%[4]s
+Ask the HTTP decision API (the decisions Envoy gets over gRPC); in --dev it judges the request it
+receives, as behind Envoy's http_service:
+  curl -i localhost:%[7]s/api/messages                                        # 401, no token
+  curl -i -H "Authorization: Bearer $TOKEN_WRITE" localhost:%[7]s/api/messages # 403, lacks messages:read
+  curl -i -H "Authorization: Bearer $TOKEN" localhost:%[7]s/api/messages       # 200 with x-authz-* headers
 
-Ask the HTTP decision API (the same decisions Envoy gets over gRPC); in --dev it judges the
-request it receives, as behind Envoy's http_service (--http-request-headers envoy):
-  curl -i localhost:%[5]s/api/messages                                  # 401, no token
-  curl -i -H "Authorization: Bearer $TOKEN" localhost:%[5]s/api/messages # 200 with x-authz-* headers
+A fresh token: go run ./cmd/devidp token --issuer %[1]s --scope messages:read
+The whole stack (dev issuer, this service, the demo API and nginx in front): go run ./cmd/devstack
 
-A fresh token:
-  curl -s -u %[2]s:%[3]s -d grant_type=client_credentials -d scope=messages:read %[1]s/v1/token
-
-`, c.Issuer, devClientID, devClientSecret, tok, httpPort)
+`, c.Issuer, devClientID, devClientSecret, read, writeOnly, policy, httpPort)
 	return nil
 }
 

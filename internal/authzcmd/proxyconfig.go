@@ -1,11 +1,10 @@
-package main
+package authzcmd
 
 import (
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/internal/proxyconf"
@@ -14,8 +13,8 @@ import (
 // proxyConfigMain runs `authz proxy-config [flags] nginx|traefik|envoy`: with the service's own
 // flags and policy, it prints the part of the proxy's configuration that must mirror the
 // identity headers the service sets (copy them from an allow, clear a client's copies).
-func proxyConfigMain(args []string, out, errOut io.Writer) int {
-	c, rest, err := parseArgs("authz proxy-config", args, os.Getenv, errOut, nil)
+func proxyConfigMain(args []string, getenv func(string) string, out, errOut io.Writer) int {
+	c, rest, err := parseArgs("authz proxy-config", args, getenv, out, nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

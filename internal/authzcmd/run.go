@@ -1,4 +1,4 @@
-package main
+package authzcmd
 
 import (
 	"context"
@@ -185,6 +185,9 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	g.Go(func() error { return serveHTTP(adminSrv, ls.admin, "admin") })
 	g.Go(func() error {
 		<-gctx.Done()
+		if ctx.Err() != nil {
+			log.Info("shutting down: draining checks in flight (up to 10s)")
+		}
 		hs.Shutdown()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -199,7 +202,9 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	})
 	log.Info("authz listening", "grpc", ls.grpc.Addr().String(), "http", ls.http.Addr().String(),
 		"admin", ls.admin.Addr().String(), "issuer", c.Issuer, "audiences", c.Audiences, "algs", c.Algs, "policy", c.Policy)
-	return g.Wait()
+	err = g.Wait()
+	log.Info("stopped")
+	return err
 }
 
 func serveHTTP(s *http.Server, l net.Listener, name string) error {
