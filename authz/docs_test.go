@@ -1,0 +1,62 @@
+package authz
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestTroubleshootingListsEveryReason: docs/troubleshooting.md names every reason the service
+// can give, with the description clients see. The reasons are read from this package's source
+// (every &Reason{code, description} literal) and from the path and proof refusals it wraps, so
+// a new reason cannot be added without its entry.
+func TestTroubleshootingListsEveryReason(t *testing.T) {
+	page, err := os.ReadFile("../docs/troubleshooting.md")
+	require.NoError(t, err)
+	doc := string(page)
+
+	reasons := map[string]string{}
+	for _, r := range append(PathReasons, ProofReasons...) {
+		reasons[r.Code] = r.Description
+	}
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		require.NoError(t, err)
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.CompositeLit)
+			if !ok {
+				return true
+			}
+			if id, isIdent := lit.Type.(*ast.Ident); !isIdent || id.Name != "Reason" || len(lit.Elts) != 2 {
+				return true
+			}
+			code, ok1 := lit.Elts[0].(*ast.BasicLit)
+			desc, ok2 := lit.Elts[1].(*ast.BasicLit)
+			if ok1 && ok2 {
+				c, _ := strconv.Unquote(code.Value)
+				d, _ := strconv.Unquote(desc.Value)
+				reasons[c] = d
+			}
+			return true
+		})
+	}
+	require.Greater(t, len(reasons), 40, "the reasons were found")
+	for code, desc := range reasons {
+		row := "| `" + code + "` | " + desc + " |"
+		assert.True(t, strings.Contains(doc, row), "docs/troubleshooting.md lacks the row %q", row)
+	}
+}
