@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,7 +106,16 @@ func TestDocsCommands(t *testing.T) {
 				// The dev issuer's tools and authz --dev find this stack's issuer by their
 				// environment twins, as they would find the documented one by default.
 				cmd.Env = append(os.Environ(), "DEVIDP_ISSUER="+s.Issuer, "AUTHZ_DEV_ADDR=127.0.0.1:"+issuer.Port())
+				// Files the commands create in the working tree (a DPoP key) go after the run.
+				before, err := filepath.Glob("../*")
+				require.NoError(t, err)
 				out, err := cmd.CombinedOutput()
+				after, _ := filepath.Glob("../*")
+				for _, p := range after {
+					if !slices.Contains(before, p) {
+						_ = os.RemoveAll(p)
+					}
+				}
 				require.NoError(t, err, "%s's tested commands failed:\n%s", f, out)
 			})
 		}
