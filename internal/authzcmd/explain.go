@@ -126,6 +126,10 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 		name := az.IssuerNames()[i]
 		if err != nil {
 			fmt.Fprintf(out, "  %-10s UNREACHABLE: %v\n             the signature cannot be verified\n", name, err)
+			if c.Dev {
+				fmt.Fprintf(out, "             with --dev, a dev issuer must be running at %s: go run ./cmd/devstack,\n"+
+					"             go run ./cmd/authz --dev or go run ./cmd/devidp\n", c.Issuer)
+			}
 			continue
 		}
 		fmt.Fprintf(out, "  %-10s keys loaded: %s\n", name, strings.Join(keys.KeyIDs(), ", "))
