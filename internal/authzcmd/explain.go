@@ -104,7 +104,11 @@ func proofReasons(replay bool) []*authz.Reason {
 // 1 deny.
 func explain(ctx context.Context, c *config, token string, req explainRequest, out io.Writer) int {
 	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "), "DPoP "))
-	fmt.Fprintf(out, "Request:  %s %s://%s%s", req.Method, req.Scheme, req.Host, req.Path)
+	if req.Host == "" {
+		fmt.Fprintf(out, "Request:  %s %s", req.Method, req.Path) // no host given: nothing to show for it
+	} else {
+		fmt.Fprintf(out, "Request:  %s %s://%s%s", req.Method, req.Scheme, req.Host, req.Path)
+	}
 	if req.RoutePolicy != "" {
 		fmt.Fprintf(out, "  (Envoy policy %q)", req.RoutePolicy)
 	}
