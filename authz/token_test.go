@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"strings"
+	"reflect"
 	"testing"
 	"time"
 
@@ -295,4 +296,34 @@ func TestRequireATJWT(t *testing.T) {
 	plain := newEnv(t, nil)
 	_, err := plain.v.Verify(context.Background(), plain.mint(t, nil))
 	assert.NoError(t, err)
+}
+
+// FuzzVerifiedClaimsDecoding: the token cache decodes verified payloads with go-json; for every
+// payload the standard decoder accepts (the only ones that can have verified), the claims must
+// be the same.
+func FuzzVerifiedClaimsDecoding(f *testing.F) {
+	for _, seed := range []string{
+		`{"ver":1,"jti":"AT.x","iss":"https://example.okta.com/oauth2/default","aud":"api://default","iat":1796069579,"exp":1796073179,"cid":"0oa1","uid":"00u1","scp":["openid","messages:read"],"sub":"ada@example.com","email":"ada@example.com"}`,
+		`{"iss":"i","aud":["a","b"],"scope":"a b  c","scp":"x y","exp":1.5,"nbf":null,"cnf":{"jkt":"abc"}}`,
+		`{"ISS":"upper","Sub":"mixed","sub":"lower","sub":"dup"}`,
+		`{"sub":"\u00e9\ud83d\ude00\u0000","aud":"\xff"}`,
+		`{"exp":1e3,"iat":-0,"scp":[],"aud":[]}`,
+		`{"exp":"1","scp":[1]}`,
+		` {"a":{"b":[1,{"c":null}]}} `,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		want, err := decodeClaims(payload)
+		if err != nil {
+			return // refused before any signature check: never reaches the cache
+		}
+		got, err := decodeVerifiedClaims(payload)
+		if err != nil {
+			t.Fatalf("go-json refused what encoding/json accepted: %v\n%q", err, payload)
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("claims differ for %q:\nencoding/json %+v\ngo-json       %+v", payload, want, got)
+		}
+	})
 }
