@@ -216,3 +216,31 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(s int)           { w.status = s }
+
+// BenchmarkHTTPWarm is the HTTP decision API's handler for tokens past the hot tier.
+func BenchmarkHTTPWarm(b *testing.B) {
+	e := newEnv(b, nil)
+	s := NewHTTPServer(e.az, HTTPOptions{})
+	reqs := make([]*http.Request, hotSize+hotSize/4)
+	w := &discardWriter{h: http.Header{}}
+	for i := range reqs {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		for k, v := range map[string]string{"X-Original-Uri": "/api/messages", "X-Original-Method": "GET",
+			"X-Original-Host": "api.example.com", "X-Forwarded-Proto": "https",
+			"Authorization": "Bearer " + e.mint(b, map[string]any{"jti": fmt.Sprintf("AT.%d", i)})} {
+			req.Header.Set(k, v)
+		}
+		reqs[i] = req
+		s.ServeHTTP(w, req)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		clear(w.h)
+		s.ServeHTTP(w, reqs[i%len(reqs)])
+		if w.status != http.StatusOK {
+			b.Fatal(w.status)
+		}
+		i++
+	}
+}

@@ -60,13 +60,30 @@ type httpHeaders struct {
 // http returns u's headers in net/http's form.
 func (u *upstreamSet) http() httpHeaders {
 	u.httpOnce.Do(func() {
-		u.httpForm = httpHeaders{make([]string, len(u.headers)), make([][]string, len(u.headers))}
+		n := len(u.headers)
+		u.httpForm = httpHeaders{make([]string, n), make([][]string, n)}
+		values := make([]string, n) // one array for every one-value slice
 		for i, h := range u.headers {
-			u.httpForm.keys[i], u.httpForm.values[i] = http.CanonicalHeaderKey(h.Name), []string{h.Value}
+			key, ok := canonicalIdentityHeaders[h.Name]
+			if !ok {
+				key = http.CanonicalHeaderKey(h.Name)
+			}
+			values[i] = h.Value
+			u.httpForm.keys[i], u.httpForm.values[i] = key, values[i:i+1:i+1]
 		}
 	})
 	return u.httpForm
 }
+
+// canonicalIdentityHeaders are the fixed identity headers' names in net/http's form, computed
+// once rather than for every token.
+var canonicalIdentityHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, h := range FixedIdentityHeaders {
+		m[h] = http.CanonicalHeaderKey(h)
+	}
+	return m
+}()
 
 var noUpstream = &upstreamSet{}
 
