@@ -6,8 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"strings"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/internal/devstack"
+	"github.com/platformauth/envoy-okta-authz/internal/testenv"
 )
 
 // A tested block is a fenced block whose info string is "sh tested" (run against the local
@@ -71,12 +72,7 @@ func documented(s *devstack.Stack) *strings.Replacer {
 // TestDocsCommands runs every tested command of the README and docs/ against the local stack,
 // as a reader would type them, so the docs cannot go stale.
 func TestDocsCommands(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("curl is required in CI; .ci/run installs it")
-		}
-		t.Skip("curl not installed")
-	}
+	testenv.Program(t, "curl", "curl")
 	files, err := filepath.Glob("../docs/*.md")
 	require.NoError(t, err)
 	files = append(files, "../README.md")

@@ -22,30 +22,16 @@ import (
 	nginxconf "github.com/platformauth/envoy-okta-authz/deploy/nginx"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/proxyconf"
+	"github.com/platformauth/envoy-okta-authz/internal/testenv"
 )
 
-// nginxBinary finds nginx. Without it the test skips locally but fails in CI, where .ci/run
-// installs it: the end-to-end proof must not silently vanish.
+// nginxBinary finds nginx (on PATH or in /usr/sbin, as nginxconf.Binary does).
 func nginxBinary(t *testing.T) string {
 	t.Helper()
-	if path, err := nginxconf.Binary(); err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("nginx is required in CI (apt-get install -y nginx-light); .ci/run installs it")
-	}
-	t.Skip("nginx not installed (apt-get install -y nginx-light); skipped outside CI")
-	return ""
+	return testenv.Program(t, "nginx-light", "nginx", "/usr/sbin/nginx")
 }
 
-// freePort reserves a loopback port for nginx (which must bind it itself).
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
+func freePort(t *testing.T) string { return testenv.FreeAddr(t) }
 
 // startNginx runs deploy/nginx/nginx.conf — the file users copy — with its upstreams pointed at
 // the stack and its listener on a free loopback port (deploy/nginx.Local, as the local dev stack

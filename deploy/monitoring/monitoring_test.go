@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,37 +27,16 @@ import (
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
 	"github.com/platformauth/envoy-okta-authz/internal/authzcmd"
+	"github.com/platformauth/envoy-okta-authz/internal/testenv"
 )
-
-// binary finds a Prometheus program (Debian's prometheus package has both). Without it the test
-// skips locally and fails in CI, where .ci/run installs it.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	if path, err := exec.LookPath(name); err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is required in CI (apt-get install -y prometheus); .ci/run installs it", name)
-	}
-	t.Skipf("%s not installed (apt-get install prometheus); skipped outside CI", name)
-	return ""
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // exported starts the service (with a Redis replay store that is down, so that its error
 // counter is registered too), makes allowed and refused checks, and returns its admin address.
 func exported(t *testing.T) (admin string) {
 	t.Helper()
 	idp, _ := devidptest.Start(t, devidp.Config{})
-	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	dead := freeAddr(t)
+	addrs := []string{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}
+	dead := testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
@@ -95,7 +73,7 @@ func exported(t *testing.T) (admin string) {
 // every rule, and answers every dashboard query; and every metric an expression names has
 // series from the service.
 func TestAlertsAndDashboard(t *testing.T) {
-	promtool, prometheus := binary(t, "promtool"), binary(t, "prometheus")
+	promtool, prometheus := testenv.Program(t, "prometheus", "promtool"), testenv.Program(t, "prometheus", "prometheus")
 	// Read here too, so that go test's cache knows the result depends on the file.
 	_, err := os.ReadFile("alerts.yaml")
 	require.NoError(t, err)
@@ -109,7 +87,7 @@ func TestAlertsAndDashboard(t *testing.T) {
 	conf := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [%q]\n"+
 		"scrape_configs:\n  - job_name: authz\n    static_configs: [{targets: [%q]}]\n", rules, admin)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644))
-	web := freeAddr(t)
+	web := testenv.FreeAddr(t)
 	cmd := exec.Command(prometheus, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+web)
 	var log bytes.Buffer

@@ -6,16 +6,16 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/platformauth/envoy-okta-authz/internal/testenv"
 )
 
 func id(s string) [32]byte { return sha256.Sum256([]byte(s)) }
@@ -69,19 +69,11 @@ func TestMemoryStoreFloodEvictsOnlyItsOwnKey(t *testing.T) {
 // locally and fails in CI, where .ci/run installs it.
 func redisServer(t *testing.T) (addr string, stop func()) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is required in CI (apt-get install -y redis-server); .ci/run installs it")
-		}
-		t.Skip("redis-server not installed (apt-get install -y redis-server); skipped outside CI")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	bin := testenv.Program(t, "redis-server", "redis-server")
+	_, port, err := net.SplitHostPort(testenv.FreeAddr(t))
 	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--requirepass", "test-password", "--logfile", filepath.Join(dir, "redis.log"))
 	require.NoError(t, cmd.Start())
 	stopped := false
@@ -93,7 +85,7 @@ func redisServer(t *testing.T) (addr string, stop func()) {
 		}
 	}
 	t.Cleanup(stop)
-	addr = "127.0.0.1:" + strconv.Itoa(port)
+	addr = "127.0.0.1:" + port
 	require.Eventually(t, func() bool {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err != nil {
