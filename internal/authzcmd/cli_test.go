@@ -3,13 +3,20 @@ package authzcmd
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/internal/testenv"
 )
 
 // runCLI runs the command as the binary would, with env as its environment.
@@ -104,4 +111,46 @@ func TestDevUsesTheDevIssuerConvention(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.devExternal, "a running dev issuer")
 	assert.True(t, c.AllowHTTPIssuer)
+}
+
+// TestDevAndDevidpTokensAreInterchangeable: authz --dev with --dev-key, and devidp with the same
+// key file (--key) at the same address, sign tokens each other's verifier accepts.
+func TestDevAndDevidpTokensAreInterchangeable(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "dev-key.pem")
+	issuerAddr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	var out bytes.Buffer
+	go func() {
+		done <- Main(ctx, []string{"--dev", "--dev-key", key, "--dev-addr", issuerAddr, "--http-addr", httpAddr,
+			"--grpc-addr", testenv.FreeAddr(t), "--admin-addr", testenv.FreeAddr(t)}, func(string) string { return "" }, &out, io.Discard)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// What devidp --key FILE --addr ADDR would sign with, minted without its server.
+	var signing *rsa.PrivateKey
+	require.Eventually(t, func() bool {
+		if _, err := os.Stat(key); err != nil {
+			return false // not written yet: loading would create another key
+		}
+		k, _, err := devidp.LoadSigningKey(key) // an error: caught mid-write, try again
+		signing = k
+		return err == nil
+	}, 15*time.Second, 20*time.Millisecond, "authz --dev-key creates the file")
+	idp, err := devidp.New(devidp.Config{Issuer: devidp.IssuerFor(issuerAddr), SigningKey: signing,
+		Clients: map[string]devidp.Client{"demo-client": {Secret: "s", Scopes: []string{"messages:read"}}}})
+	require.NoError(t, err)
+	tok, err := idp.Mint(devidp.TokenRequest{ClientID: "demo-client", Scopes: []string{"messages:read"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/api/messages", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 15*time.Second, 50*time.Millisecond, "a devidp token is accepted by authz --dev with the same key")
+	assert.Contains(t, out.String(), "export TOKEN=", "--dev printed its own tokens")
 }
