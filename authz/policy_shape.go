@@ -21,19 +21,30 @@ func shapeErrors(doc *yaml.Node) []error {
 	if doc == nil || len(doc.Content) == 0 {
 		return nil
 	}
-	var errs []error
-	walkShape(doc.Content[0], reflect.TypeFor[policyFile](), "the file", &errs)
-	return errs
+	w := shapeWalk{aliased: map[*yaml.Node]bool{}}
+	w.walk(doc.Content[0], reflect.TypeFor[policyFile](), "the file")
+	return w.errs
+}
+
+type shapeWalk struct {
+	errs []error
+	// aliased are the anchored nodes walked already: an alias is checked once, however often
+	// it is used, so that a file of aliases to aliases costs no more to check than to read.
+	aliased map[*yaml.Node]bool
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
-func walkShape(n *yaml.Node, t reflect.Type, where string, errs *[]error) {
-	fail := func(format string, a ...any) {
-		*errs = append(*errs, fmt.Errorf("line %d, column %d: %s", n.Line, n.Column, fmt.Sprintf(format, a...)))
-	}
+func (w *shapeWalk) walk(n *yaml.Node, t reflect.Type, where string) {
 	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil || w.aliased[n.Alias] {
+			return
+		}
+		w.aliased[n.Alias] = true
 		n = n.Alias
+	}
+	fail := func(format string, a ...any) {
+		w.errs = append(w.errs, fmt.Errorf("line %d, column %d: %s", n.Line, n.Column, fmt.Sprintf(format, a...)))
 	}
 	if n.Tag == "!!null" {
 		return // an empty value: the field's zero value
@@ -61,10 +72,10 @@ func walkShape(n *yaml.Node, t reflect.Type, where string, errs *[]error) {
 				} else {
 					msg += " (it has " + strings.Join(slices.Sorted(maps.Keys(fields)), ", ") + ")"
 				}
-				*errs = append(*errs, fmt.Errorf("%s", msg))
+				w.errs = append(w.errs, fmt.Errorf("%s", msg))
 				continue
 			}
-			walkShape(v, f.Type, keyWhere(where, k.Value), errs)
+			w.walk(v, f.Type, keyWhere(where, k.Value))
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -72,7 +83,7 @@ func walkShape(n *yaml.Node, t reflect.Type, where string, errs *[]error) {
 			return
 		}
 		for i, item := range n.Content {
-			walkShape(item, t.Elem(), fmt.Sprintf("%s[%d]", where, i), errs)
+			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", where, i))
 		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {

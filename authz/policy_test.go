@@ -2,6 +2,7 @@ package authz
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"log/slog"
 	"reflect"
@@ -343,4 +344,18 @@ func TestSuggest(t *testing.T) {
 	} {
 		assert.Equal(t, want, suggest(key, known), key)
 	}
+}
+
+// TestPolicyAliasBomb: YAML aliases of aliases (a billion laughs) are checked once each and
+// refused, not expanded.
+func TestPolicyAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("rules:\n  - name: r\n    match: {path: /x}\n    require: {scopes: &a0 [x, x, x, x, x, x, x, x, x, x]}\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "  - name: r%d\n    match: {path: /x%d}\n    require: {scopes: &a%d [%s]}\n", i, i, i,
+			strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+	}
+	_, err := LoadPolicy([]byte(b.String()), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "must be a single value", "a list of lists where scopes are names")
 }
