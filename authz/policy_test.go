@@ -2,8 +2,8 @@ package authz
 
 import (
 	"bytes"
-	"fmt"
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
