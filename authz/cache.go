@@ -76,11 +76,11 @@ type cachedRefusal struct {
 	// claims are those of a refused token whose signature verified (an expired one, say), as
 	// Verify returns them for the logs; nil otherwise.
 	claims *Claims
-	// keys and kid name the key a refusal was judged with (a bad signature, or claims refused
-	// after the signature verified). It is forgotten when that key leaves the set, as a
-	// verified token is: without the key the token is refused for its unknown kid.
-	keys    KeySource
-	kid     string
+	// key is the key a refusal was judged with (a bad signature, or claims refused after the
+	// signature verified); zero for refusals made before any key. The refusal is forgotten
+	// when that key leaves the set, as a verified token is: without the key the token is
+	// refused for its unknown kid.
+	key     keyRef
 	err     error
 	expires time.Time
 }
@@ -124,7 +124,7 @@ func (tc *tokenCache) lookup(h [32]byte, token string, now time.Time) (c *Claims
 		return c, true, nil
 	}
 	if e, ok := tc.neg.Get(h); ok {
-		if now.Before(e.expires) && (e.keys == nil || stillHasKey(e.keys, e.kid)) {
+		if now.Before(e.expires) && (e.key.is == nil || stillHasKey(e.key.is.Keys, e.key.kid)) {
 			tc.hits.Add(1)
 			return e.claims, true, e.err
 		}
@@ -172,14 +172,13 @@ func stillHasKey(keys KeySource, kid string) bool {
 	return !ok || kc.HasKey(kid)
 }
 
-// putClaims remembers verified claims c of the token hashed h, verified by issuer is.
-func (tc *tokenCache) putClaims(h [32]byte, c *Claims, is *Issuer, leeway time.Duration) {
+// putClaims remembers verified claims c of the token hashed h, verified by key ref.
+func (tc *tokenCache) putClaims(h [32]byte, c *Claims, ref keyRef, leeway time.Duration) {
 	expires := c.Expiry.Add(leeway)
-	tc.hot.Add(h, &cachedClaims{claims: c, keys: is.Keys, expires: expires})
+	tc.hot.Add(h, &cachedClaims{claims: c, keys: ref.is.Keys, expires: expires})
 
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	ref := keyRef{is, c.KeyID}
 	idx, ok := tc.keyIndex[ref]
 	if !ok {
 		idx = uint32(len(tc.keys))
@@ -215,17 +214,9 @@ func (tc *tokenCache) evictOne() {
 }
 
 // putRefusal remembers refusals that stay refusals, with what Verify returned: the claims (c)
-// when the signature verified, and issuer is when one of its keys judged the signature.
-func (tc *tokenCache) putRefusal(h [32]byte, token string, c *Claims, is *Issuer, err error, now time.Time) {
-	r := &cachedRefusal{claims: c, err: err, expires: now.Add(negativeTTL)}
-	switch {
-	case c != nil && is != nil:
-		r.keys, r.kid = is.Keys, c.KeyID
-	case is != nil:
-		if hdr, _, _, _, perr := parseCompact(token); perr == nil {
-			r.keys, r.kid = is.Keys, hdr.Kid
-		}
-	}
+// when the signature verified, and the key that judged the signature, if any.
+func (tc *tokenCache) putRefusal(h [32]byte, c *Claims, key keyRef, err error, now time.Time) {
+	r := &cachedRefusal{claims: c, key: key, err: err, expires: now.Add(negativeTTL)}
 	switch reasonOf(err) {
 	case ErrMalformed, ErrTooLarge, ErrForbiddenHdr, ErrIssuer, ErrAlgorithm, ErrNoKeyID,
 		ErrSignature, ErrAudience, ErrNoExpiry, ErrExpired, ErrClientID:

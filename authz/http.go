@@ -106,7 +106,7 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			h[k] = hf.values[i]
 		}
 		switch rm := d.RemovedHeaders(u.headers, clientIdentity); {
-		case len(clientIdentity) == 0 && slices.Equal(rm, credentialHeaders):
+		case slices.Equal(rm, credentialHeaders):
 			h[canonicalHeadersToRemove] = removeCredentials
 		case len(rm) > 0:
 			h.Set(envoyHeadersToRemove, strings.Join(rm, ","))

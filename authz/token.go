@@ -325,78 +325,79 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if c, hit, err := v.cache.lookup(h, token, now); hit {
 		return c, err
 	}
-	c, is, err := v.verify(ctx, token)
+	c, key, err := v.verify(ctx, token)
 	if err != nil {
-		v.cache.putRefusal(h, token, c, is, err, now)
+		v.cache.putRefusal(h, c, key, err, now)
 		return c, err
 	}
-	v.cache.putClaims(h, c, is, v.cfg.Leeway)
+	v.cache.putClaims(h, c, key, v.cfg.Leeway)
 	return c, nil
 }
 
-// verify does the work of Verify, and says which issuer verified the token.
-func (v *Verifier) verify(ctx context.Context, token string) (*Claims, *Issuer, error) {
+// verify does the work of Verify, and says which key judged the signature (zero when none
+// did): the cache ties what it remembers, acceptance or refusal, to that key.
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, keyRef, error) {
 	hdr, signingInput, payload, sig, err := parseCompact(token)
 	if err != nil {
-		return nil, nil, err
+		return nil, keyRef{}, err
 	}
 	// Keys named or embedded by the token itself are never used; a token that carries them is
 	// not what Okta issues, so it is refused rather than silently half-honoured.
 	if name := hdr.forbidden(); name != "" {
-		return nil, nil, fmt.Errorf("%w: %s", ErrForbiddenHdr, name)
+		return nil, keyRef{}, fmt.Errorf("%w: %s", ErrForbiddenHdr, name)
 	}
 	c, err := decodeClaims(payload)
 	if err != nil {
-		return nil, nil, err
+		return nil, keyRef{}, err
 	}
 	// Route by the untrusted iss: only the chosen issuer's keys can make it trusted.
 	is, ok := v.byIssuer[strings.TrimSuffix(c.Issuer, "/")]
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: %q", ErrIssuer, c.Issuer)
+		return nil, keyRef{}, fmt.Errorf("%w: %q", ErrIssuer, c.Issuer)
 	}
 	if !slices.Contains(is.Algs, hdr.Alg) {
-		return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
+		return nil, keyRef{}, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
 	}
 	if is.RequireATJWT && !isATJWT(hdr.Typ) {
-		return nil, nil, fmt.Errorf("%w: %q", ErrTokenType, hdr.Typ)
+		return nil, keyRef{}, fmt.Errorf("%w: %q", ErrTokenType, hdr.Typ)
 	}
 	if hdr.Kid == "" {
-		return nil, nil, ErrNoKeyID
+		return nil, keyRef{}, ErrNoKeyID
 	}
 	kctx, cancel := context.WithTimeout(ctx, v.cfg.KeyWait)
 	key, err := is.Keys.Key(kctx, hdr.Kid)
 	cancel()
 	switch {
 	case errors.Is(err, jwks.ErrNotLoaded):
-		return nil, nil, ErrKeysNotLoaded
+		return nil, keyRef{}, ErrKeysNotLoaded
 	case err != nil:
-		return nil, nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
+		return nil, keyRef{}, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
 	}
 	if !key.Allows(hdr.Alg) {
-		return nil, nil, fmt.Errorf("%w: key %q does not allow %s", ErrAlgorithm, hdr.Kid, hdr.Alg)
+		return nil, keyRef{}, fmt.Errorf("%w: key %q does not allow %s", ErrAlgorithm, hdr.Kid, hdr.Alg)
 	}
 	alg, ok := jwa.LookupSignatureAlgorithm(hdr.Alg)
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
+		return nil, keyRef{}, fmt.Errorf("%w: %q", ErrAlgorithm, hdr.Alg)
 	}
 	verifier, err := jws.VerifierFor(alg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrAlgorithm, err)
+		return nil, keyRef{}, fmt.Errorf("%w: %v", ErrAlgorithm, err)
 	}
 	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
-		// The issuer goes with the refusal, for the cache to tie it to the key (putRefusal).
-		return nil, is, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
+		return nil, keyRef{is, hdr.Kid}, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
 	c.intern(is, key.ID)
+	judged := keyRef{is, key.ID}
 	// Routing by iss forgave a trailing slash; the verified iss must be the issuer's
 	// identifier exactly (RFC 9068 §4).
 	if c.Issuer != is.identifier() {
-		return c, is, fmt.Errorf("%w: %q is not the issuer identifier %q", ErrIssuer, c.Issuer, is.identifier())
+		return c, judged, fmt.Errorf("%w: %q is not the issuer identifier %q", ErrIssuer, c.Issuer, is.identifier())
 	}
 	if err := v.checkClaims(is, c); err != nil {
-		return c, is, err
+		return c, judged, err
 	}
-	return c, is, nil
+	return c, judged, nil
 }
 
 // isATJWT reports whether a header typ is RFC 9068's "at+jwt" (media types are

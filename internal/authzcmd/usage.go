@@ -158,8 +158,6 @@ func (d described) Set(s string) error {
 	return nil
 }
 
-func (d described) Get() any { return d.Value.(flag.Getter).Get() }
-
 // boolValue keeps a bool flag usable without a value (--dev).
 type boolValue struct{ described }
 

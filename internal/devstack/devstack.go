@@ -96,10 +96,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			cancel(errors.New("start failed"))
 		}
 	}()
-	var failed = make(chan error, 4)
+	// The first piece to fail stops the stack, and is what Wait reports.
 	fail := func(what string, err error) {
-		if err != nil && ctx.Err() == nil {
-			failed <- fmt.Errorf("%s: %w", what, err)
+		if err != nil {
+			cancel(&pieceError{what, err})
 		}
 	}
 
@@ -153,7 +153,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 	})
 	s.GRPC, s.HTTP, s.Admin = o.GRPCAddr, "http://"+o.HTTPAddr, "http://"+o.AdminAddr
-	if err := waitFor(ctx, failed, func() bool { return get(s.Admin+"/readyz") == http.StatusOK }); err != nil {
+	if err := waitFor(ctx, func() bool { return get(s.Admin+"/readyz") == http.StatusOK }); err != nil {
 		return nil, fmt.Errorf("authz did not become ready: %w", err)
 	}
 
@@ -162,7 +162,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, err
 		}
 		s.Proxy = "http://" + o.ProxyAddr
-		if err := waitFor(ctx, failed, func() bool { return get(s.Proxy+"/healthz") == http.StatusOK }); err != nil {
+		if err := waitFor(ctx, func() bool { return get(s.Proxy+"/healthz") == http.StatusOK }); err != nil {
 			return nil, fmt.Errorf("nginx did not start: %w", err)
 		}
 	}
@@ -175,16 +175,25 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	started = true
 	go func() {
-		select {
-		case err := <-failed:
-			cancel(err)
-			s.done <- err
-		case <-ctx.Done():
-			s.done <- nil
+		<-ctx.Done()
+		var failed *pieceError
+		if errors.As(context.Cause(ctx), &failed) {
+			s.done <- failed
+			return
 		}
+		s.done <- nil // stopped by the caller
 	}()
 	return s, nil
 }
+
+// pieceError is a piece of the stack that failed.
+type pieceError struct {
+	what string
+	err  error
+}
+
+func (e *pieceError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *pieceError) Unwrap() error { return e.err }
 
 // serve runs h on addr until ctx ends.
 func serve(ctx context.Context, running *sync.WaitGroup, addr string, h http.Handler, what string, fail func(string, error)) error {
@@ -259,14 +268,11 @@ func get(url string) int {
 }
 
 // waitFor polls ready (a child's readiness, which nothing announces) for up to 15 seconds, and
-// gives up early when a piece fails.
-func waitFor(ctx context.Context, failed chan error, ready func() bool) error {
+// gives up early when a piece fails (which ends ctx).
+func waitFor(ctx context.Context, ready func() bool) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for !ready() {
 		select {
-		case err := <-failed:
-			failed <- err // the stack's watcher reports it too
-			return err
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-time.After(50 * time.Millisecond):

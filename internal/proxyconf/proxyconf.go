@@ -6,6 +6,7 @@ package proxyconf
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -81,12 +82,12 @@ func traefik(headers []string, forward bool) string {
 	b.WriteString("# listed header from the request and copies the service's (a client copy never passes).\n")
 	b.WriteString("authResponseHeaders:\n")
 	for _, h := range headers {
-		fmt.Fprintf(&b, "  - %s\n", canonical(h))
+		fmt.Fprintf(&b, "  - %s\n", http.CanonicalHeaderKey(h))
 	}
 	b.WriteString("# And a headers middleware for routers without forwardAuth (e.g. /healthz):\n")
 	b.WriteString("customRequestHeaders:\n")
 	for _, h := range headers {
-		fmt.Fprintf(&b, "  %s: \"\"\n", canonical(h))
+		fmt.Fprintf(&b, "  %s: \"\"\n", http.CanonicalHeaderKey(h))
 	}
 	if !forward {
 		b.WriteString("# After forwardAuth, a headers middleware that keeps the token from the upstream:\n")
@@ -118,13 +119,3 @@ func writePatterns(b *strings.Builder, indent string, headers []string) {
 	}
 }
 
-// canonical is a header name as Traefik's configuration writes it (X-User-Email).
-func canonical(h string) string {
-	parts := strings.Split(h, "-")
-	for i, p := range parts {
-		if p != "" {
-			parts[i] = strings.ToUpper(p[:1]) + p[1:]
-		}
-	}
-	return strings.Join(parts, "-")
-}
