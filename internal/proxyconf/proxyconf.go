@@ -118,4 +118,3 @@ func writePatterns(b *strings.Builder, indent string, headers []string) {
 		}
 	}
 }
-
