@@ -21,30 +21,38 @@ func shapeErrors(doc *yaml.Node) []error {
 	if doc == nil || len(doc.Content) == 0 {
 		return nil
 	}
-	w := shapeWalk{aliased: map[*yaml.Node]bool{}}
+	w := shapeWalk{aliased: map[aliasUse]bool{}}
 	w.walk(doc.Content[0], reflect.TypeFor[policyFile](), "the file")
 	return w.errs
 }
 
 type shapeWalk struct {
 	errs []error
-	// aliased are the anchored nodes walked already: an alias is checked once, however often
-	// it is used, so that a file of aliases to aliases costs no more to check than to read.
-	aliased map[*yaml.Node]bool
+	// aliased are the anchored nodes walked already, each as the type it was checked for: an
+	// alias is checked once per place it can stand, however often it is used there, so that a
+	// file of aliases to aliases costs no more to check than to read.
+	aliased map[aliasUse]bool
+}
+
+type aliasUse struct {
+	n *yaml.Node
+	t reflect.Type
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
 func (w *shapeWalk) walk(n *yaml.Node, t reflect.Type, where string) {
+	at := n // errors point where the value is used, an alias's place rather than its anchor's
 	if n.Kind == yaml.AliasNode {
-		if n.Alias == nil || w.aliased[n.Alias] {
+		use := aliasUse{n.Alias, t}
+		if n.Alias == nil || w.aliased[use] {
 			return
 		}
-		w.aliased[n.Alias] = true
+		w.aliased[use] = true
 		n = n.Alias
 	}
 	fail := func(format string, a ...any) {
-		w.errs = append(w.errs, fmt.Errorf("line %d, column %d: %s", n.Line, n.Column, fmt.Sprintf(format, a...)))
+		w.errs = append(w.errs, fmt.Errorf("line %d, column %d: %s", at.Line, at.Column, fmt.Sprintf(format, a...)))
 	}
 	if n.Tag == "!!null" {
 		return // an empty value: the field's zero value

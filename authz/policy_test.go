@@ -359,3 +359,21 @@ func TestPolicyAliasBomb(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "must be a single value", "a list of lists where scopes are names")
 }
+
+// TestPolicyAliasOfAnotherShape: an alias used where another shape belongs is reported there,
+// in the file's terms, even when the same anchor fits where it was defined.
+func TestPolicyAliasOfAnotherShape(t *testing.T) {
+	_, err := LoadPolicy([]byte(`rules:
+  - name: a
+    match: {path: /a}
+    require: {scopes: &s [x]}
+  - name: b
+    match: {path: /b}
+    require: {scopes: *s}
+  - name: c
+    match: *s
+`), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 9, column 12: rules[2].match must be a mapping (key: value), not a list")
+	assert.NotContains(t, err.Error(), "authz.", "no Go type names")
+}
