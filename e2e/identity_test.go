@@ -41,11 +41,13 @@ func TestClaimHeadersReachTheAPI(t *testing.T) {
 	}))
 	full := s.mint(t, map[string]any{"email": "ada@example.com", "groups": []string{"admins", "users"}})
 	noGroups := s.mint(t, map[string]any{"email": "bob@example.com"})
-	// Every spelling a client might try: duplicates, and underscores that CGI-style
-	// upstreams (PHP, Django, Rails) read as dashes.
+	// Every spelling a client might try: duplicates, other cases of the same name (sent as
+	// separate header lines), and underscores that CGI-style upstreams (PHP, Django, Rails)
+	// read as dashes.
 	spoofed := func(tok string) http.Header {
 		return http.Header{"Authorization": {"Bearer " + tok}, "X-User-Email": {"mallory@example.com"},
 			"X-User-Groups": {"root", "wheel"}, "X-Authz-Subject": {"root"}, "X-Authz-User-Id": {"root", "root2"},
+			"X-USER-EMAIL": {"mallory@example.com"}, "x-authz-subject": {"root"}, "x-Authz-Claims": {"root"},
 			"X_User_Email": {"mallory@example.com"}, "X_Authz_Subject": {"root"}, "x_user_groups": {"root"}}
 	}
 	noSpoofArrived := func(t *testing.T) {

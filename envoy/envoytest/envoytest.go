@@ -11,6 +11,7 @@ package envoytest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -567,11 +568,20 @@ func (p *Proxy) DynamicMetadataFromHeaders(answer http.Header) map[string]string
 	return out
 }
 
-// AcceptHeaders applies the connection manager's headers_with_underscores_action to a client's
-// request headers: DROP_HEADER removes every header whose name holds an underscore;
-// REJECT_REQUEST refuses the request (ok false); ALLOW, the default, keeps them
-// (source/common/http/http1/codec_impl.cc and http2, checkHeaderNameForUnderscores).
+// AcceptHeaders takes a client's request headers as Envoy's codecs do. Names are
+// case-insensitive: Envoy's header map stores them lower-cased, so lines that differ only in
+// case are one header with several values (source/common/http/http1/codec_impl.cc lower-cases
+// each name as it is parsed); here they merge under the canonical key, their values appended.
+// Then the connection manager's headers_with_underscores_action: DROP_HEADER removes every
+// header whose name holds an underscore; REJECT_REQUEST refuses the request (ok false); ALLOW,
+// the default, keeps them (codec_impl.cc and http2, checkHeaderNameForUnderscores).
 func (p *Proxy) AcceptHeaders(h http.Header) (ok bool) {
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			h[c] = append(h[c], h[k]...)
+			delete(h, k)
+		}
+	}
 	action := p.HCM.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction()
 	for k := range h {
 		if !strings.Contains(k, "_") {
