@@ -111,6 +111,9 @@ func TestDevUsesTheDevIssuerConvention(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, c.devExternal, "a running dev issuer")
 	assert.True(t, c.AllowHTTPIssuer)
+
+	_, err = parseConfig([]string{"--dev", "--issuer", "https://example.okta.com/oauth2/default"}, func(string) string { return "" }, &bytes.Buffer{})
+	assert.ErrorContains(t, err, "drop --dev", "--dev never runs against a real issuer")
 }
 
 // TestDevAndDevidpTokensAreInterchangeable: authz --dev with --dev-key, and devidp with the same

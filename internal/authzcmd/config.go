@@ -213,9 +213,14 @@ func (c *config) validate() []error {
 			add("--dev-addr: %v", err)
 		}
 		c.AllowHTTPIssuer = true
-		if c.Issuer == "" {
+		switch {
+		case c.Issuer == "":
 			c.Issuer = devidp.IssuerFor(c.DevAddr)
-		} else {
+		case !strings.HasPrefix(c.Issuer, "http://"):
+			// A real issuer with --dev (say AUTHZ_DEV left set in production) would run with the
+			// demo policy and plain http allowed: refuse it loudly instead.
+			add("--dev points only at a dev issuer (http://…); %q looks like a real one: drop --dev", c.Issuer)
+		default:
 			c.devExternal = true
 		}
 		if c.Policy == "" {
