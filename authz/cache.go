@@ -218,7 +218,7 @@ func (tc *tokenCache) evictOne() {
 func (tc *tokenCache) putRefusal(h [32]byte, c *Claims, key keyRef, err error, now time.Time) {
 	r := &cachedRefusal{claims: c, key: key, err: err, expires: now.Add(negativeTTL)}
 	switch reasonOf(err) {
-	case ErrMalformed, ErrTooLarge, ErrForbiddenHdr, ErrIssuer, ErrAlgorithm, ErrNoKeyID,
+	case ErrMalformed, ErrAmbiguousClaims, ErrTooLarge, ErrForbiddenHdr, ErrIssuer, ErrAlgorithm, ErrNoKeyID,
 		ErrSignature, ErrAudience, ErrNoExpiry, ErrExpired, ErrClientID:
 		tc.neg.Add(h, r)
 	}

@@ -1,8 +1,10 @@
 package authz
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"reflect"
 	"slices"
 	"strings"
@@ -253,10 +255,13 @@ func (rule *Rule) check(c *Claims) (reason *Reason, scope, detail string) {
 	return nil, "", ""
 }
 
-// All returns every claim, decoded from the verified payload (numbers as float64).
+// All returns every claim, decoded from the verified payload. Numbers are json.Number: they
+// keep their JSON form (a 2^53+1 id forwarded in a header stays exact), and compare by value.
 func (c *Claims) All() (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(c.Raw))
+	dec.UseNumber()
 	var m map[string]any
-	if err := json.Unmarshal(c.Raw, &m); err != nil {
+	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
 	return m, nil
@@ -319,17 +324,53 @@ func containsValue(claim, want any) bool {
 }
 
 // jsonEqual compares a JSON-decoded claim with a policy value, which the loader normalised to
-// its JSON form (so YAML's 1 equals JSON's 1.0).
-func jsonEqual(claim, want any) bool { return reflect.DeepEqual(claim, want) }
+// its JSON form: numbers by value (YAML's 1 equals JSON's 1.0 and 1e0), the rest exactly.
+func jsonEqual(claim, want any) bool {
+	switch c := claim.(type) {
+	case json.Number:
+		w, ok := want.(json.Number)
+		return ok && numberEqual(c, w)
+	case []any:
+		w, ok := want.([]any)
+		return ok && slices.EqualFunc(c, w, jsonEqual)
+	case map[string]any:
+		w, ok := want.(map[string]any)
+		if !ok || len(c) != len(w) {
+			return false
+		}
+		for k, v := range c {
+			if wv, ok := w[k]; !ok || !jsonEqual(v, wv) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(claim, want)
+}
 
-// normalize gives a policy value the form encoding/json decodes it to.
+// numberPrecision is the precision numbers are compared at: exact for integers of up to about
+// 300 digits, far beyond any id.
+const numberPrecision = 1024
+
+func numberEqual(a, b json.Number) bool {
+	if a == b {
+		return true
+	}
+	x, _, errA := big.ParseFloat(string(a), 10, numberPrecision, big.ToNearestEven)
+	y, _, errB := big.ParseFloat(string(b), 10, numberPrecision, big.ToNearestEven)
+	return errA == nil && errB == nil && x.Cmp(y) == 0
+}
+
+// normalize gives a policy value the form Claims.All decodes claims to.
 func normalize(v any) any {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return v
 	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
 	var out any
-	if err := json.Unmarshal(b, &out); err != nil {
+	if err := dec.Decode(&out); err != nil {
 		return v
 	}
 	return out

@@ -20,23 +20,26 @@ func (r *Reason) Error() string { return r.Description }
 // The reasons a token is refused. Descriptions are short, fixed strings: they go into
 // WWW-Authenticate, so they never contain quotes or anything taken from the request.
 var (
-	ErrNoCredentials  = &Reason{"no_token", "An access token is required"}
-	ErrMalformed      = &Reason{"malformed_token", "The access token is malformed"}
-	ErrTooLarge       = &Reason{"token_too_large", "The access token is too large"}
-	ErrAlgorithm      = &Reason{"alg_not_allowed", "The signing algorithm is not allowed"}
-	ErrNoKeyID        = &Reason{"missing_kid", "The access token has no key id"}
-	ErrForbiddenHdr   = &Reason{"forbidden_header", "The access token header is not acceptable"}
-	ErrTokenType      = &Reason{"wrong_token_type", "The token is not an access token (typ at+jwt)"}
-	ErrUnknownKey     = &Reason{"unknown_kid", "The signing key is unknown"}
-	ErrSignature      = &Reason{"bad_signature", "The signature is invalid"}
-	ErrIssuer         = &Reason{"wrong_issuer", "The issuer is not accepted"}
-	ErrAudience       = &Reason{"wrong_audience", "The audience is not accepted"}
-	ErrNoExpiry       = &Reason{"missing_exp", "The access token has no expiry"}
-	ErrExpired        = &Reason{"token_expired", "The access token expired"}
-	ErrNotYetValid    = &Reason{"token_not_yet_valid", "The access token is not yet valid"}
-	ErrIssuedInFuture = &Reason{"iat_in_future", "The access token was issued in the future"}
-	ErrClientID       = &Reason{"client_not_allowed", "The client is not allowed"}
-	ErrKeysNotLoaded  = &Reason{"keys_not_loaded", "The signing keys are not loaded yet"}
+	ErrNoCredentials = &Reason{"no_token", "An access token is required"}
+	ErrMalformed     = &Reason{"malformed_token", "The access token is malformed"}
+	// ErrAmbiguousClaims: two claim names (at any depth) are equal but for case, or repeated;
+	// readers of the claims would disagree on which one counts.
+	ErrAmbiguousClaims = &Reason{"ambiguous_claim_names", "The access token has claim names that differ only in case"}
+	ErrTooLarge        = &Reason{"token_too_large", "The access token is too large"}
+	ErrAlgorithm       = &Reason{"alg_not_allowed", "The signing algorithm is not allowed"}
+	ErrNoKeyID         = &Reason{"missing_kid", "The access token has no key id"}
+	ErrForbiddenHdr    = &Reason{"forbidden_header", "The access token header is not acceptable"}
+	ErrTokenType       = &Reason{"wrong_token_type", "The token is not an access token (typ at+jwt)"}
+	ErrUnknownKey      = &Reason{"unknown_kid", "The signing key is unknown"}
+	ErrSignature       = &Reason{"bad_signature", "The signature is invalid"}
+	ErrIssuer          = &Reason{"wrong_issuer", "The issuer is not accepted"}
+	ErrAudience        = &Reason{"wrong_audience", "The audience is not accepted"}
+	ErrNoExpiry        = &Reason{"missing_exp", "The access token has no expiry"}
+	ErrExpired         = &Reason{"token_expired", "The access token expired"}
+	ErrNotYetValid     = &Reason{"token_not_yet_valid", "The access token is not yet valid"}
+	ErrIssuedInFuture  = &Reason{"iat_in_future", "The access token was issued in the future"}
+	ErrClientID        = &Reason{"client_not_allowed", "The client is not allowed"}
+	ErrKeysNotLoaded   = &Reason{"keys_not_loaded", "The signing keys are not loaded yet"}
 )
 
 // The reasons a request is refused before any rule or token is considered (400

@@ -298,9 +298,9 @@ func TestRequireATJWT(t *testing.T) {
 	assert.NoError(t, err)
 }
 
-// FuzzVerifiedClaimsDecoding: the token cache decodes verified payloads with go-json; for every
-// payload the standard decoder accepts (the only ones that can have verified), the claims must
-// be the same.
+// FuzzVerifiedClaimsDecoding: the token cache reads verified payloads again without checking
+// them (strictjson.Members); for every payload decodeClaims accepts (the only ones that can have
+// verified), the claims must be the same.
 func FuzzVerifiedClaimsDecoding(f *testing.F) {
 	for _, seed := range []string{
 		`{"ver":1,"jti":"AT.x","iss":"https://example.okta.com/oauth2/default","aud":"api://default","iat":1796069579,"exp":1796073179,"cid":"0oa1","uid":"00u1","scp":["openid","messages:read"],"sub":"ada@example.com","email":"ada@example.com"}`,
@@ -320,10 +320,10 @@ func FuzzVerifiedClaimsDecoding(f *testing.F) {
 		}
 		got, err := decodeVerifiedClaims(payload)
 		if err != nil {
-			t.Fatalf("go-json refused what encoding/json accepted: %v\n%q", err, payload)
+			t.Fatalf("the cache's decoding refused what verification accepted: %v\n%q", err, payload)
 		}
 		if !reflect.DeepEqual(want, got) {
-			t.Fatalf("claims differ for %q:\nencoding/json %+v\ngo-json       %+v", payload, want, got)
+			t.Fatalf("claims differ for %q:\nverification %+v\ncache        %+v", payload, want, got)
 		}
 	})
 }
