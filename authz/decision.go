@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
@@ -245,7 +246,13 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	if err != nil {
 		return Decision{Outcome: InvalidRequest, Reason: pathReason(err), Detail: err.Error()}
 	}
-	cred := a.credential(ctx, r)
+	// The host the proxy routes on; a host the proxies may split differently is refused before
+	// any rule or DPoP proof reads it.
+	host, err := reqhost.Parse(r.Host)
+	if err != nil {
+		return Decision{Outcome: InvalidRequest, Reason: ErrInvalidHost, Path: path.Canonical, Detail: err.Error()}
+	}
+	cred := a.credential(ctx, r, host)
 	if cred.err == ErrMultipleCredentials {
 		return Decision{Outcome: InvalidRequest, Reason: ErrMultipleCredentials, Path: path.Canonical}
 	}
@@ -257,7 +264,7 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 		nJudged  int
 		severity = -1
 	)
-	pol.eachReading(r, path, func(_ string, _ reqpath.Reading, rule *Rule) {
+	pol.eachReading(r, host.Name, path, func(_ string, _ reqpath.Reading, rule *Rule) {
 		if slices.Contains(judged[:nJudged], rule) {
 			return
 		}
@@ -284,7 +291,7 @@ type credential struct {
 	bound  uint8 // the sender constraints the request proved (boundDPoP, boundMTLS)
 }
 
-func (a *Authorizer) credential(ctx context.Context, r *Request) credential {
+func (a *Authorizer) credential(ctx context.Context, r *Request, host reqhost.Host) credential {
 	scheme, token, err := accessToken(r.Authorization)
 	if err == nil && scheme == SchemeDPoP && a.dpop == nil {
 		err, scheme = errNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
@@ -295,7 +302,7 @@ func (a *Authorizer) credential(ctx context.Context, r *Request) credential {
 	c := credential{scheme: scheme, parsed: true}
 	c.claims, c.err = a.verifier.Verify(ctx, token)
 	if c.err == nil {
-		c.bound, c.err = a.bind(ctx, r, scheme, token, c.claims)
+		c.bound, c.err = a.bind(ctx, r, host, scheme, token, c.claims)
 	}
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
@@ -138,12 +139,13 @@ type ClaimRequirement struct {
 	Exists      *bool  // the claim is present (true) or absent (false)
 }
 
-// match reports whether the rule covers r read with method and path reading rd.
-func (rule *Rule) match(r *Request, method string, rd reqpath.Reading) bool {
+// match reports whether the rule covers r, whose host is host, read with method and path
+// reading rd.
+func (rule *Rule) match(r *Request, host string, method string, rd reqpath.Reading) bool {
 	if rule.Policy != "" && r.ContextExtensions["policy"] != rule.Policy {
 		return false
 	}
-	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, hostOnly(r.Host)) {
+	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, host) {
 		return false
 	}
 	if len(rule.Methods) > 0 && !slices.Contains(rule.Methods, method) {
@@ -152,20 +154,11 @@ func (rule *Rule) match(r *Request, method string, rd reqpath.Reading) bool {
 	return rule.paths.match(rd)
 }
 
-// hostOnly is the host name without port, lower-case, without the trailing dot of a fully
-// qualified name (which names the same host).
-func hostOnly(h string) string {
-	h = strings.ToLower(h)
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
-		h = h[:i]
-	}
-	return strings.TrimSuffix(h, ".")
-}
-
 // eachReading calls fn with every reading of r — each way a common upstream may read its
 // method and canonical path p — and the rule that reading selects, the canonical reading first.
-// Readings that cannot select another rule (no rules, or no rule naming methods) are skipped.
-func (p *Policy) eachReading(r *Request, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
+// host is r's host as the proxy routes on it (reqhost). Readings that cannot select another
+// rule (no rules, or no rule naming methods) are skipped.
+func (p *Policy) eachReading(r *Request, host string, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
 	var buf [reqpath.MaxReadings]reqpath.Reading
 	readings := buf[:1]
 	readings[0] = reqpath.Reading{Path: path.Canonical}
@@ -179,7 +172,7 @@ func (p *Policy) eachReading(r *Request, path reqpath.Path, fn func(method strin
 	}
 	for _, m := range methods[:n] {
 		for _, rd := range readings {
-			fn(m, rd, p.match(r, m, rd))
+			fn(m, rd, p.match(r, host, m, rd))
 		}
 	}
 }
@@ -192,24 +185,28 @@ type RuleReading struct {
 }
 
 // Explain returns the canonical path of r and each of its readings with the rule it selects,
-// as the decision judges them; or the refusal of r's path.
+// as the decision judges them; or the refusal of r's path or host.
 func (p *Policy) Explain(r *Request) (string, []RuleReading, error) {
 	path, err := reqpath.Parse(r.Path)
 	if err != nil {
 		return "", nil, err
 	}
+	host, err := reqhost.Parse(r.Host)
+	if err != nil {
+		return "", nil, err
+	}
 	var out []RuleReading
-	p.eachReading(r, path, func(m string, rd reqpath.Reading, rule *Rule) {
+	p.eachReading(r, host.Name, path, func(m string, rd reqpath.Reading, rule *Rule) {
 		out = append(out, RuleReading{Method: m, Reading: rd, Rule: rule.Name})
 	})
 	return path.Canonical, out, nil
 }
 
-// match returns the first rule covering r read with method and path reading rd, or the
-// default rule.
-func (p *Policy) match(r *Request, method string, rd reqpath.Reading) *Rule {
+// match returns the first rule covering r (whose host is host) read with method and path
+// reading rd, or the default rule.
+func (p *Policy) match(r *Request, host, method string, rd reqpath.Reading) *Rule {
 	for _, rule := range p.Rules {
-		if rule.match(r, method, rd) {
+		if rule.match(r, host, method, rd) {
 			return rule
 		}
 	}

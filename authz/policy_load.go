@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
@@ -377,10 +378,12 @@ func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []erro
 		rule.paths = newPathMatcher(pathRegex, "", re)
 	}
 	for _, h := range m.Hosts {
-		if h == "" || strings.ContainsAny(h, "/ ") {
-			fail("host %q is not a host name", h)
+		// Matched without the port (a port written here is ignored, as it always was).
+		host, err := reqhost.Parse(h)
+		if err != nil || h == "" {
+			fail("host %q is not a host name (letters, digits, - and _ in dot-separated labels, an IPv4 address or [IPv6])", h)
 		}
-		rule.Hosts = append(rule.Hosts, hostOnly(h))
+		rule.Hosts = append(rule.Hosts, host.Name)
 	}
 	for _, meth := range m.Methods {
 		u := strings.ToUpper(meth)

@@ -46,6 +46,9 @@ var (
 // invalid_request): it cannot be judged as the upstream would read it.
 var (
 	ErrMultipleCredentials = &Reason{"multiple_credentials", "The request has more than one Authorization header"}
+	// ErrInvalidHost: the Host is not a host name, address or [IPv6] with an optional numeric
+	// port, so proxies may route it to another host than the one a rule would judge.
+	ErrInvalidHost = &Reason{"invalid_host", "The request host is not a valid host name and port"}
 	// ErrRequestSource: the HTTP decision API could not tell which request to judge from the
 	// proxy's headers (missing, or another proxy's set present too).
 	ErrRequestSource = &Reason{"request_source", "The proxy did not say which request to authorize"}

@@ -45,8 +45,10 @@ func variable(h string) string { return "$authz_" + strings.ReplaceAll(h, "-", "
 func NginxBlocks(headers []string, forward bool) (server, location string) {
 	var sb strings.Builder
 	sb.WriteString("        " + ServerBegin + "\n")
-	sb.WriteString("        # A client's copy of an identity header never reaches the API; locations without\n")
+	sb.WriteString("        # A client's copy of an identity header never reaches the API: every X-Authz-* header\n")
+	sb.WriteString("        # is cleared (headers-more), the named ones are set empty; locations without\n")
 	sb.WriteString("        # proxy_set_header of their own (/healthz) inherit these, \"location /\" sets its own.\n")
+	sb.WriteString("        more_clear_input_headers \"X-Authz-*\";\n")
 	for _, h := range headers {
 		fmt.Fprintf(&sb, "        proxy_set_header %s \"\";\n", h)
 	}
