@@ -91,7 +91,17 @@ type Request struct {
 	ClientCert string
 	// ContextExtensions are Envoy's per-route check_settings (gRPC only).
 	ContextExtensions map[string]string
-	RequestID         string
+	// MethodOverrides holds the values of the method-override headers (X-HTTP-Method-Override,
+	// X-HTTP-Method, X-Method-Override); ContentType and Body say whether the body may be a
+	// form (whose _method some upstreams honour).
+	MethodOverrides []string
+	ContentType     string
+	Body            Body
+	// Policy is the policy to decide by: the snapshot the front end read the identity header
+	// names from, so that one request sees one policy even across a reload. nil: the policy in
+	// force.
+	Policy    *Policy
+	RequestID string
 	// Frontend names the front end that asked ("grpc", "http"), for metrics and logs.
 	Frontend string
 	// Invalid is set by a front end that could not read the request as its proxy sends it;
@@ -252,19 +262,27 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	if err != nil {
 		return Decision{Outcome: InvalidRequest, Reason: ErrInvalidHost, Path: path.Canonical, Detail: err.Error()}
 	}
+	pol := r.Policy
+	if pol == nil {
+		pol = a.policy.Load()
+	}
+	var methodBuf [maxMethods + 1]string
+	methods, ok := pol.methods(methodBuf[:0], r)
+	if !ok {
+		return Decision{Outcome: InvalidRequest, Reason: ErrMethodOverrides, Path: path.Canonical}
+	}
 	cred := a.credential(ctx, r, host)
 	if cred.err == ErrMultipleCredentials {
 		return Decision{Outcome: InvalidRequest, Reason: ErrMultipleCredentials, Path: path.Canonical}
 	}
 
-	pol := a.policy.Load()
 	var (
 		decided  Decision
-		judged   [2 * reqpath.MaxReadings]*Rule
+		judged   [maxMethods * reqpath.MaxReadings]*Rule
 		nJudged  int
 		severity = -1
 	)
-	pol.eachReading(r, host.Name, path, func(_ string, _ reqpath.Reading, rule *Rule) {
+	pol.eachReading(r, host.Name, methods, path, func(_ string, _ reqpath.Reading, rule *Rule) {
 		if slices.Contains(judged[:nJudged], rule) {
 			return
 		}

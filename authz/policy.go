@@ -25,9 +25,13 @@ type Policy struct {
 	// Paths says how the upstream may read a path besides its canonical form; a request must
 	// satisfy the rule of every reading (see Authorizer.decide).
 	Paths reqpath.Options
-	// HeadAsGet: some rule names methods, so a HEAD is also judged as the GET it runs upstream
-	// (Go's ServeMux and Express serve HEAD with the GET handler).
-	HeadAsGet bool
+	// MethodReadings: some rule names methods, so a request is also judged under every other
+	// method the upstream may run it as (see methods): HEAD as GET, and overrides.
+	MethodReadings bool
+	// MethodOverride: the upstream may honour method overrides (upstream_paths.method_override).
+	MethodOverride bool
+	// ruleMethods are the methods the rules name, for a form POST whose body may name any.
+	ruleMethods []string
 	// identityNames are the claim headers any rule sets: a client's copies are always removed.
 	identityNames identityNames
 }
@@ -156,21 +160,16 @@ func (rule *Rule) match(r *Request, host string, method string, rd reqpath.Readi
 
 // eachReading calls fn with every reading of r — each way a common upstream may read its
 // method and canonical path p — and the rule that reading selects, the canonical reading first.
-// host is r's host as the proxy routes on it (reqhost). Readings that cannot select another
-// rule (no rules, or no rule naming methods) are skipped.
-func (p *Policy) eachReading(r *Request, host string, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
+// host is r's host as the proxy routes on it (reqhost), methods the methods it may run as
+// (Policy.methods). Path readings that cannot select another rule (no rules) are skipped.
+func (p *Policy) eachReading(r *Request, host string, methods []string, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
 	var buf [reqpath.MaxReadings]reqpath.Reading
 	readings := buf[:1]
 	readings[0] = reqpath.Reading{Path: path.Canonical}
 	if len(p.Rules) > 0 {
 		readings = path.Readings(buf[:0], p.Paths)
 	}
-	methods := [2]string{strings.ToUpper(r.Method)}
-	n := 1
-	if p.HeadAsGet && methods[0] == "HEAD" {
-		methods[1], n = "GET", 2
-	}
-	for _, m := range methods[:n] {
+	for _, m := range methods {
 		for _, rd := range readings {
 			fn(m, rd, p.match(r, host, m, rd))
 		}
@@ -195,8 +194,12 @@ func (p *Policy) Explain(r *Request) (string, []RuleReading, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	methods, ok := p.methods(nil, r)
+	if !ok {
+		return "", nil, ErrMethodOverrides
+	}
 	var out []RuleReading
-	p.eachReading(r, host.Name, path, func(m string, rd reqpath.Reading, rule *Rule) {
+	p.eachReading(r, host.Name, methods, path, func(m string, rd reqpath.Reading, rule *Rule) {
 		out = append(out, RuleReading{Method: m, Reading: rd, Rule: rule.Name})
 	})
 	return path.Canonical, out, nil

@@ -118,6 +118,10 @@ type upstreamPathsSpec struct {
 	CaseInsensitive *bool `yaml:"case_insensitive"`
 	TrailingSlash   *bool `yaml:"trailing_slash"`
 	PathParameters  *bool `yaml:"path_parameters"`
+	// MethodOverride: the upstream may run a request under the method an X-HTTP-Method-Override
+	// (or X-HTTP-Method, X-Method-Override) header, a _method query parameter or a form body's
+	// _method names.
+	MethodOverride *bool `yaml:"method_override"`
 }
 
 func orTrue(b *bool) bool { return b == nil || *b }
@@ -228,7 +232,7 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
 	}
 
-	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers, Paths: reqpath.Options{
+	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers, MethodOverride: orTrue(f.UpstreamPaths.MethodOverride), Paths: reqpath.Options{
 		CaseInsensitive: orTrue(f.UpstreamPaths.CaseInsensitive),
 		TrailingSlash:   orTrue(f.UpstreamPaths.TrailingSlash),
 		Parameters:      orTrue(f.UpstreamPaths.PathParameters),
@@ -309,7 +313,12 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
 		p.Paths.AlwaysFold = p.Paths.AlwaysFold || rule.paths.hasUpper()
 		p.Paths.AlwaysSlash = p.Paths.AlwaysSlash || rule.paths.hasTrailingSlash()
-		p.HeadAsGet = p.HeadAsGet || len(rule.Methods) > 0
+		p.MethodReadings = p.MethodReadings || len(rule.Methods) > 0
+		for _, m := range rule.Methods {
+			if !slices.Contains(p.ruleMethods, m) {
+				p.ruleMethods = append(p.ruleMethods, m)
+			}
+		}
 	}
 	return p, nil
 }

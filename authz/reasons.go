@@ -46,6 +46,9 @@ var (
 // invalid_request): it cannot be judged as the upstream would read it.
 var (
 	ErrMultipleCredentials = &Reason{"multiple_credentials", "The request has more than one Authorization header"}
+	// ErrMethodOverrides: the request names more methods to run as (override headers, _method
+	// parameters) than it can be judged under.
+	ErrMethodOverrides = &Reason{"method_overrides", "The request names too many method overrides"}
 	// ErrInvalidHost: the Host is not a host name, address or [IPv6] with an optional numeric
 	// port, so proxies may route it to another host than the one a rule would judge.
 	ErrInvalidHost = &Reason{"invalid_host", "The request host is not a valid host name and port"}

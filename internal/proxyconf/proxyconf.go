@@ -105,6 +105,7 @@ func envoy(headers []string) string {
 	b.WriteString("# http_service (envoy-http.yaml): the service must see client copies, and Envoy must copy\n")
 	b.WriteString("# the answer's headers upstream.\n")
 	b.WriteString("allowed_headers:\n  patterns:\n    - exact: dpop\n    - exact: x-forwarded-proto\n    - exact: x-request-id\n")
+	b.WriteString("    - exact: content-type\n    - exact: x-http-method-override\n    - exact: x-http-method\n    - exact: x-method-override\n")
 	writePatterns(&b, "    ", headers)
 	b.WriteString("http_service:\n  authorization_response:\n    allowed_upstream_headers:\n      patterns:\n")
 	writePatterns(&b, "        ", headers)
