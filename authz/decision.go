@@ -286,9 +286,12 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 		if slices.Contains(judged[:nJudged], rule) {
 			return
 		}
+		// Only the canonical reading's rule can be the one whose allow forwards an identity; the
+		// other rules judge whether the request may pass, not what the upstream is told.
+		forwards := nJudged == 0
 		judged[nJudged] = rule
 		nJudged++
-		d := decideRule(rule, pol.DryRun, &cred)
+		d := decideRule(rule, pol.DryRun, &cred, forwards)
 		// Refusals first, then dry-run allows (so their would-be is logged), then allows;
 		// among equals the earliest reading (the canonical one first).
 		if s := d.severity(); s > severity {
@@ -339,8 +342,8 @@ func (d *Decision) severity() int {
 // decideRule is the decision of one rule on a request's credential: the token, its
 // verification, then the rule's requirements; in dry run a refusal becomes an allow that
 // remembers it.
-func decideRule(rule *Rule, dryRun bool, cred *credential) Decision {
-	d := judge(rule, cred)
+func decideRule(rule *Rule, dryRun bool, cred *credential, forwards bool) Decision {
+	d := judge(rule, cred, forwards)
 	d.Rule = rule.Name
 	if d.Outcome != Allow && (rule.DryRun || dryRun) {
 		// Dry run: say what would have happened, let the request through. Only a fully valid
@@ -354,8 +357,8 @@ func decideRule(rule *Rule, dryRun bool, cred *credential) Decision {
 	return d
 }
 
-func judge(rule *Rule, cred *credential) Decision {
-	d := judgeToken(rule, cred)
+func judge(rule *Rule, cred *credential, forwards bool) Decision {
+	d := judgeToken(rule, cred, forwards)
 	d.identity = rule.identity
 	// The challenge is DPoP's when the client used DPoP or only DPoP can help, and Bearer's
 	// when the rule asks for a certificate-bound token.
@@ -368,7 +371,9 @@ func judge(rule *Rule, cred *credential) Decision {
 	return d
 }
 
-func judgeToken(rule *Rule, cred *credential) Decision {
+// judgeToken is judge without the challenge. With forwards, an allow renders the rule's
+// identity (a claim it cannot forward refuses the request); without, the rule only judges.
+func judgeToken(rule *Rule, cred *credential, forwards bool) Decision {
 	err := cred.err
 	switch {
 	case err == nil:
@@ -401,6 +406,9 @@ func judgeToken(rule *Rule, cred *credential) Decision {
 	}
 	if reason, scope, detail := rule.check(cred.claims); reason != nil {
 		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: cred.claims}
+	}
+	if !forwards {
+		return Decision{Outcome: Allow, Claims: cred.claims}
 	}
 	headers, metadata, err := rule.identity.render(cred.claims)
 	if err != nil {

@@ -393,10 +393,10 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, keyRef, e
 		return nil, keyRef{}, fmt.Errorf("%w: %v", ErrAlgorithm, err)
 	}
 	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
-		return nil, keyRef{is, hdr.Kid}, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
+		return nil, keyRef{is, hdr.Kid, key.Fingerprint}, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
 	c.intern(is, key.ID)
-	judged := keyRef{is, key.ID}
+	judged := keyRef{is, key.ID, key.Fingerprint}
 	// Routing by iss forgave a trailing slash; the verified iss must be the issuer's
 	// identifier exactly (RFC 9068 §4).
 	if c.Issuer != is.identifier() {

@@ -215,7 +215,9 @@ func (c *countingKeys) Key(ctx context.Context, kid string) (jwks.Key, error) {
 	return c.KeySource.Key(ctx, kid)
 }
 
-func (c *countingKeys) HasKey(kid string) bool { return c.KeySource.(keyChecker).HasKey(kid) }
+func (c *countingKeys) KeyFingerprint(kid string) ([32]byte, bool) {
+	return c.KeySource.(keyChecker).KeyFingerprint(kid)
+}
 
 // staticKeys serves fixed keys, for algorithms the dev issuer does not use.
 type staticKeys map[string]jwks.Key

@@ -8,6 +8,8 @@ package jwks
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,14 +222,15 @@ func (s *Set) claimRefetch() (done chan struct{}, start bool) {
 	return s.refetchDone, true
 }
 
-// HasKey reports whether the current key set holds kid, without any fetch.
-func (s *Set) HasKey(kid string) bool {
+// KeyFingerprint returns the fingerprint of the current key with id kid, without any fetch;
+// ok is false when the set holds no such key.
+func (s *Set) KeyFingerprint(kid string) (fp [32]byte, ok bool) {
 	snap := s.snap.Load()
 	if snap == nil {
-		return false
+		return fp, false
 	}
-	_, ok := snap.keys[kid]
-	return ok
+	k, ok := snap.keys[kid]
+	return k.Fingerprint, ok
 }
 
 // Loaded reports whether a key set has been loaded (the service is ready).
@@ -350,6 +353,15 @@ func (s *Set) fetch(ctx context.Context, trigger Trigger) (err error) {
 	if err != nil {
 		return fmt.Errorf("jwks: key set %s: %w", u, err)
 	}
+	for id, k := range keys {
+		der, err := x509.MarshalPKIXPublicKey(k.Public)
+		if err != nil {
+			delete(keys, id) // every key type parseKeySet keeps encodes; fail closed if not
+			continue
+		}
+		k.Fingerprint = sha256.Sum256(der)
+		keys[id] = k
+	}
 	for _, sk := range skipped {
 		s.log.Info("key set: key not used", "kid", sk.kid, "reason", sk.reason)
 	}
@@ -402,8 +414,8 @@ func sameKeys(a, b map[string]Key) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for id := range a {
-		if _, ok := b[id]; !ok {
+	for id, k := range a {
+		if other, ok := b[id]; !ok || other.Fingerprint != k.Fingerprint {
 			return false
 		}
 	}
