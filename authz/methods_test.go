@@ -204,3 +204,26 @@ func BenchmarkHeadersToRemove(b *testing.B) {
 		headersToRemove([]Header{{HeaderSubject, "s"}}, sent)
 	}
 }
+
+// FuzzQueryMethods: whatever the query, the methods read from it are method tokens, and a
+// plain _method=X pair is always read.
+func FuzzQueryMethods(f *testing.F) {
+	for _, s := range []string{"/a?_method=DELETE", "/a?%5Fmethod=put&x", "/a?.method=%50UT", "/a?x=%zz&_method=get", "/a?_method"} {
+		f.Add(s, "PATCH")
+	}
+	f.Fuzz(func(t *testing.T, target, method string) {
+		for _, m := range queryMethods(target) {
+			if !methodToken.MatchString(m) {
+				t.Fatalf("queryMethods(%q) gave %q, not a method token", target, m)
+			}
+		}
+		m := strings.ToUpper(method)
+		if !methodToken.MatchString(m) || strings.ContainsAny(target, "?#") {
+			return
+		}
+		got := queryMethods(target + "?a=1&_method=" + method)
+		if !slices.Contains(got, m) {
+			t.Fatalf("queryMethods(%q) = %q, missing %s", target+"?a=1&_method="+method, got, m)
+		}
+	})
+}
