@@ -395,7 +395,7 @@ func judgeToken(rule *Rule, cred *credential, forwards bool) Decision {
 		}
 		reason := reasonOf(err)
 		outcome := InvalidToken
-		if reason == ErrKeysNotLoaded {
+		if reason == ErrKeysNotLoaded || reason == ErrKeyNotFetched {
 			outcome = Unavailable
 		}
 		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: cred.claims}

@@ -40,6 +40,10 @@ var (
 	ErrIssuedInFuture  = &Reason{"iat_in_future", "The access token was issued in the future"}
 	ErrClientID        = &Reason{"client_not_allowed", "The client is not allowed"}
 	ErrKeysNotLoaded   = &Reason{"keys_not_loaded", "The signing keys are not loaded yet"}
+	// ErrKeyNotFetched: an unknown kid that may name a key published since the key set was
+	// fetched, which may not be fetched again yet. 503: the client retries; a token signed by
+	// a freshly rotated key is never called invalid because a forged kid spent the refetch.
+	ErrKeyNotFetched = &Reason{"kid_not_yet_fetched", "The signing key is not known yet; retry shortly"}
 )
 
 // The reasons a request is refused before any rule or token is considered (400

@@ -378,6 +378,8 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, keyRef, e
 	switch {
 	case errors.Is(err, jwks.ErrNotLoaded):
 		return nil, keyRef{}, ErrKeysNotLoaded
+	case errors.Is(err, jwks.ErrKIDNotFetched) && v.mayBeNewKey(is, c):
+		return nil, keyRef{}, fmt.Errorf("%w: kid %q", ErrKeyNotFetched, hdr.Kid)
 	case err != nil:
 		return nil, keyRef{}, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
 	}
@@ -406,6 +408,24 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, keyRef, e
 		return c, judged, err
 	}
 	return c, judged, nil
+}
+
+// fetchedAt is the optional KeySource method that says when the current key set was fetched
+// (jwks.Set has it).
+type fetchedAt interface {
+	FetchedAt() time.Time
+}
+
+// mayBeNewKey reports whether an unknown kid that may not be refetched yet could name a key the
+// issuer published after the current set was fetched: the token (whose claims no signature
+// vouches for yet) says it was issued after that fetch, leeway allowed, or does not say when.
+// A key that signed a token issued before the fetch would have been in it: that kid is unknown.
+func (v *Verifier) mayBeNewKey(is *Issuer, c *Claims) bool {
+	fa, ok := is.Keys.(fetchedAt)
+	if !ok || c.IssuedAt.IsZero() {
+		return true
+	}
+	return c.IssuedAt.After(fa.FetchedAt().Add(-v.cfg.Leeway))
 }
 
 // isATJWT reports whether a header typ is RFC 9068's "at+jwt" (media types are

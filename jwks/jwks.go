@@ -30,6 +30,12 @@ var (
 	ErrNotLoaded = errors.New("jwks: no key set loaded yet")
 	// ErrUnknownKID means the key set (after any permitted refetch) has no key with that id.
 	ErrUnknownKID = errors.New("jwks: unknown key id")
+	// ErrKIDNotFetched means the key set has no key with that id and may not be fetched again
+	// yet (an unknown kid refetched it less than MinRefetch ago): the key may be one the issuer
+	// published since. A caller that cannot tell otherwise should answer "retry later", not
+	// "invalid": a forged kid that spent the refetch must not make a freshly rotated key's
+	// tokens look invalid. It wraps ErrUnknownKID.
+	ErrKIDNotFetched = fmt.Errorf("%w, and the key set may not be fetched again yet", ErrUnknownKID)
 )
 
 // Trigger says why a fetch happened, for logs and metrics.
@@ -52,6 +58,11 @@ const (
 	DefaultFetchTimeout   = 10 * time.Second
 	defaultBackoffInitial = time.Second
 	defaultBackoffMax     = time.Minute
+	// startupBackoffMax caps the wait between attempts before the first key set is loaded: the
+	// replica is unready until then, and must not stay so a minute after the issuer is back.
+	startupBackoffMax = 5 * time.Second
+	// maxSkippedLogged bounds the lines logged about unusable keys of one set.
+	maxSkippedLogged = 5
 )
 
 // Options configure a Set. Zero values take the defaults above.
@@ -179,7 +190,7 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 	}
 	done, start := s.claimRefetch()
 	if done == nil {
-		return Key{}, ErrUnknownKID // rate-limited, and no refetch in flight to wait for
+		return Key{}, ErrKIDNotFetched // rate-limited, and no refetch in flight to wait for
 	}
 	if start {
 		// The refetch outlives the request that triggered it: other callers wait for it.
@@ -300,7 +311,7 @@ func (s *Set) Run(ctx context.Context) {
 		}
 		var wait time.Duration
 		if err != nil {
-			wait = backoff(failures)
+			wait = retryWait(failures, s.Loaded())
 			failures++
 			if s.Loaded() {
 				s.log.Warn("key set refresh failed; keeping the last good set", "error", err, "retry_in", wait.String())
@@ -322,6 +333,16 @@ func (s *Set) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// retryWait is the wait after n consecutive failures: backoff, capped at startupBackoffMax
+// while no key set is loaded yet.
+func retryWait(n int, loaded bool) time.Duration {
+	d := backoff(n)
+	if !loaded {
+		d = min(d, startupBackoffMax)
+	}
+	return d
 }
 
 // backoff returns the wait after n consecutive failures: exponential from one second to a minute,
@@ -362,9 +383,6 @@ func (s *Set) fetch(ctx context.Context, trigger Trigger) (err error) {
 		k.Fingerprint = sha256.Sum256(der)
 		keys[id] = k
 	}
-	for _, sk := range skipped {
-		s.log.Info("key set: key not used", "kid", sk.kid, "reason", sk.reason)
-	}
 	nkeys = len(keys)
 	snap := &snapshot{
 		keys:      keys,
@@ -374,6 +392,15 @@ func (s *Set) fetch(ctx context.Context, trigger Trigger) (err error) {
 	old := s.snap.Swap(snap)
 	s.loadOnce.Do(func() { close(s.loaded) })
 	if old == nil || !sameKeys(old.keys, keys) {
+		// Unusable keys are told once per new set, a few by name: a set of thousands of them
+		// must not write thousands of lines on every refresh.
+		for i, sk := range skipped {
+			if i == maxSkippedLogged {
+				s.log.Info("key set: more keys not used", "count", len(skipped)-i)
+				break
+			}
+			s.log.Info("key set: key not used", "kid", sk.kid, "reason", sk.reason)
+		}
 		s.log.Info("key set loaded", "trigger", string(trigger), "url", u, "kids", strings.Join(s.KeyIDs(), ","),
 			"refresh_in", snap.maxAge.String())
 	}
