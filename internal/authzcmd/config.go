@@ -391,20 +391,24 @@ func (c *config) policyOptions() authz.PolicyOptions {
 
 // readPolicy loads a policy file, and returns the SHA-256 of what it read.
 func readPolicy(path string, opts authz.PolicyOptions) (*authz.Policy, []byte, error) {
-	flagIssuers := opts.Issuers
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	sum := digest(data)
+	p, err := loadPolicyData(data, opts)
+	return p, digest(data), err
+}
+
+// loadPolicyData parses a policy file's content.
+func loadPolicyData(data []byte, opts authz.PolicyOptions) (*authz.Policy, error) {
 	p, err := authz.LoadPolicyWith(data, opts)
 	if err != nil {
-		return nil, sum, err
+		return nil, err
 	}
-	if len(flagIssuers) == 0 && len(p.Issuers) == 0 {
-		return nil, sum, errors.New("no issuer: give --issuer or declare issuers in the policy file")
+	if len(opts.Issuers) == 0 && len(p.Issuers) == 0 {
+		return nil, errors.New("no issuer: give --issuer or declare issuers in the policy file")
 	}
-	return p, sum, nil
+	return p, nil
 }
 
 // checkAddr accepts host:port with a numeric port (host may be empty).
