@@ -18,6 +18,7 @@ import (
 	demopolicy "github.com/platformauth/envoy-okta-authz/deploy/policy"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/keyalg"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -110,7 +111,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&audience, "audience", "api://default", "expected audience(s), comma-separated; any one must be in aud")
 	fs.StringVar(&clientIDs, "client-ids", "", "allowed client ids (cid), comma-separated; empty allows any")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "key set URL; skips discovery from the issuer's metadata")
-	fs.StringVar(&algs, "algs", "RS256", "allowed signing algorithms, comma-separated (RS*, PS*, ES*, EdDSA)")
+	fs.StringVar(&algs, "algs", "RS256", "allowed signing algorithms, comma-separated (RS*, PS*, ES*, EdDSA, Ed25519)")
 	fs.DurationVar(&c.Leeway, "leeway", 2*time.Minute, "clock skew allowed on exp, nbf and iat")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9001", "Envoy ext_authz gRPC listener")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":9002", "HTTP decision API listener (Envoy http_service, nginx auth_request, Traefik ForwardAuth)")
@@ -128,7 +129,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
 	fs.StringVar(&httpSource, "http-request-headers", string(authz.SourceAuto), "whose headers name the request on the HTTP decision API: nginx (X-Original-*), traefik (X-Forwarded-*), envoy (the request itself), or auto (exactly one of nginx's or Traefik's sets present; Envoy's with --http-path-prefix)")
-	fs.StringVar(&dpopAlgs, "dpop-algs", strings.Join(dpop.DefaultAlgs, ","), "DPoP proof algorithms accepted, comma-separated (RS*, PS*, ES*, EdDSA); empty turns the DPoP scheme off (DPoP-bound tokens are still refused as bearer tokens)")
+	fs.StringVar(&dpopAlgs, "dpop-algs", strings.Join(dpop.DefaultAlgs, ","), "DPoP proof algorithms accepted, comma-separated (RS*, PS*, ES*, EdDSA, Ed25519); empty turns the DPoP scheme off (DPoP-bound tokens are still refused as bearer tokens)")
 	fs.DurationVar(&c.DPoPMaxAge, "dpop-max-age", dpop.DefaultMaxAge, "how old a DPoP proof's iat may be (plus --leeway)")
 	fs.StringVar(&c.DPoPReplayStore, "dpop-replay-store", "memory", "where DPoP proofs are remembered against replay: memory (per replica) or redis://[:password@]host:port/db (rediss:// for TLS), shared by replicas")
 	fs.StringVar(&c.DPoPStoreFailure, "dpop-replay-store-failure", "deny", "when the Redis replay store cannot answer: deny (503, fail closed) or local (check this replica's memory instead)")
@@ -342,7 +343,7 @@ func checkAlgs(flag string, algs []string) []error {
 		case strings.HasPrefix(strings.ToUpper(a), "HS"):
 			errs = append(errs, fmt.Errorf("%s: %q is a shared-secret algorithm; a public key cannot verify it safely", flag, a))
 		case !jwks.SupportedAlg(a):
-			errs = append(errs, fmt.Errorf("%s: %q is not a supported algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", flag, a))
+			errs = append(errs, fmt.Errorf("%s: %q is not a supported algorithm (%s)", flag, a, keyalg.Names))
 		}
 	}
 	return errs

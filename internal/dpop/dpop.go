@@ -63,7 +63,9 @@ var Failures = []*Failure{ErrMissing, ErrMultiple, ErrMalformed, ErrType, ErrAlg
 	ErrSignature, ErrJTI, ErrMethod, ErrURI, ErrTooOld, ErrFuture, ErrATH, ErrReplay, ErrStoreUnavailable}
 
 // DefaultAlgs are the proof algorithms accepted by default: asymmetric, as RFC 9449 requires.
-var DefaultAlgs = []string{"ES256", "RS256", "PS256", "EdDSA"}
+// Ed25519 is RFC 9864's name for what EdDSA names with an Ed25519 key: clients that follow
+// RFC 9864 (panva's dpop library) send it, older ones EdDSA.
+var DefaultAlgs = []string{"ES256", "RS256", "PS256", "EdDSA", "Ed25519"}
 
 const (
 	// DefaultMaxAge is how old a proof's iat may be (plus the leeway).
@@ -113,7 +115,7 @@ func New(opts Options) (*Verifier, error) {
 	var errs []error
 	for _, a := range opts.Algs {
 		if !keyalg.Supported(a) {
-			errs = append(errs, fmt.Errorf("dpop: algorithm %q is not allowed: proofs are signed with asymmetric keys (RS*, PS*, ES*, EdDSA)", a))
+			errs = append(errs, fmt.Errorf("dpop: algorithm %q is not allowed: proofs are signed with asymmetric keys (%s)", a, keyalg.Names))
 		}
 	}
 	if opts.MaxAge == 0 {

@@ -89,6 +89,28 @@ func weakRSAProof(t *testing.T) string {
 	return base64.RawURLEncoding.EncodeToString(h) + ".e30.c2ln"
 }
 
+// signRaw signs header and payload exactly as written (member order, duplicates and spelling
+// kept, which a map cannot hold) with priv under alg.
+func signRaw(t testing.TB, priv any, alg jwa.SignatureAlgorithm, header, payload string) string {
+	t.Helper()
+	signer, err := jws.SignerFor(alg)
+	require.NoError(t, err)
+	input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	sig, err := signer.Sign(priv, []byte(input))
+	require.NoError(t, err)
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// publicJWK is the JSON of priv's public key, with extra members (raw JSON text) appended.
+func publicJWK(t testing.TB, priv any, extra string) string {
+	t.Helper()
+	pub, err := jwk.PublicKeyOf(priv)
+	require.NoError(t, err)
+	b, err := json.Marshal(pub)
+	require.NoError(t, err)
+	return strings.TrimSuffix(string(b), "}") + extra + "}"
+}
+
 func newVerifier(t *testing.T) *Verifier {
 	t.Helper()
 	v, err := New(Options{Leeway: 30 * time.Second, Now: func() time.Time { return t0 }})
@@ -120,6 +142,9 @@ func TestVerify(t *testing.T) {
 		{"valid RS256", []string{proof(t, rsaKey, jwa.RS256(), nil, nil)}, nil, nil},
 		{"valid PS256", []string{proof(t, rsaKey, jwa.PS256(), nil, nil)}, nil, nil},
 		{"valid EdDSA", []string{proof(t, edKey, jwa.EdDSA(), nil, nil)}, nil, nil},
+		{"valid Ed25519 (RFC 9864)", []string{proof(t, edKey, jwa.EdDSAEd25519(), nil, nil)}, nil, nil},
+		{"Ed25519 with an EC key", []string{signRaw(t, ecKey, jwa.ES256(), `{"typ":"dpop+jwt","alg":"Ed25519","jwk":`+publicJWK(t, ecKey, "")+`}`, `{}`)}, nil, ErrKey},
+		{"Ed448 is not supported", []string{signRaw(t, edKey, jwa.EdDSA(), `{"typ":"dpop+jwt","alg":"Ed448","jwk":`+publicJWK(t, edKey, "")+`}`, `{}`)}, nil, ErrAlg},
 		{"htu differs only in case and default port", []string{proof(t, ecKey, jwa.ES256(), nil, map[string]any{"htu": "HTTPS://API.example:443/api/messages"})}, nil, nil},
 		{"htu with a query and fragment", []string{proof(t, ecKey, jwa.ES256(), nil, map[string]any{"htu": uri + "?x=1#f"})}, nil, nil},
 		{"htu with an encoded letter", []string{proof(t, ecKey, jwa.ES256(), nil, map[string]any{"htu": "https://api.example/api/%6Dessages"})}, nil, nil},
@@ -240,3 +265,4 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
