@@ -161,21 +161,49 @@ type Proof struct {
 	hash       [32]byte // of the proof as sent
 }
 
-// proofHeader is the protected header of a proof, with the members it refuses.
+// proofHeader is the protected header of a proof.
 type proofHeader struct {
-	Typ  string          `json:"typ"`
-	Alg  string          `json:"alg"`
-	JWK  json.RawMessage `json:"jwk"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
+	typ, alg string
+	jwk      json.RawMessage
 }
 
+// parseHeader reads the header's members by exact name (object): a crit or b64 member is
+// refused, as extensions this verifier does not implement.
+func parseHeader(b []byte) (proofHeader, bool) {
+	m, err := object(b, "typ", "alg", "jwk", "crit", "b64")
+	if err != nil {
+		return proofHeader{}, false
+	}
+	_, crit := m["crit"]
+	_, b64 := m["b64"]
+	var h proofHeader
+	var okTyp, okAlg bool
+	h.typ, okTyp = stringMember(m, "typ")
+	h.alg, okAlg = stringMember(m, "alg")
+	h.jwk = m["jwk"]
+	return h, okTyp && okAlg && !crit && !b64
+}
+
+// proofClaims are the claims a proof is checked on.
 type proofClaims struct {
-	JTI string          `json:"jti"`
-	HTM string          `json:"htm"`
-	HTU string          `json:"htu"`
-	IAT json.RawMessage `json:"iat"`
-	ATH string          `json:"ath"`
+	jti, htm, htu, ath string
+	iat                json.RawMessage
+}
+
+// parseClaims reads the claims by exact name (object).
+func parseClaims(b []byte) (proofClaims, bool) {
+	m, err := object(b, "jti", "htm", "htu", "iat", "ath")
+	if err != nil {
+		return proofClaims{}, false
+	}
+	var c proofClaims
+	var okJTI, okHTM, okHTU, okATH bool
+	c.jti, okJTI = stringMember(m, "jti")
+	c.htm, okHTM = stringMember(m, "htm")
+	c.htu, okHTU = stringMember(m, "htu")
+	c.ath, okATH = stringMember(m, "ath")
+	c.iat = m["iat"]
+	return c, okJTI && okHTM && okHTU && okATH
 }
 
 var rawURL = base64.RawURLEncoding.Strict()
@@ -203,29 +231,32 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 	if !ok {
 		return nil, ErrMalformed
 	}
-	var hdr proofHeader
 	hb, err := rawURL.DecodeString(h)
-	if err != nil || json.Unmarshal(hb, &hdr) != nil || hdr.Crit != nil || hdr.B64 != nil {
+	if err != nil {
 		return nil, ErrMalformed
 	}
-	if !strings.EqualFold(hdr.Typ, "dpop+jwt") {
+	hdr, ok := parseHeader(hb)
+	if !ok {
+		return nil, ErrMalformed
+	}
+	if !strings.EqualFold(hdr.typ, "dpop+jwt") {
 		return nil, ErrType
 	}
-	if !slices.Contains(v.opts.Algs, hdr.Alg) {
+	if !slices.Contains(v.opts.Algs, hdr.alg) {
 		return nil, ErrAlg
 	}
-	key, err := v.parseKey(hdr.JWK)
+	key, err := v.parseKey(hdr.jwk)
 	if err != nil {
 		return nil, err
 	}
-	if err := keyalg.Fits(hdr.Alg, key.pub); err != nil {
+	if err := keyalg.Fits(hdr.alg, key.pub); err != nil {
 		return nil, ErrKey
 	}
 	sig, err := rawURL.DecodeString(s)
 	if err != nil {
 		return nil, ErrMalformed
 	}
-	alg, ok := jwa.LookupSignatureAlgorithm(hdr.Alg)
+	alg, ok := jwa.LookupSignatureAlgorithm(hdr.alg)
 	if !ok {
 		return nil, ErrAlg
 	}
@@ -238,20 +269,20 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 	if err != nil {
 		return nil, ErrMalformed
 	}
-	var c proofClaims
-	if err := json.Unmarshal(pb, &c); err != nil {
+	c, ok := parseClaims(pb)
+	if !ok {
 		return nil, ErrMalformed
 	}
-	if c.JTI == "" || len(c.JTI) > maxJTI {
+	if c.jti == "" || len(c.jti) > maxJTI {
 		return nil, ErrJTI
 	}
-	if c.HTM != req.Method {
+	if c.htm != req.Method {
 		return nil, ErrMethod
 	}
-	if !SameURI(c.HTU, req.URI) {
+	if !SameURI(c.htu, req.URI) {
 		return nil, ErrURI
 	}
-	iat, err := numericDate(c.IAT)
+	iat, err := numericDate(c.iat)
 	if err != nil {
 		return nil, ErrMalformed
 	}
@@ -263,13 +294,13 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 		return nil, ErrTooOld
 	}
 	// With an access token ath must hash it; without (a token request) it must be absent.
-	if req.AccessToken != "" || c.ATH != "" {
+	if req.AccessToken != "" || c.ath != "" {
 		sum := sha256.Sum256([]byte(req.AccessToken))
-		if req.AccessToken == "" || c.ATH != base64.RawURLEncoding.EncodeToString(sum[:]) {
+		if req.AccessToken == "" || c.ath != base64.RawURLEncoding.EncodeToString(sum[:]) {
 			return nil, ErrATH
 		}
 	}
-	return &Proof{Thumbprint: key.thumbprint, jti: c.JTI, IssuedAt: iat, hash: hash}, nil
+	return &Proof{Thumbprint: key.thumbprint, jti: c.jti, IssuedAt: iat, hash: hash}, nil
 }
 
 // Remember records a verified proof, once its key is known to be the token's: ErrReplay when
@@ -294,6 +325,13 @@ func (v *Verifier) Remember(ctx context.Context, p *Proof) error {
 	return nil
 }
 
+// privateMembers are the JWK members that hold private key material (RFC 7518 §6).
+var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+// keyMembers are the JWK members that define a public key, and so its RFC 7638 thumbprint,
+// and the private ones: read by exact name, like the header's.
+var keyMembers = append([]string{"kty", "crv", "x", "y", "n", "e"}, privateMembers...)
+
 // parseKey parses the proof's jwk header: a public key only (a private member is refused, as
 // RFC 9449 §4.3 step 7 asks), cached by the hash of its JSON.
 func (v *Verifier) parseKey(raw json.RawMessage) (proofKey, error) {
@@ -304,11 +342,13 @@ func (v *Verifier) parseKey(raw json.RawMessage) (proofKey, error) {
 	if k, ok := v.keys.Get(h); ok {
 		return k, nil
 	}
-	var members map[string]json.RawMessage
-	if json.Unmarshal(raw, &members) != nil {
+	// A member named twice, or a case variant of a key member, could make another reader of
+	// this JWK (the issuer that bound the token to its thumbprint) see another key.
+	members, err := object(raw, keyMembers...)
+	if err != nil {
 		return proofKey{}, ErrKey
 	}
-	for _, private := range []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"} {
+	for _, private := range privateMembers {
 		if _, ok := members[private]; ok {
 			return proofKey{}, ErrPrivateKey
 		}

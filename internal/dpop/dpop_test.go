@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -266,3 +267,68 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
+// TestMemberNamesAreExact: the header's and the claims' members are read by their exact names.
+// A member named twice, or a case variant of a name the verifier reads, is refused as
+// malformed — encoding/json would have read the variant (case-insensitively, the last one
+// winning), another library the first; a case variant of a name it does not read passes.
+func TestMemberNamesAreExact(t *testing.T) {
+	v := newVerifier(t)
+	jwkEC := publicJWK(t, ecKey, "")
+	hdr := func(extra string) string { return `{"typ":"dpop+jwt","alg":"ES256","jwk":` + jwkEC + extra + `}` }
+	claims := func(extra string) string {
+		return fmt.Sprintf(`{"jti":"j-%d","htm":"GET","htu":%q,"iat":%d,"ath":%q%s}`, len(extra), uri, t0.Unix(), ath(token), extra)
+	}
+	post := Request{Method: "POST", URI: uri, AccessToken: token}
+	tests := []struct {
+		name            string
+		header, payload string
+		req             *Request
+		want            *Failure
+	}{
+		{"plain", hdr(""), claims(""), nil, nil},
+		{"a case variant of an unread claim", hdr(""), claims(`,"nonce":"a","Nonce":"b","Custom":1,"custom":2`), nil, nil},
+		{"a case variant of an unread header", hdr(`,"kid":"a","KID":"b"`), claims(""), nil, nil},
+		{"member names are unescaped", hdr(""), `{"j\u0074i":"x","htm":"GET","htu":"` + uri + `","iat":` + fmt.Sprint(t0.Unix()) + `,"ath":"` + ath(token) + `"}`, nil, nil},
+
+		// encoding/json would read the last htm: POST.
+		{"htm twice", hdr(""), claims(`,"htm":"POST"`), &post, ErrMalformed},
+		{"HTM after htm", hdr(""), claims(`,"HTM":"POST"`), &post, ErrMalformed},
+		{"Htm alone", hdr(""), strings.Replace(claims(""), `"htm"`, `"Htm"`, 1), nil, ErrMalformed},
+		{"htm twice, once escaped", hdr(""), claims(`,"h\u0074m":"POST"`), &post, ErrMalformed},
+		{"Htu", hdr(""), claims(`,"Htu":"https://api.example/other"`), nil, ErrMalformed},
+		{"JTI", hdr(""), claims(`,"JTI":"other"`), nil, ErrMalformed},
+		{"iat twice", hdr(""), claims(fmt.Sprintf(`,"iat":%d`, t0.Unix())), nil, ErrMalformed},
+		{"Ath", hdr(""), claims(`,"Ath":"x"`), nil, ErrMalformed},
+		{"an unread claim twice", hdr(""), claims(`,"nonce":"a","nonce":"b"`), nil, ErrMalformed},
+		{"Alg", hdr(`,"Alg":"RS256"`), claims(""), nil, ErrMalformed},
+		{"typ twice", hdr(`,"typ":"dpop+jwt"`), claims(""), nil, ErrMalformed},
+		{"TYP", hdr(`,"TYP":"JWT"`), claims(""), nil, ErrMalformed},
+		{"Crit", hdr(`,"Crit":["exp"]`), claims(""), nil, ErrMalformed},
+		{"jwk with the Kelvin sign", hdr(`,"jw\u212a":{}`), claims(""), nil, ErrMalformed},
+		{"jwk twice", hdr(`,"jwk":` + publicJWK(t, rsaKey, "")), claims(""), nil, ErrMalformed},
+		{"an object after the claims", hdr(""), claims("") + `{}`, nil, ErrMalformed},
+		{"text after the header", hdr("") + ` x`, claims(""), nil, ErrMalformed},
+		{"claims an array", hdr(""), `[` + claims("") + `]`, nil, ErrMalformed},
+		{"jti a number", hdr(""), strings.Replace(claims(""), `"jti":"j-0"`, `"jti":1`, 1), nil, ErrMalformed},
+
+		{"jwk member twice", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"x":"AAAA"`) + `}`, claims(""), nil, ErrKey},
+		{"jwk member case variant", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"X":"AAAA"`) + `}`, claims(""), nil, ErrKey},
+		{"jwk private member case variant", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"D":"AAAA"`) + `}`, claims(""), nil, ErrKey},
+		{"jwk unread member case variant", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"use":"sig","USE":"enc"`) + `}`, claims(""), nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := Request{Method: "GET", URI: uri, AccessToken: token}
+			if tt.req != nil {
+				req = *tt.req
+			}
+			p, err := v.Verify([]string{signRaw(t, ecKey, jwa.ES256(), tt.header, tt.payload)}, req)
+			if tt.want == nil {
+				require.NoError(t, err)
+				assert.NotNil(t, p)
+				return
+			}
+			assert.Equal(t, tt.want, err, "got %v", err)
+		})
+	}
+}
