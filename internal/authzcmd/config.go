@@ -133,7 +133,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.DurationVar(&c.DPoPMaxAge, "dpop-max-age", dpop.DefaultMaxAge, "how old a DPoP proof's iat may be (plus --leeway)")
 	fs.StringVar(&c.DPoPReplayStore, "dpop-replay-store", "memory", "where DPoP proofs are remembered against replay: memory (per replica) or redis://[:password@]host:port/db (rediss:// for TLS), shared by replicas")
 	fs.StringVar(&c.DPoPStoreFailure, "dpop-replay-store-failure", "deny", "when the Redis replay store cannot answer: deny (503, fail closed) or local (check this replica's memory instead)")
-	fs.IntVar(&c.DPoPReplayEntries, "dpop-replay-cache-size", 100_000, "DPoP proofs remembered in memory (a full store refuses proofs rather than forget live ones)")
+	fs.IntVar(&c.DPoPReplayEntries, "dpop-replay-cache-size", 100_000, "DPoP proofs remembered in memory; when full, the oldest proof of the key holding the most is forgotten and that key's older proofs refused as too old")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the external origin clients use (https://api.example.com) when TLS or the host change before the proxy: DPoP proofs' htu is compared with it")
 	fs.StringVar(&c.ClientCertHeader, "client-cert-header", "", "HTTP decision API: the header in which the proxy passes the mTLS client certificate (nginx: X-Client-Cert from $ssl_client_escaped_cert); empty: certificate-bound tokens are refused there")
 	fs.StringVar(&claimHeaders, "claim-headers", "", "claims forwarded as headers on allow, comma-separated header=claim pairs (x-user-email=email,x-user-groups=groups); the policy file's identity section can add and override")

@@ -304,18 +304,19 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 }
 
 // Remember records a verified proof, once its key is known to be the token's: ErrReplay when
-// the proof was seen within its acceptance window, ErrStoreUnavailable when the store could not
-// say (the caller must not accept the proof then).
+// the proof was seen within its acceptance window, ErrTooOld when the store no longer vouches
+// for proofs of this key issued that early (it had to forget one, see MemoryStore),
+// ErrStoreUnavailable when the store could not say (the caller must not accept the proof then).
 func (v *Verifier) Remember(ctx context.Context, p *Proof) error {
-	id := sha256.Sum256([]byte(p.Thumbprint + "\x00" + p.jti))
 	// A proof is accepted until MaxAge+Leeway after its iat; remembering it a leeway longer
 	// covers every moment it could be replayed, on this replica's clock or another's.
-	ttl := p.IssuedAt.Add(v.opts.MaxAge + 2*v.opts.Leeway).Sub(v.opts.Now())
-	if ttl < time.Second {
-		ttl = time.Second
-	}
-	first, err := v.opts.Replay.FirstUse(ctx, p.Thumbprint, id, ttl)
-	if err != nil {
+	u := Use{ID: sha256.Sum256([]byte(p.Thumbprint + "\x00" + p.jti)), Owner: p.Thumbprint,
+		IssuedAt: p.IssuedAt, Expires: p.IssuedAt.Add(v.opts.MaxAge + 2*v.opts.Leeway)}
+	first, err := v.opts.Replay.FirstUse(ctx, u)
+	switch {
+	case errors.Is(err, ErrTooOld):
+		return ErrTooOld
+	case err != nil:
 		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	v.used.Add(p.hash, struct{}{})

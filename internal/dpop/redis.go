@@ -43,10 +43,15 @@ func NewRedisStore(o RedisOptions) (*RedisStore, error) {
 }
 
 // FirstUse implements ReplayStore.
-func (r *RedisStore) FirstUse(ctx context.Context, _ string, id [32]byte, ttl time.Duration) (bool, error) {
+func (r *RedisStore) FirstUse(ctx context.Context, u Use) (bool, error) {
+	// Redis counts the time to live on its own clock.
+	ttl := time.Until(u.Expires)
+	if ttl < time.Second {
+		ttl = time.Second
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	ok, err := r.client.SetNX(ctx, r.prefix+hex.EncodeToString(id[:]), 1, ttl).Result()
+	ok, err := r.client.SetNX(ctx, r.prefix+hex.EncodeToString(u.ID[:]), 1, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("redis: %w", err)
 	}
