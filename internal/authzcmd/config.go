@@ -46,11 +46,13 @@ type config struct {
 	HTTPSource   authz.RequestSource
 	RequireATJWT bool
 	// DPoP (RFC 9449): accepted proof algorithms (none: the DPoP scheme is off), how old a
-	// proof may be, where proofs are remembered ("memory" or a Redis URL), what a Redis outage
-	// means ("deny" or "local"), and how many proofs memory holds.
+	// proof may be, where proofs are remembered ("memory" or a Redis URL), how long a check
+	// waits for Redis, what a Redis outage means ("deny" or "local"), and how many proofs
+	// memory holds.
 	DPoPAlgs          []string
 	DPoPMaxAge        time.Duration
 	DPoPReplayStore   string
+	DPoPStoreTimeout  time.Duration
 	DPoPStoreFailure  string
 	DPoPReplayEntries int
 	// PublicURL is the external origin clients use (a DPoP proof's htu names it).
@@ -132,6 +134,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&dpopAlgs, "dpop-algs", strings.Join(dpop.DefaultAlgs, ","), "DPoP proof algorithms accepted, comma-separated (RS*, PS*, ES*, EdDSA, Ed25519); empty turns the DPoP scheme off (DPoP-bound tokens are still refused as bearer tokens)")
 	fs.DurationVar(&c.DPoPMaxAge, "dpop-max-age", dpop.DefaultMaxAge, "how old a DPoP proof's iat may be (plus --leeway)")
 	fs.StringVar(&c.DPoPReplayStore, "dpop-replay-store", "memory", "where DPoP proofs are remembered against replay: memory (per replica) or redis://[:password@]host:port/db (rediss:// for TLS), shared by replicas")
+	fs.DurationVar(&c.DPoPStoreTimeout, "dpop-replay-store-timeout", dpop.DefaultRedisTimeout, "how long a DPoP proof's check waits for the Redis replay store before it cannot answer (connections are set up beforehand, never within it): above the round trip to Redis, below the proxy's timeout")
 	fs.StringVar(&c.DPoPStoreFailure, "dpop-replay-store-failure", "deny", "when the Redis replay store cannot answer: deny (503, fail closed) or local (check this replica's memory instead)")
 	fs.IntVar(&c.DPoPReplayEntries, "dpop-replay-cache-size", 100_000, "DPoP proofs remembered in memory; when full, the oldest proof of the key holding the most is forgotten and that key's older proofs refused as too old")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the external origin clients use (https://api.example.com) when TLS or the host change before the proxy: DPoP proofs' htu is compared with it")
@@ -266,6 +269,9 @@ func (c *config) validate() []error {
 		if u, err := url.Parse(c.DPoPReplayStore); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			add("--dpop-replay-store must be memory or a redis:// or rediss:// URL")
 		}
+	}
+	if c.DPoPStoreTimeout < 10*time.Millisecond || c.DPoPStoreTimeout > 10*time.Second {
+		add("--dpop-replay-store-timeout %s must be between 10ms and 10s", c.DPoPStoreTimeout)
 	}
 	if c.DPoPStoreFailure != "deny" && c.DPoPStoreFailure != "local" {
 		add("--dpop-replay-store-failure %q is not deny or local", c.DPoPStoreFailure)

@@ -37,7 +37,7 @@ func buildDPoP(c *config, log *slog.Logger, reg prometheus.Registerer) (*dpop.Ve
 	)
 	var store dpop.ReplayStore = memory
 	if c.DPoPReplayStore != "memory" {
-		redis, err := dpop.NewRedisStore(dpop.RedisOptions{URL: c.DPoPReplayStore})
+		redis, err := dpop.NewRedisStore(dpop.RedisOptions{URL: c.DPoPReplayStore, Timeout: c.DPoPStoreTimeout, Log: log})
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"testing"
 	"time"
 
@@ -376,6 +377,40 @@ func BenchmarkMemoryStoreFlood(b *testing.B) {
 					b.Fatal(err)
 				}
 				i++
+			}
+		})
+	}
+}
+
+// BenchmarkMemoryStoreSize reports the heap a full store holds per proof: one key per proof
+// (the worst case: a key record each) and ten keys.
+func BenchmarkMemoryStoreSize(b *testing.B) {
+	const max = 100_000
+	for _, bc := range []struct {
+		name string
+		keys int // 0: a key per proof
+	}{{"ten keys", 10}, {"a key per proof", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				m := NewMemoryStore(MemoryOptions{Max: max, Now: func() time.Time { return t0 }})
+				var jti [8]byte
+				for i := range max {
+					binary.LittleEndian.PutUint64(jti[:], uint64(i))
+					owner := i
+					if bc.keys > 0 {
+						owner = i % bc.keys
+					}
+					if _, err := m.FirstUse(context.Background(), Use{ID: sha256.Sum256(jti[:]), Owner: fmt.Sprintf("%043d", owner), IssuedAt: t0, Expires: t0.Add(window)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/max, "B/proof")
+				runtime.KeepAlive(m)
 			}
 		})
 	}
