@@ -18,13 +18,26 @@ func buildDPoP(c *config, log *slog.Logger, reg prometheus.Registerer) (*dpop.Ve
 		return nil, nil
 	}
 	memory := dpop.NewMemoryStore(dpop.MemoryOptions{Max: c.DPoPReplayEntries})
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "authz_dpop_replay_entries",
-		Help: "DPoP proofs remembered in this replica's memory.",
-	}, func() float64 { return float64(memory.Len()) }))
+	stat := func(f func(dpop.MemoryStats) float64) func() float64 {
+		return func() float64 { return f(memory.Stats()) }
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authz_dpop_replay_entries",
+			Help: "DPoP proofs remembered in this replica's memory.",
+		}, stat(func(s dpop.MemoryStats) float64 { return float64(s.Entries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "authz_dpop_replay_evicted_total",
+			Help: "Live DPoP proofs this replica's memory forgot to make room, each raising its key's watermark: a flood of proofs, or --dpop-replay-cache-size too small for the traffic.",
+		}, stat(func(s dpop.MemoryStats) float64 { return float64(s.Evicted) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "authz_dpop_replay_too_old_total",
+			Help: "DPoP proofs this replica's memory refused as too old: issued no later than a forgotten proof of their key (dpop_iat_old).",
+		}, stat(func(s dpop.MemoryStats) float64 { return float64(s.TooOld) })),
+	)
 	var store dpop.ReplayStore = memory
 	if c.DPoPReplayStore != "memory" {
-		redis, err := dpop.NewRedisStore(dpop.RedisOptions{URL: c.DPoPReplayStore})
+		redis, err := dpop.NewRedisStore(dpop.RedisOptions{URL: c.DPoPReplayStore, Timeout: c.DPoPStoreTimeout, Log: log})
 		if err != nil {
 			return nil, err
 		}
