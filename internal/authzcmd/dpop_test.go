@@ -46,7 +46,7 @@ func TestBuildDPoPMetrics(t *testing.T) {
 	c, err := parseConfig([]string{"--issuer", "https://idp.example/oauth2/default"}, env(nil), io.Discard)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	v, err := buildDPoP(c, slog.New(slog.DiscardHandler), reg)
+	v, _, err := buildDPoP(c, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
 	require.NotNil(t, v)
 	families, err := reg.Gather()
