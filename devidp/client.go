@@ -22,9 +22,43 @@ func RequestToken(ctx context.Context, client *http.Client, issuerURL, clientID,
 // RequestDPoPToken is RequestToken with a DPoP proof signed by key, for a DPoP-bound token
 // (RFC 9449 §5); with a nil key it asks for a bearer token.
 func RequestDPoPToken(ctx context.Context, client *http.Client, issuerURL, clientID, secret, scope string, key jwk.Key) (string, error) {
+	return requestToken(ctx, client, issuerURL, clientID, secret, scope, key, false)
+}
+
+// RequestOpaqueToken is RequestToken for an opaque token, which only introspection reads (the
+// dev issuer's token_format=opaque).
+func RequestOpaqueToken(ctx context.Context, client *http.Client, issuerURL, clientID, secret, scope string) (string, error) {
+	return requestToken(ctx, client, issuerURL, clientID, secret, scope, nil, true)
+}
+
+// RevokeToken asks the revocation endpoint of the issuer at issuerURL to revoke token (RFC
+// 7009, client_secret_basic).
+func RevokeToken(ctx context.Context, client *http.Client, issuerURL, clientID, secret, token string) error {
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(issuerURL, "/")+"/v1/revoke", strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, secret)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revocation endpoint answered %s", resp.Status)
+	}
+	return nil
+}
+
+func requestToken(ctx context.Context, client *http.Client, issuerURL, clientID, secret, scope string, key jwk.Key, opaque bool) (string, error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if scope != "" {
 		form.Set("scope", scope)
+	}
+	if opaque {
+		form.Set("token_format", "opaque")
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(issuerURL, "/")+"/v1/token", strings.NewReader(form.Encode()))
 	if err != nil {

@@ -2,7 +2,8 @@
 // FOR DEVELOPMENT ONLY: keys live in memory and clients are configured in plain text.
 //
 //	devidp [flags]               serve the issuer; SIGHUP or POST /rotate on the admin port rotates the key
-//	devidp token [flags]         print a fresh access token from a running issuer (--dpop-key: DPoP-bound)
+//	devidp token [flags]         print a fresh access token from a running issuer (--dpop-key: DPoP-bound; --opaque: opaque)
+//	devidp revoke [flags] TOKEN  revoke a token at a running issuer (RFC 7009)
 //	devidp dpop [flags]          print a DPoP proof for a request (creates the key file when absent)
 //	devidp healthcheck URL       exit 0 when URL answers 2xx (for distroless containers)
 //	devidp version               the version, revision and Go version
@@ -52,6 +53,12 @@ func main() {
 	case len(args) > 0 && args[0] == "token":
 		if err := token(args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(os.Stderr, "devidp token: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	case len(args) > 0 && args[0] == "revoke":
+		if err := revoke(args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "devidp revoke: %v\n", err)
 			os.Exit(1)
 		}
 		return
@@ -202,17 +209,27 @@ func token(args []string, out io.Writer) error {
 	secret := fs.String("client-secret", "demo-secret", "client secret")
 	scope := fs.String("scope", "messages:read", "scopes to request, space-separated")
 	keyFile := fs.String("dpop-key", "", "ask for a DPoP-bound token, proving this client key (a private JWK file; created when absent)")
+	opaque := fs.Bool("opaque", false, "ask for an opaque token, which only the introspection endpoint reads (authz needs --introspection opaque or always)")
 	if err := parse(fs, "Usage: devidp token [flags]\n\nAsks a running dev issuer's token endpoint for a client-credentials token and prints it.\n", args); err != nil {
 		return err
 	}
 	var key jwk.Key
 	if *keyFile != "" {
+		if *opaque {
+			return errors.New("--opaque and --dpop-key: the dev issuer binds only JWTs")
+		}
 		var err error
 		if key, _, err = devidp.LoadProofKey(*keyFile); err != nil {
 			return err
 		}
 	}
-	tok, err := devidp.RequestDPoPToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope, key)
+	var tok string
+	var err error
+	if *opaque {
+		tok, err = devidp.RequestOpaqueToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope)
+	} else {
+		tok, err = devidp.RequestDPoPToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope, key)
+	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("no dev issuer answers at %s: start one (go run ./cmd/devidp, authz --dev, or go run ./cmd/devstack), or point --issuer at it", *issuer)
 	}
@@ -220,6 +237,36 @@ func token(args []string, out io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintln(out, tok)
+	return err
+}
+
+// revoke asks a running issuer's revocation endpoint to revoke a token.
+func revoke(args []string) error {
+	fs := flag.NewFlagSet("devidp revoke", flag.ContinueOnError)
+	issuer := fs.String("issuer", "http://localhost:9400/oauth2/default", "issuer URL to ask")
+	clientID := fs.String("client-id", "demo-client", "client id")
+	secret := fs.String("client-secret", "demo-secret", "client secret")
+	if err := parse(fs, "Usage: devidp revoke [flags] TOKEN\n\nRevokes TOKEN (- reads it from standard input) at a running dev issuer (RFC 7009):\nintrospection then answers it inactive.\n", args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("give one TOKEN (or - to read it from standard input)")
+	}
+	tok := fs.Arg(0)
+	if tok == "-" {
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
+		if err != nil {
+			return err
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	err := devidp.RevokeToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, tok)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("no dev issuer answers at %s: start one (go run ./cmd/devidp, authz --dev, or go run ./cmd/devstack)", *issuer)
+	}
+	if err == nil {
+		fmt.Fprintln(os.Stderr, "revoked")
+	}
 	return err
 }
 
@@ -255,7 +302,8 @@ func proof(args []string, out, errOut io.Writer) error {
 const usage = `Usage:
   devidp [flags]            serve the Okta-shaped dev issuer (FOR DEVELOPMENT ONLY); SIGHUP or
                             POST /rotate on the admin listener rotates the signing key
-  devidp token [flags]      print a fresh access token from a running issuer
+  devidp token [flags]      print a fresh access token from a running issuer (--opaque: opaque)
+  devidp revoke TOKEN       revoke a token at a running issuer (RFC 7009)
   devidp dpop [flags]       print a DPoP proof for one request
   devidp healthcheck URL    exit 0 when URL answers 2xx (container health checks)
   devidp version            the version, revision and Go version (also --version)
