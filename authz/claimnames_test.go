@@ -46,6 +46,7 @@ func TestClaimNamesAreExact(t *testing.T) {
 		{"Exp alone is not exp", fmt.Sprintf(`"Exp":%d,"sub":"ada"`, future), ErrAmbiguousClaims, nil, ""},
 		{"nested case variant", fmt.Sprintf(`"exp":%d,"address":{"country":"US","Country":"FR"}`, future), ErrAmbiguousClaims, nil, ""},
 		{"custom Groups is just another claim", fmt.Sprintf(`"exp":%d,"sub":"ada","Groups":["admin"]`, future), nil, nil, "ada"},
+		{"cid and client_id disagree", fmt.Sprintf(`"exp":%d,"sub":"ada","client_id":"other"`, future), ErrAmbiguousClaims, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := signRaw(t, priv, jwa.RS256(), map[string]any{"kid": kid}, payload(tc.members))
@@ -60,6 +61,14 @@ func TestClaimNamesAreExact(t *testing.T) {
 			assert.Equal(t, tc.scopes, c.Scopes)
 		})
 	}
+
+	t.Run("client_id names the client without cid (RFC 9068, Hydra)", func(t *testing.T) {
+		tok := signRaw(t, priv, jwa.RS256(), map[string]any{"kid": kid},
+			fmt.Sprintf(`{"iss":%q,"aud":"api://default","exp":%d,"client_id":"hydra-client","sub":"s"}`, iss, future))
+		c, err := e.v.Verify(context.Background(), tok)
+		require.NoError(t, err)
+		assert.Equal(t, "hydra-client", c.ClientID)
+	})
 
 	t.Run("policy claim tests read exact names", func(t *testing.T) {
 		pol, err := LoadPolicy([]byte("rules:\n  - name: admins\n    match: { path: /admin }\n    require:\n      claims: [{ claim: groups, contains: admin }]\n"), []string{"default"})

@@ -181,7 +181,7 @@ type Claims struct {
 	Issuer   string
 	Subject  string
 	Audience []string
-	ClientID string // Okta's cid
+	ClientID string // Okta's cid, or RFC 9068's client_id
 	UserID   string // Okta's uid, when a user is involved
 	Scopes   []string
 	ID       string // jti
@@ -475,7 +475,7 @@ func (v *Verifier) checkClaims(is *Issuer, c *Claims) error {
 // wireClaims are the raw values of the claims Verify reads, found by their exact names (JSON
 // member names are case-sensitive: "Exp" is another claim, not exp).
 type wireClaims struct {
-	iss, sub, aud, cid, uid, scp, scope, jti, exp, iat, nbf, cnf []byte
+	iss, sub, aud, cid, clientID, uid, scp, scope, jti, exp, iat, nbf, cnf []byte
 }
 
 func (w *wireClaims) set(name, value []byte) error {
@@ -488,6 +488,8 @@ func (w *wireClaims) set(name, value []byte) error {
 		w.aud = value
 	case "cid":
 		w.cid = value
+	case "client_id":
+		w.clientID = value
 	case "uid":
 		w.uid = value
 	case "scp":
@@ -560,12 +562,13 @@ func decodeVerifiedClaims(payload []byte) (*Claims, error) {
 // claims normalises the raw values into Claims.
 func (w *wireClaims) claims(payload []byte) (*Claims, error) {
 	c := &Claims{Raw: payload}
+	var clientID string // RFC 9068's client_id; Okta's cid
 	for _, f := range []struct {
 		raw []byte
 		dst *string
 		n   string
 	}{{w.iss, &c.Issuer, "iss"}, {w.sub, &c.Subject, "sub"}, {w.cid, &c.ClientID, "cid"},
-		{w.uid, &c.UserID, "uid"}, {w.jti, &c.ID, "jti"}} {
+		{w.uid, &c.UserID, "uid"}, {w.jti, &c.ID, "jti"}, {w.clientID, &clientID, "client_id"}} {
 		if f.raw == nil {
 			continue
 		}
@@ -574,6 +577,14 @@ func (w *wireClaims) claims(payload []byte) (*Claims, error) {
 			return nil, fmt.Errorf("%w: %s: want a string", ErrMalformed, f.n)
 		}
 		*f.dst = s
+	}
+	// Okta names the client cid, RFC 9068 (and Hydra, Keycloak) client_id: either is the client;
+	// both must agree.
+	switch {
+	case w.cid == nil:
+		c.ClientID = clientID
+	case w.clientID != nil && clientID != c.ClientID:
+		return nil, fmt.Errorf("%w: cid and client_id name different clients", ErrAmbiguousClaims)
 	}
 	var err error
 	if c.Audience, err = stringOrList(w.aud, false); err != nil {
