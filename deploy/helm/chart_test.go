@@ -52,7 +52,7 @@ var valueSets = map[string][]string{
 		"affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
 		"affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
 		"shutdown.drainSeconds=20", "shutdown.timeoutSeconds=15", "shutdown.marginSeconds=5",
-		"image.repository=registry.example.com/envoy-okta-authz", "image.tag=abc1234"),
+		"image.repository=registry.example.com/envoy-okta-authz", "image.tag=abc1234", "imagePullSecrets[0].name=registry"),
 }
 
 // secretEnv are the variables whose values come from a Secret, never from values.
@@ -168,6 +168,15 @@ func checkWorkload(t *testing.T, o objects, vals map[string]any) {
 	require.Len(t, pod.Containers, 1)
 	c := pod.Containers[0]
 	assert.Equal(t, getString(vals, "image.repository")+":"+getString(vals, "image.tag"), c.Image)
+	var pullSecrets []string
+	for _, s := range get(vals, "imagePullSecrets").([]any) {
+		pullSecrets = append(pullSecrets, s.(map[string]any)["name"].(string))
+	}
+	var gotPullSecrets []string
+	for _, s := range pod.ImagePullSecrets {
+		gotPullSecrets = append(gotPullSecrets, s.Name)
+	}
+	assert.Equal(t, pullSecrets, gotPullSecrets)
 
 	// Replicas: the HPA's minimum, or the fixed count; two or more by default.
 	if getBool(vals, "autoscaling.enabled") {
