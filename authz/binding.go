@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 )
 
 // Sender constraints a request proved (a bit set): the token is bound to a DPoP key whose
@@ -54,7 +55,7 @@ func proofReason(f *dpop.Failure) *Reason {
 // the request's client certificate (RFC 8705 §3); a cnf this service cannot check fails. An
 // unbound token under the DPoP scheme is the token's fault (§7.1). A proof is remembered only
 // once everything else holds, so a refused one never fills the replay store.
-func (a *Authorizer) bind(ctx context.Context, r *Request, scheme, token string, c *Claims) (uint8, error) {
+func (a *Authorizer) bind(ctx context.Context, r *Request, host reqhost.Host, scheme, token string, c *Claims) (uint8, error) {
 	cnf := c.Cnf
 	if cnf != nil && cnf.Unknown {
 		return 0, ErrUnknownConfirmation
@@ -62,7 +63,7 @@ func (a *Authorizer) bind(ctx context.Context, r *Request, scheme, token string,
 	var bound uint8
 	var proof *dpop.Proof
 	if scheme == SchemeDPoP {
-		p, err := a.dpop.Verify(r.DPoP, dpop.Request{Method: r.Method, URI: a.requestURI(r), AccessToken: token})
+		p, err := a.dpop.Verify(r.DPoP, dpop.Request{Method: r.Method, URI: a.requestURI(r, host), AccessToken: token})
 		switch {
 		case err != nil:
 			return 0, err
@@ -90,15 +91,16 @@ func (a *Authorizer) bind(ctx context.Context, r *Request, scheme, token string,
 }
 
 // requestURI is the URI a DPoP proof's htu must name: the external origin (--public-url) or
-// the scheme and host the proxy reports, and the request path without its query.
-func (a *Authorizer) requestURI(r *Request) string {
+// the scheme and host the proxy reports (validated: a host that could end the authority early,
+// "h?" or "h/", never reaches here), and the request path without its query.
+func (a *Authorizer) requestURI(r *Request, host reqhost.Host) string {
 	origin := a.publicURL
 	if origin == "" {
 		scheme := strings.ToLower(r.Scheme)
 		if scheme != "http" && scheme != "https" {
 			scheme = "https"
 		}
-		origin = scheme + "://" + r.Host
+		origin = scheme + "://" + host.Authority()
 	}
 	return origin + pathOnly(r.Path)
 }

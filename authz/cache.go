@@ -61,14 +61,20 @@ type verifiedToken struct {
 	key     uint32 // index into tokenCache.keys
 }
 
+// keyRef names the key that judged a token: its issuer, kid and fingerprint (the key material:
+// a key replaced under the same kid is another key).
 type keyRef struct {
 	is  *Issuer
 	kid string
+	fp  [32]byte
 }
+
+// stillCurrent reports whether the key is still in its issuer's set, unchanged.
+func (ref keyRef) stillCurrent() bool { return stillHasKey(ref.is.Keys, ref.kid, ref.fp) }
 
 type cachedClaims struct {
 	claims  *Claims
-	keys    KeySource // the issuer's key set, to check that claims.KeyID is still in it
+	key     keyRef    // the key that verified it, to check it is still in its issuer's set
 	expires time.Time // exp + leeway
 }
 
@@ -85,10 +91,10 @@ type cachedRefusal struct {
 	expires time.Time
 }
 
-// keyChecker is the optional KeySource method the cache uses to notice a removed key without
-// triggering a fetch. *jwks.Set implements it.
+// keyChecker is the optional KeySource method the cache uses to notice a removed or replaced
+// key without triggering a fetch. *jwks.Set implements it.
 type keyChecker interface {
-	HasKey(kid string) bool
+	KeyFingerprint(kid string) ([32]byte, bool)
 }
 
 func newTokenCache(size, negSize int) (*tokenCache, error) {
@@ -113,7 +119,7 @@ func newTokenCache(size, negSize int) (*tokenCache, error) {
 // lookup returns a cached result for token, whose hash is h: claims or a refusal on a hit.
 func (tc *tokenCache) lookup(h [32]byte, token string, now time.Time) (c *Claims, hit bool, err error) {
 	if e, ok := tc.hot.Get(h); ok {
-		if now.Before(e.expires) && stillHasKey(e.keys, e.claims.KeyID) {
+		if now.Before(e.expires) && e.key.stillCurrent() {
 			tc.hits.Add(1)
 			return e.claims, true, nil
 		}
@@ -124,7 +130,7 @@ func (tc *tokenCache) lookup(h [32]byte, token string, now time.Time) (c *Claims
 		return c, true, nil
 	}
 	if e, ok := tc.neg.Get(h); ok {
-		if now.Before(e.expires) && (e.key.is == nil || stillHasKey(e.key.is.Keys, e.key.kid)) {
+		if now.Before(e.expires) && (e.key.is == nil || e.key.stillCurrent()) {
 			tc.hits.Add(1)
 			return e.claims, true, e.err
 		}
@@ -146,7 +152,7 @@ func (tc *tokenCache) lookupVerified(h [32]byte, token string, now time.Time) *C
 	if !ok {
 		return nil
 	}
-	if now.UnixNano() >= e.expires || !stillHasKey(ref.is.Keys, ref.kid) {
+	if now.UnixNano() >= e.expires || !ref.stillCurrent() {
 		tc.mu.Lock()
 		delete(tc.verified, h)
 		tc.mu.Unlock()
@@ -163,19 +169,23 @@ func (tc *tokenCache) lookupVerified(h [32]byte, token string, now time.Time) *C
 		return nil
 	}
 	c.intern(ref.is, ref.kid)
-	tc.hot.Add(h, &cachedClaims{claims: c, keys: ref.is.Keys, expires: time.Unix(0, e.expires)})
+	tc.hot.Add(h, &cachedClaims{claims: c, key: ref, expires: time.Unix(0, e.expires)})
 	return c
 }
 
-func stillHasKey(keys KeySource, kid string) bool {
+func stillHasKey(keys KeySource, kid string, fp [32]byte) bool {
 	kc, ok := keys.(keyChecker)
-	return !ok || kc.HasKey(kid)
+	if !ok {
+		return true
+	}
+	current, ok := kc.KeyFingerprint(kid)
+	return ok && current == fp
 }
 
 // putClaims remembers verified claims c of the token hashed h, verified by key ref.
 func (tc *tokenCache) putClaims(h [32]byte, c *Claims, ref keyRef, leeway time.Duration) {
 	expires := c.Expiry.Add(leeway)
-	tc.hot.Add(h, &cachedClaims{claims: c, keys: ref.is.Keys, expires: expires})
+	tc.hot.Add(h, &cachedClaims{claims: c, key: ref, expires: expires})
 
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
@@ -199,7 +209,7 @@ func (tc *tokenCache) evictOne() {
 	first := int64(0)
 	n := 0
 	for h, e := range tc.verified {
-		if ref := tc.keys[e.key]; !stillHasKey(ref.is.Keys, ref.kid) {
+		if ref := tc.keys[e.key]; !ref.stillCurrent() {
 			victim = h
 			break
 		}
@@ -218,7 +228,7 @@ func (tc *tokenCache) evictOne() {
 func (tc *tokenCache) putRefusal(h [32]byte, c *Claims, key keyRef, err error, now time.Time) {
 	r := &cachedRefusal{claims: c, key: key, err: err, expires: now.Add(negativeTTL)}
 	switch reasonOf(err) {
-	case ErrMalformed, ErrTooLarge, ErrForbiddenHdr, ErrIssuer, ErrAlgorithm, ErrNoKeyID,
+	case ErrMalformed, ErrAmbiguousClaims, ErrTooLarge, ErrForbiddenHdr, ErrIssuer, ErrAlgorithm, ErrNoKeyID,
 		ErrSignature, ErrAudience, ErrNoExpiry, ErrExpired, ErrClientID:
 		tc.neg.Add(h, r)
 	}

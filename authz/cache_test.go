@@ -2,15 +2,24 @@ package authz
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
 // cachedEnv is an env whose verifier counts key lookups, to tell hits from misses.
@@ -238,4 +247,54 @@ func TestPolicyStillAppliesToCachedTokens(t *testing.T) {
 	require.NoError(t, err)
 	e.az.SetPolicy(p)
 	assert.Equal(t, InsufficientScope, e.az.Decide(context.Background(), r).Outcome, "scopes are checked on every request")
+}
+
+// TestCacheForgetsAKeyReplacedUnderItsKid: an issuer that replaces the key material under the
+// same kid makes every token the old key verified unverified again; they used to stay valid
+// from the cache until they expired.
+func TestCacheForgetsAKeyReplacedUnderItsKid(t *testing.T) {
+	keyA, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	var current atomic.Pointer[rsa.PrivateKey]
+	current.Store(keyA)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		k, err := jwk.Import(&current.Load().PublicKey)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		_ = k.Set(jwk.KeyIDKey, "k1")
+		_ = k.Set(jwk.AlgorithmKey, jwa.RS256())
+		set := jwk.NewSet()
+		_ = set.AddKey(k)
+		_ = json.NewEncoder(w).Encode(set)
+	}))
+	defer srv.Close()
+	keys, err := jwks.New(jwks.Options{Issuer: "https://issuer.example", JWKSURL: srv.URL, Algs: []string{"RS256"}, AllowHTTP: true})
+	require.NoError(t, err)
+	require.NoError(t, keys.Refresh(context.Background()))
+	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: "https://issuer.example", Audiences: []string{"api"},
+		Algs: []string{"RS256"}, Keys: keys}}, Now: func() time.Time { return t0 }})
+	require.NoError(t, err)
+	hot, err := lru.New[[32]byte, *cachedClaims](1) // one decoded token: the other is in the verified tier only
+	require.NoError(t, err)
+	v.cache.hot = hot
+	claims := map[string]any{"iss": "https://issuer.example", "aud": "api", "sub": "s", "exp": t0.Add(time.Hour).Unix(), "iat": t0.Unix()}
+	tok := sign(t, keyA, jwa.RS256(), map[string]any{"kid": "k1"}, claims)
+	other := sign(t, keyA, jwa.RS256(), map[string]any{"kid": "k1"}, map[string]any{"iss": "https://issuer.example", "aud": "api", "sub": "t", "exp": t0.Add(time.Hour).Unix()})
+	_, err = v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), other)
+	require.NoError(t, err)
+
+	keyB, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	current.Store(keyB)
+	require.NoError(t, keys.Refresh(context.Background()))
+	for _, tk := range []string{tok, other} {
+		_, err = v.Verify(context.Background(), tk)
+		assert.Equal(t, ErrSignature, reasonOf(err), "a token of the replaced key: %v", err)
+	}
+	_, err = v.Verify(context.Background(), sign(t, keyB, jwa.RS256(), map[string]any{"kid": "k1"}, claims))
+	assert.NoError(t, err, "the new key's tokens verify")
 }

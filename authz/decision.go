@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
@@ -90,7 +91,17 @@ type Request struct {
 	ClientCert string
 	// ContextExtensions are Envoy's per-route check_settings (gRPC only).
 	ContextExtensions map[string]string
-	RequestID         string
+	// MethodOverrides holds the values of the method-override headers (X-HTTP-Method-Override,
+	// X-HTTP-Method, X-Method-Override); ContentType and Body say whether the body may be a
+	// form (whose _method some upstreams honour).
+	MethodOverrides []string
+	ContentType     string
+	Body            Body
+	// Policy is the policy to decide by: the snapshot the front end read the identity header
+	// names from, so that one request sees one policy even across a reload. nil: the policy in
+	// force.
+	Policy    *Policy
+	RequestID string
 	// Frontend names the front end that asked ("grpc", "http"), for metrics and logs.
 	Frontend string
 	// Invalid is set by a front end that could not read the request as its proxy sends it;
@@ -245,25 +256,42 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	if err != nil {
 		return Decision{Outcome: InvalidRequest, Reason: pathReason(err), Detail: err.Error()}
 	}
-	cred := a.credential(ctx, r)
+	// The host the proxy routes on; a host the proxies may split differently is refused before
+	// any rule or DPoP proof reads it.
+	host, err := reqhost.Parse(r.Host)
+	if err != nil {
+		return Decision{Outcome: InvalidRequest, Reason: ErrInvalidHost, Path: path.Canonical, Detail: err.Error()}
+	}
+	pol := r.Policy
+	if pol == nil {
+		pol = a.policy.Load()
+	}
+	var methodBuf [maxMethods + 1]string
+	methods, ok := pol.methods(methodBuf[:0], r)
+	if !ok {
+		return Decision{Outcome: InvalidRequest, Reason: ErrMethodOverrides, Path: path.Canonical}
+	}
+	cred := a.credential(ctx, r, host)
 	if cred.err == ErrMultipleCredentials {
 		return Decision{Outcome: InvalidRequest, Reason: ErrMultipleCredentials, Path: path.Canonical}
 	}
 
-	pol := a.policy.Load()
 	var (
 		decided  Decision
-		judged   [2 * reqpath.MaxReadings]*Rule
+		judged   [maxMethods * reqpath.MaxReadings]*Rule
 		nJudged  int
 		severity = -1
 	)
-	pol.eachReading(r, path, func(_ string, _ reqpath.Reading, rule *Rule) {
+	pol.eachReading(r, host.Name, methods, path, func(_ string, _ reqpath.Reading, rule *Rule) {
 		if slices.Contains(judged[:nJudged], rule) {
 			return
 		}
+		// Only the canonical reading's rule can be the one whose allow forwards an identity; the
+		// other rules judge whether the request may pass, not what the upstream is told.
+		forwards := nJudged == 0
 		judged[nJudged] = rule
 		nJudged++
-		d := decideRule(rule, pol.DryRun, &cred)
+		d := decideRule(rule, pol.DryRun, &cred, forwards)
 		// Refusals first, then dry-run allows (so their would-be is logged), then allows;
 		// among equals the earliest reading (the canonical one first).
 		if s := d.severity(); s > severity {
@@ -284,7 +312,7 @@ type credential struct {
 	bound  uint8 // the sender constraints the request proved (boundDPoP, boundMTLS)
 }
 
-func (a *Authorizer) credential(ctx context.Context, r *Request) credential {
+func (a *Authorizer) credential(ctx context.Context, r *Request, host reqhost.Host) credential {
 	scheme, token, err := accessToken(r.Authorization)
 	if err == nil && scheme == SchemeDPoP && a.dpop == nil {
 		err, scheme = errNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
@@ -295,7 +323,7 @@ func (a *Authorizer) credential(ctx context.Context, r *Request) credential {
 	c := credential{scheme: scheme, parsed: true}
 	c.claims, c.err = a.verifier.Verify(ctx, token)
 	if c.err == nil {
-		c.bound, c.err = a.bind(ctx, r, scheme, token, c.claims)
+		c.bound, c.err = a.bind(ctx, r, host, scheme, token, c.claims)
 	}
 	return c
 }
@@ -314,8 +342,8 @@ func (d *Decision) severity() int {
 // decideRule is the decision of one rule on a request's credential: the token, its
 // verification, then the rule's requirements; in dry run a refusal becomes an allow that
 // remembers it.
-func decideRule(rule *Rule, dryRun bool, cred *credential) Decision {
-	d := judge(rule, cred)
+func decideRule(rule *Rule, dryRun bool, cred *credential, forwards bool) Decision {
+	d := judge(rule, cred, forwards)
 	d.Rule = rule.Name
 	if d.Outcome != Allow && (rule.DryRun || dryRun) {
 		// Dry run: say what would have happened, let the request through. Only a fully valid
@@ -329,8 +357,8 @@ func decideRule(rule *Rule, dryRun bool, cred *credential) Decision {
 	return d
 }
 
-func judge(rule *Rule, cred *credential) Decision {
-	d := judgeToken(rule, cred)
+func judge(rule *Rule, cred *credential, forwards bool) Decision {
+	d := judgeToken(rule, cred, forwards)
 	d.identity = rule.identity
 	// The challenge is DPoP's when the client used DPoP or only DPoP can help, and Bearer's
 	// when the rule asks for a certificate-bound token.
@@ -343,7 +371,9 @@ func judge(rule *Rule, cred *credential) Decision {
 	return d
 }
 
-func judgeToken(rule *Rule, cred *credential) Decision {
+// judgeToken is judge without the challenge. With forwards, an allow renders the rule's
+// identity (a claim it cannot forward refuses the request); without, the rule only judges.
+func judgeToken(rule *Rule, cred *credential, forwards bool) Decision {
 	err := cred.err
 	switch {
 	case err == nil:
@@ -365,7 +395,7 @@ func judgeToken(rule *Rule, cred *credential) Decision {
 		}
 		reason := reasonOf(err)
 		outcome := InvalidToken
-		if reason == ErrKeysNotLoaded {
+		if reason == ErrKeysNotLoaded || reason == ErrKeyNotFetched {
 			outcome = Unavailable
 		}
 		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: cred.claims}
@@ -376,6 +406,9 @@ func judgeToken(rule *Rule, cred *credential) Decision {
 	}
 	if reason, scope, detail := rule.check(cred.claims); reason != nil {
 		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: cred.claims}
+	}
+	if !forwards {
+		return Decision{Outcome: Allow, Claims: cred.claims}
 	}
 	headers, metadata, err := rule.identity.render(cred.claims)
 	if err != nil {

@@ -65,7 +65,10 @@ func NewGRPCServer(a *Authorizer) *GRPCServer {
 // Check answers Envoy. A denial is a normal response; it never returns an error or an empty
 // response (an empty CheckResponse would allow).
 func (s *GRPCServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	r, clientIdentity := requestFromCheck(req, s.authz.Policy().identityNames)
+	// One policy for the whole request: the identity headers it names and the decision.
+	pol := s.authz.Policy()
+	r, clientIdentity := requestFromCheck(req, pol.identityNames)
+	r.Policy = pol
 	ctx, span := startSpan(ctx, s.tracer, "authz.Check", checkCarrier{req.GetAttributes().GetRequest().GetHttp()})
 	d := s.authz.Decide(ctx, r)
 	endSpan(span, &d)
@@ -133,6 +136,12 @@ func requestFromCheck(req *authv3.CheckRequest, names identityNames) (*Request, 
 		ClientCert: attrs.GetSource().GetCertificate(),
 	}
 	var identity []string
+	// An HTTP/1 request without Content-Length or Transfer-Encoding has no body; HTTP/2 and 3
+	// end a request without one by a flag the CheckRequest does not carry.
+	r.Body = BodyNone
+	if !strings.HasPrefix(h.GetProtocol(), "HTTP/1") {
+		r.Body = BodyUnknown
+	}
 	visit := func(k, v string) {
 		k = strings.ToLower(k)
 		switch {
@@ -142,6 +151,12 @@ func requestFromCheck(req *authv3.CheckRequest, names identityNames) (*Request, 
 			r.DPoP = append(r.DPoP, v)
 		case k == "x-request-id":
 			r.RequestID = v
+		case k == "content-type":
+			r.ContentType = v
+		case k == "content-length" && strings.TrimSpace(v) != "0", k == "transfer-encoding":
+			r.Body = BodyPresent
+		case isMethodOverrideHeader(k):
+			r.MethodOverrides = append(r.MethodOverrides, v)
 		case names.has(k):
 			identity = append(identity, k)
 		}

@@ -98,3 +98,16 @@ func publicPEM(t testing.TB, k *rsa.PublicKey) []byte {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
+
+// signRaw signs a payload given as raw JSON (to express what a map cannot: repeated names,
+// escapes, member order) with the given extra protected headers.
+func signRaw(t testing.TB, key any, alg jwa.SignatureAlgorithm, hdr map[string]any, payload string) string {
+	t.Helper()
+	h := jws.NewHeaders()
+	for k, v := range hdr {
+		require.NoError(t, h.Set(k, v))
+	}
+	tok, err := jws.Sign([]byte(payload), jws.WithKey(alg, key, jws.WithProtectedHeaders(h)))
+	require.NoError(t, err)
+	return string(tok)
+}

@@ -133,11 +133,18 @@ var (
 // refused by Decide), never judged by a fallback. It also returns the source it read (auto
 // resolved) and the names of client-sent identity headers, which must not reach the upstream.
 func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource, []string) {
+	pol := s.authz.Policy() // one policy for the whole request: its identity headers and the decision
 	r := &Request{
 		Frontend:      "http",
+		Policy:        pol,
 		Authorization: req.Header.Values("Authorization"),
 		DPoP:          req.Header.Values("DPoP"),
 		RequestID:     req.Header.Get("X-Request-Id"),
+		// The client's headers, as nginx's subrequest and Envoy's http_service pass them, and
+		// Traefik when authRequestHeaders lists them. The body is never seen: nginx's
+		// subrequest drops Content-Length.
+		ContentType: req.Header.Get("Content-Type"),
+		Body:        BodyUnknown,
 		// Every proxy here reports the client's scheme in X-Forwarded-Proto (nginx.conf sets
 		// it; Traefik and Envoy set it themselves).
 		Scheme: req.Header.Get("X-Forwarded-Proto"),
@@ -150,6 +157,9 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource
 	}
 	if s.opts.ClientCertHeader != "" {
 		r.ClientCert = req.Header.Get(s.opts.ClientCertHeader)
+	}
+	for _, k := range methodOverrideHeaders {
+		r.MethodOverrides = append(r.MethodOverrides, req.Header.Values(k)...)
 	}
 	h := req.Header
 	hasNginx := slices.ContainsFunc(nginxHeaders, func(k string) bool { return len(h.Values(k)) > 0 })
@@ -205,7 +215,7 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource
 		}
 	}
 	var identity []string
-	names := s.authz.Policy().identityNames
+	names := pol.identityNames
 	for name := range req.Header {
 		if names.hasFold(name) {
 			identity = append(identity, strings.ToLower(name))

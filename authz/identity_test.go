@@ -221,3 +221,29 @@ func TestIdentityConfigErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "not header=claim")
 	assert.ErrorContains(t, err, "reserved")
 }
+
+// TestUnforwardableClaimOnlyForTheForwardingRule: a claim only the file's identity forwards,
+// and cannot (a control character), refuses no request that a rule with its own identity
+// allows — even when another reading of the request (HEAD as GET) is judged by a rule with the
+// file's identity. Only the rule whose allow is forwarded renders its identity.
+func TestUnforwardableClaimOnlyForTheForwardingRule(t *testing.T) {
+	e := newEnv(t, nil)
+	e.az.SetPolicy(must(LoadPolicy([]byte(`
+identity:
+  claims: [{ header: x-bad, claim: bad }]
+rules:
+  - name: own
+    match: { path: /x, methods: [HEAD] }
+    identity:
+      claims: [{ header: x-ok, claim: sub }]
+`), []string{"default"})))
+	tok := e.mint(t, map[string]any{"bad": "a\nb"})
+	d := e.az.Decide(context.Background(), &Request{Method: "HEAD", Host: "h", Path: "/x", Authorization: []string{"Bearer " + tok}})
+	require.Equal(t, Allow, d.Outcome, "%v %s", d.Reason, d.Detail)
+	assert.Equal(t, "own", d.Rule)
+	assert.Contains(t, d.UpstreamHeaders(), Header{"x-ok", "test-client"})
+
+	// Where the file's identity is the one forwarded, the claim still refuses.
+	d = e.az.Decide(context.Background(), &Request{Method: "GET", Host: "h", Path: "/x", Authorization: []string{"Bearer " + tok}})
+	assert.Equal(t, ErrClaimUnforwardable, d.Reason)
+}

@@ -1,12 +1,15 @@
 package authz
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"reflect"
 	"slices"
 	"strings"
 
+	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
@@ -22,9 +25,13 @@ type Policy struct {
 	// Paths says how the upstream may read a path besides its canonical form; a request must
 	// satisfy the rule of every reading (see Authorizer.decide).
 	Paths reqpath.Options
-	// HeadAsGet: some rule names methods, so a HEAD is also judged as the GET it runs upstream
-	// (Go's ServeMux and Express serve HEAD with the GET handler).
-	HeadAsGet bool
+	// MethodReadings: some rule names methods, so a request is also judged under every other
+	// method the upstream may run it as (see methods): HEAD as GET, and overrides.
+	MethodReadings bool
+	// MethodOverride: the upstream may honour method overrides (upstream_paths.method_override).
+	MethodOverride bool
+	// ruleMethods are the methods the rules name, for a form POST whose body may name any.
+	ruleMethods []string
 	// identityNames are the claim headers any rule sets: a client's copies are always removed.
 	identityNames identityNames
 }
@@ -136,12 +143,13 @@ type ClaimRequirement struct {
 	Exists      *bool  // the claim is present (true) or absent (false)
 }
 
-// match reports whether the rule covers r read with method and path reading rd.
-func (rule *Rule) match(r *Request, method string, rd reqpath.Reading) bool {
+// match reports whether the rule covers r, whose host is host, read with method and path
+// reading rd.
+func (rule *Rule) match(r *Request, host string, method string, rd reqpath.Reading) bool {
 	if rule.Policy != "" && r.ContextExtensions["policy"] != rule.Policy {
 		return false
 	}
-	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, hostOnly(r.Host)) {
+	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, host) {
 		return false
 	}
 	if len(rule.Methods) > 0 && !slices.Contains(rule.Methods, method) {
@@ -150,34 +158,20 @@ func (rule *Rule) match(r *Request, method string, rd reqpath.Reading) bool {
 	return rule.paths.match(rd)
 }
 
-// hostOnly is the host name without port, lower-case, without the trailing dot of a fully
-// qualified name (which names the same host).
-func hostOnly(h string) string {
-	h = strings.ToLower(h)
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
-		h = h[:i]
-	}
-	return strings.TrimSuffix(h, ".")
-}
-
 // eachReading calls fn with every reading of r — each way a common upstream may read its
 // method and canonical path p — and the rule that reading selects, the canonical reading first.
-// Readings that cannot select another rule (no rules, or no rule naming methods) are skipped.
-func (p *Policy) eachReading(r *Request, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
+// host is r's host as the proxy routes on it (reqhost), methods the methods it may run as
+// (Policy.methods). Path readings that cannot select another rule (no rules) are skipped.
+func (p *Policy) eachReading(r *Request, host string, methods []string, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
 	var buf [reqpath.MaxReadings]reqpath.Reading
 	readings := buf[:1]
 	readings[0] = reqpath.Reading{Path: path.Canonical}
 	if len(p.Rules) > 0 {
 		readings = path.Readings(buf[:0], p.Paths)
 	}
-	methods := [2]string{strings.ToUpper(r.Method)}
-	n := 1
-	if p.HeadAsGet && methods[0] == "HEAD" {
-		methods[1], n = "GET", 2
-	}
-	for _, m := range methods[:n] {
+	for _, m := range methods {
 		for _, rd := range readings {
-			fn(m, rd, p.match(r, m, rd))
+			fn(m, rd, p.match(r, host, m, rd))
 		}
 	}
 }
@@ -190,24 +184,32 @@ type RuleReading struct {
 }
 
 // Explain returns the canonical path of r and each of its readings with the rule it selects,
-// as the decision judges them; or the refusal of r's path.
+// as the decision judges them; or the refusal of r's path or host.
 func (p *Policy) Explain(r *Request) (string, []RuleReading, error) {
 	path, err := reqpath.Parse(r.Path)
 	if err != nil {
 		return "", nil, err
 	}
+	host, err := reqhost.Parse(r.Host)
+	if err != nil {
+		return "", nil, err
+	}
+	methods, ok := p.methods(nil, r)
+	if !ok {
+		return "", nil, ErrMethodOverrides
+	}
 	var out []RuleReading
-	p.eachReading(r, path, func(m string, rd reqpath.Reading, rule *Rule) {
+	p.eachReading(r, host.Name, methods, path, func(m string, rd reqpath.Reading, rule *Rule) {
 		out = append(out, RuleReading{Method: m, Reading: rd, Rule: rule.Name})
 	})
 	return path.Canonical, out, nil
 }
 
-// match returns the first rule covering r read with method and path reading rd, or the
-// default rule.
-func (p *Policy) match(r *Request, method string, rd reqpath.Reading) *Rule {
+// match returns the first rule covering r (whose host is host) read with method and path
+// reading rd, or the default rule.
+func (p *Policy) match(r *Request, host, method string, rd reqpath.Reading) *Rule {
 	for _, rule := range p.Rules {
-		if rule.match(r, method, rd) {
+		if rule.match(r, host, method, rd) {
 			return rule
 		}
 	}
@@ -253,10 +255,13 @@ func (rule *Rule) check(c *Claims) (reason *Reason, scope, detail string) {
 	return nil, "", ""
 }
 
-// All returns every claim, decoded from the verified payload (numbers as float64).
+// All returns every claim, decoded from the verified payload. Numbers are json.Number: they
+// keep their JSON form (a 2^53+1 id forwarded in a header stays exact), and compare by value.
 func (c *Claims) All() (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(c.Raw))
+	dec.UseNumber()
 	var m map[string]any
-	if err := json.Unmarshal(c.Raw, &m); err != nil {
+	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
 	return m, nil
@@ -319,17 +324,53 @@ func containsValue(claim, want any) bool {
 }
 
 // jsonEqual compares a JSON-decoded claim with a policy value, which the loader normalised to
-// its JSON form (so YAML's 1 equals JSON's 1.0).
-func jsonEqual(claim, want any) bool { return reflect.DeepEqual(claim, want) }
+// its JSON form: numbers by value (YAML's 1 equals JSON's 1.0 and 1e0), the rest exactly.
+func jsonEqual(claim, want any) bool {
+	switch c := claim.(type) {
+	case json.Number:
+		w, ok := want.(json.Number)
+		return ok && numberEqual(c, w)
+	case []any:
+		w, ok := want.([]any)
+		return ok && slices.EqualFunc(c, w, jsonEqual)
+	case map[string]any:
+		w, ok := want.(map[string]any)
+		if !ok || len(c) != len(w) {
+			return false
+		}
+		for k, v := range c {
+			if wv, ok := w[k]; !ok || !jsonEqual(v, wv) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(claim, want)
+}
 
-// normalize gives a policy value the form encoding/json decodes it to.
+// numberPrecision is the precision numbers are compared at: exact for integers of up to about
+// 300 digits, far beyond any id.
+const numberPrecision = 1024
+
+func numberEqual(a, b json.Number) bool {
+	if a == b {
+		return true
+	}
+	x, _, errA := big.ParseFloat(string(a), 10, numberPrecision, big.ToNearestEven)
+	y, _, errB := big.ParseFloat(string(b), 10, numberPrecision, big.ToNearestEven)
+	return errA == nil && errB == nil && x.Cmp(y) == 0
+}
+
+// normalize gives a policy value the form Claims.All decodes claims to.
 func normalize(v any) any {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return v
 	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
 	var out any
-	if err := json.Unmarshal(b, &out); err != nil {
+	if err := dec.Decode(&out); err != nil {
 		return v
 	}
 	return out

@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 )
 
@@ -117,6 +118,10 @@ type upstreamPathsSpec struct {
 	CaseInsensitive *bool `yaml:"case_insensitive"`
 	TrailingSlash   *bool `yaml:"trailing_slash"`
 	PathParameters  *bool `yaml:"path_parameters"`
+	// MethodOverride: the upstream may run a request under the method an X-HTTP-Method-Override
+	// (or X-HTTP-Method, X-Method-Override) header, a _method query parameter or a form body's
+	// _method names.
+	MethodOverride *bool `yaml:"method_override"`
 }
 
 func orTrue(b *bool) bool { return b == nil || *b }
@@ -227,7 +232,7 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
 	}
 
-	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers, Paths: reqpath.Options{
+	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers, MethodOverride: orTrue(f.UpstreamPaths.MethodOverride), Paths: reqpath.Options{
 		CaseInsensitive: orTrue(f.UpstreamPaths.CaseInsensitive),
 		TrailingSlash:   orTrue(f.UpstreamPaths.TrailingSlash),
 		Parameters:      orTrue(f.UpstreamPaths.PathParameters),
@@ -308,7 +313,12 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
 		p.Paths.AlwaysFold = p.Paths.AlwaysFold || rule.paths.hasUpper()
 		p.Paths.AlwaysSlash = p.Paths.AlwaysSlash || rule.paths.hasTrailingSlash()
-		p.HeadAsGet = p.HeadAsGet || len(rule.Methods) > 0
+		p.MethodReadings = p.MethodReadings || len(rule.Methods) > 0
+		for _, m := range rule.Methods {
+			if !slices.Contains(p.ruleMethods, m) {
+				p.ruleMethods = append(p.ruleMethods, m)
+			}
+		}
 	}
 	return p, nil
 }
@@ -377,10 +387,12 @@ func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []erro
 		rule.paths = newPathMatcher(pathRegex, "", re)
 	}
 	for _, h := range m.Hosts {
-		if h == "" || strings.ContainsAny(h, "/ ") {
-			fail("host %q is not a host name", h)
+		// Matched without the port (a port written here is ignored, as it always was).
+		host, err := reqhost.Parse(h)
+		if err != nil || h == "" {
+			fail("host %q is not a host name (letters, digits, - and _ in dot-separated labels, an IPv4 address or [IPv6])", h)
 		}
-		rule.Hosts = append(rule.Hosts, hostOnly(h))
+		rule.Hosts = append(rule.Hosts, host.Name)
 	}
 	for _, meth := range m.Methods {
 		u := strings.ToUpper(meth)

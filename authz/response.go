@@ -131,14 +131,31 @@ func (d *Decision) RemovedHeaders(upstream []Header, clientSent []string) []stri
 // headersToRemove returns the client-sent identity headers (lower-case names) that an allowed
 // request must lose: those not among the upstream headers the decision sets. Headers it
 // overwrites are left out, because removing one the decision also sets could drop ours,
-// depending on the order the proxy applies the two lists.
+// depending on the order the proxy applies the two lists. Linear in the headers a client sent
+// (a set once there are more than a few): a request with thousands must not cost quadratic time.
 func headersToRemove(upstream []Header, clientSent []string) []string {
 	var out []string
+	var seen map[string]bool
 	for _, name := range clientSent {
-		overwritten := slices.ContainsFunc(upstream, func(h Header) bool { return h.Name == name })
-		if !overwritten && !slices.Contains(out, name) {
-			out = append(out, name)
+		if slices.ContainsFunc(upstream, func(h Header) bool { return h.Name == name }) {
+			continue
 		}
+		switch {
+		case seen != nil:
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+		case slices.Contains(out, name):
+			continue
+		case len(out) == 8:
+			seen = make(map[string]bool, len(clientSent))
+			for _, n := range out {
+				seen[n] = true
+			}
+			seen[name] = true
+		}
+		out = append(out, name)
 	}
 	return out
 }

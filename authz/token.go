@@ -1,24 +1,26 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 
 	"errors"
 	"fmt"
-	gojson "github.com/goccy/go-json"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"unique"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/platformauth/envoy-okta-authz/internal/strictjson"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -242,38 +244,44 @@ func decodeConfirmation(raw []byte) (*Confirmation, error) {
 // HasScope reports whether the token grants scope s.
 func (c *Claims) HasScope(s string) bool { return slices.Contains(c.Scopes, s) }
 
-// jwsHeader is the protected header, with the members this verifier refuses to honour.
+// jwsHeader is the protected header: the members the verifier reads, and whether it has the
+// members it refuses to honour.
 type jwsHeader struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
-	Jku  json.RawMessage `json:"jku"`
-	X5u  json.RawMessage `json:"x5u"`
-	Jwk  json.RawMessage `json:"jwk"`
-	X5c  json.RawMessage `json:"x5c"`
+	Alg, Kid, Typ string
+	// refused names the first member the verifier refuses (see forbidden).
+	refused string
 }
 
-// forbidden names the first member the verifier refuses: keys the token names or embeds (jku,
-// x5u, jwk, x5c), critical extensions it cannot honour (crit) and unencoded payloads (b64).
-func (h *jwsHeader) forbidden() string {
-	switch {
-	case h.Jku != nil:
-		return "jku"
-	case h.X5u != nil:
-		return "x5u"
-	case h.Jwk != nil:
-		return "jwk"
-	case h.X5c != nil:
-		return "x5c"
-	case h.Crit != nil:
-		return "crit"
-	case h.B64 != nil:
-		return "b64"
+// set reads one header member by its exact name. Keys named or embedded by the token (jku, x5u,
+// jwk, x5c), critical extensions it cannot honour (crit) and unencoded payloads (b64) are
+// refused; other members are ignored, as RFC 7515 §4 asks of names a reader does not know.
+func (h *jwsHeader) set(name, value []byte) error {
+	var dst *string
+	switch n := string(name); n {
+	case "alg":
+		dst = &h.Alg
+	case "kid":
+		dst = &h.Kid
+	case "typ":
+		dst = &h.Typ
+	case "jku", "x5u", "jwk", "x5c", "crit", "b64":
+		if h.refused == "" {
+			h.refused = n
+		}
+		return nil
+	default:
+		return nil
 	}
-	return ""
+	s, ok := strictjson.String(value)
+	if !ok {
+		return fmt.Errorf("%s: want a string", name)
+	}
+	*dst = s
+	return nil
 }
+
+// forbidden names the first member the verifier refuses, or "".
+func (h *jwsHeader) forbidden() string { return h.refused }
 
 // parseCompact returns the decoded protected header of a compact JWS, checking its shape only.
 func parseCompact(token string) (hdr jwsHeader, signingInput, payload, sig []byte, err error) {
@@ -288,7 +296,7 @@ func parseCompact(token string) (hdr jwsHeader, signingInput, payload, sig []byt
 	if err != nil {
 		return hdr, nil, nil, nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
-	if err := json.Unmarshal(hb, &hdr); err != nil {
+	if err := strictjson.Object(hb, hdr.set); err != nil {
 		return hdr, nil, nil, nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if payload, err = b64(p); err != nil {
@@ -370,6 +378,8 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, keyRef, e
 	switch {
 	case errors.Is(err, jwks.ErrNotLoaded):
 		return nil, keyRef{}, ErrKeysNotLoaded
+	case errors.Is(err, jwks.ErrKIDNotFetched) && v.mayBeNewKey(is, c):
+		return nil, keyRef{}, fmt.Errorf("%w: kid %q", ErrKeyNotFetched, hdr.Kid)
 	case err != nil:
 		return nil, keyRef{}, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
 	}
@@ -385,10 +395,10 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, keyRef, e
 		return nil, keyRef{}, fmt.Errorf("%w: %v", ErrAlgorithm, err)
 	}
 	if err := verifier.Verify(key.Public, signingInput, sig); err != nil {
-		return nil, keyRef{is, hdr.Kid}, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
+		return nil, keyRef{is, hdr.Kid, key.Fingerprint}, fmt.Errorf("%w: kid %q", ErrSignature, hdr.Kid)
 	}
 	c.intern(is, key.ID)
-	judged := keyRef{is, key.ID}
+	judged := keyRef{is, key.ID, key.Fingerprint}
 	// Routing by iss forgave a trailing slash; the verified iss must be the issuer's
 	// identifier exactly (RFC 9068 §4).
 	if c.Issuer != is.identifier() {
@@ -398,6 +408,24 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, keyRef, e
 		return c, judged, err
 	}
 	return c, judged, nil
+}
+
+// fetchedAt is the optional KeySource method that says when the current key set was fetched
+// (jwks.Set has it).
+type fetchedAt interface {
+	FetchedAt() time.Time
+}
+
+// mayBeNewKey reports whether an unknown kid that may not be refetched yet could name a key the
+// issuer published after the current set was fetched: the token (whose claims no signature
+// vouches for yet) says it was issued after that fetch, leeway allowed, or does not say when.
+// A key that signed a token issued before the fetch would have been in it: that kid is unknown.
+func (v *Verifier) mayBeNewKey(is *Issuer, c *Claims) bool {
+	fa, ok := is.Keys.(fetchedAt)
+	if !ok || c.IssuedAt.IsZero() {
+		return true
+	}
+	return c.IssuedAt.After(fa.FetchedAt().Add(-v.cfg.Leeway))
 }
 
 // isATJWT reports whether a header typ is RFC 9068's "at+jwt" (media types are
@@ -443,71 +471,136 @@ func (v *Verifier) checkClaims(is *Issuer, c *Claims) error {
 	return nil
 }
 
-// wireClaims is the payload as JSON carries it; decodeClaims normalises it into Claims.
+// wireClaims are the raw values of the claims Verify reads, found by their exact names (JSON
+// member names are case-sensitive: "Exp" is another claim, not exp).
 type wireClaims struct {
-	Iss   string   `json:"iss"`
-	Sub   string   `json:"sub"`
-	Aud   rawValue `json:"aud"`
-	Cid   string   `json:"cid"`
-	UID   string   `json:"uid"`
-	Scp   rawValue `json:"scp"`
-	Scope string   `json:"scope"`
-	Jti   string   `json:"jti"`
-	Exp   rawValue `json:"exp"`
-	Iat   rawValue `json:"iat"`
-	Nbf   rawValue `json:"nbf"`
-	Cnf   rawValue `json:"cnf"`
+	iss, sub, aud, cid, uid, scp, scope, jti, exp, iat, nbf, cnf []byte
 }
 
-// rawValue is json.RawMessage without the copy: it keeps the slice of the payload it was
-// decoded from, which decodeClaims keeps unchanged as Claims.Raw. (A RawMessage copies each
-// value, six allocations per decode on the path of every cached token past the hot tier.)
-type rawValue []byte
-
-func (v *rawValue) UnmarshalJSON(b []byte) error {
-	*v = b
+func (w *wireClaims) set(name, value []byte) error {
+	switch string(name) {
+	case "iss":
+		w.iss = value
+	case "sub":
+		w.sub = value
+	case "aud":
+		w.aud = value
+	case "cid":
+		w.cid = value
+	case "uid":
+		w.uid = value
+	case "scp":
+		w.scp = value
+	case "scope":
+		w.scope = value
+	case "jti":
+		w.jti = value
+	case "exp":
+		w.exp = value
+	case "iat":
+		w.iat = value
+	case "nbf":
+		w.nbf = value
+	case "cnf":
+		w.cnf = value
+	default:
+		if isRegisteredVariant(name) {
+			return fmt.Errorf("%w: %q", ErrAmbiguousClaims, name)
+		}
+	}
 	return nil
 }
 
-// decodeClaims decodes a payload no signature has vouched for yet (the issuer is chosen by its
-// iss): with the standard library's decoder.
-func decodeClaims(payload []byte) (*Claims, error) { return decodeClaimsWith(payload, json.Unmarshal) }
+// registeredClaims are the claims this service, the JWT and OAuth specifications, or Okta give
+// a meaning: a claim named like one of them but for case ("Scope", "SUB") is refused, because
+// an upstream that reads x-authz-claims with Go's encoding/json would take it for the real one.
+var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "cid", "uid", "scp",
+	"scope", "cnf", "client_id", "auth_time", "acr", "amr", "ver"}
 
-// decodeVerifiedClaims decodes a payload that has verified before (the token cache's hits):
-// the issuer signed these bytes, so a faster decoder may read them — go-json, 1.6 times as fast
-// here. FuzzVerifiedClaimsDecoding holds it to decodeClaims' result for every payload that
-// decodeClaims accepts.
-func decodeVerifiedClaims(payload []byte) (*Claims, error) {
-	return decodeClaimsWith(payload, gojson.Unmarshal)
+// isRegisteredVariant reports whether name is a registered claim's name in another case.
+func isRegisteredVariant(name []byte) bool {
+	for _, r := range registeredClaims {
+		if len(name) <= utf8.UTFMax*len(r) && bytes.EqualFold(name, []byte(r)) && string(name) != r {
+			return true
+		}
+	}
+	return false
 }
 
-func decodeClaimsWith(payload []byte, unmarshal func([]byte, any) error) (*Claims, error) {
+// decodeClaims decodes a payload no signature has vouched for yet (the issuer is chosen by its
+// iss). The payload must be one JSON object in which no object has two member names equal but
+// for case (or repeated): Go's encoding/json, which many upstreams use to read x-authz-claims,
+// matches names case-insensitively and takes the last, so {"sub":"a","Sub":"b"} would mean
+// one subject here and another there. Such a payload is refused (RFC 7519 §4 allows it).
+func decodeClaims(payload []byte) (*Claims, error) {
 	var w wireClaims
-	if err := unmarshal(payload, &w); err != nil {
+	if err := strictjson.Object(payload, w.set); err != nil {
+		switch {
+		case errors.Is(err, ErrAmbiguousClaims):
+			return nil, err
+		case errors.Is(err, strictjson.ErrFoldedNames):
+			return nil, ErrAmbiguousClaims
+		}
 		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
-	c := &Claims{Issuer: w.Iss, Subject: w.Sub, ClientID: w.Cid, UserID: w.UID, ID: w.Jti, Raw: payload}
+	return w.claims(payload)
+}
+
+// decodeVerifiedClaims decodes a payload that has verified before (the token cache's hits):
+// decodeClaims accepted these very bytes, so they are read again without the checks.
+func decodeVerifiedClaims(payload []byte) (*Claims, error) {
+	var w wireClaims
+	if err := strictjson.Members(payload, w.set); err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+	}
+	return w.claims(payload)
+}
+
+// claims normalises the raw values into Claims.
+func (w *wireClaims) claims(payload []byte) (*Claims, error) {
+	c := &Claims{Raw: payload}
+	for _, f := range []struct {
+		raw []byte
+		dst *string
+		n   string
+	}{{w.iss, &c.Issuer, "iss"}, {w.sub, &c.Subject, "sub"}, {w.cid, &c.ClientID, "cid"},
+		{w.uid, &c.UserID, "uid"}, {w.jti, &c.ID, "jti"}} {
+		if f.raw == nil {
+			continue
+		}
+		s, ok := strictjson.String(f.raw)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: want a string", ErrMalformed, f.n)
+		}
+		*f.dst = s
+	}
 	var err error
-	if c.Audience, err = stringOrList(w.Aud, false, unmarshal); err != nil {
+	if c.Audience, err = stringOrList(w.aud, false); err != nil {
 		return nil, fmt.Errorf("%w: aud: %v", ErrMalformed, err)
 	}
 	// Okta puts scopes in scp as a JSON array; other issuers use a space-separated scope string.
-	if c.Scopes, err = stringOrList(w.Scp, true, unmarshal); err != nil {
+	if c.Scopes, err = stringOrList(w.scp, true); err != nil {
 		return nil, fmt.Errorf("%w: scp: %v", ErrMalformed, err)
 	}
-	for _, s := range strings.Fields(w.Scope) {
-		if !slices.Contains(c.Scopes, s) {
-			c.Scopes = append(c.Scopes, s)
+	if w.scope != nil {
+		scope, ok := strictjson.String(w.scope)
+		if !ok {
+			return nil, fmt.Errorf("%w: scope: want a string", ErrMalformed)
+		}
+		for _, s := range strings.Fields(scope) {
+			if !slices.Contains(c.Scopes, s) {
+				c.Scopes = append(c.Scopes, s)
+			}
 		}
 	}
-	if c.Cnf, err = decodeConfirmation(w.Cnf); err != nil {
+	if c.Cnf, err = decodeConfirmation(w.cnf); err != nil {
 		return nil, fmt.Errorf("%w: cnf: %v", ErrMalformed, err)
 	}
 	for _, f := range []struct {
 		raw []byte
 		dst *time.Time
 		n   string
-	}{{w.Exp, &c.Expiry, "exp"}, {w.Iat, &c.IssuedAt, "iat"}, {w.Nbf, &c.NotBefore, "nbf"}} {
+	}{{w.exp, &c.Expiry, "exp"}, {w.iat, &c.IssuedAt, "iat"}, {w.nbf, &c.NotBefore, "nbf"}} {
 		if *f.dst, err = numericDate(f.raw); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, f.n, err)
 		}
@@ -519,13 +612,13 @@ var errClaimShape = errors.New("want a string or an array of strings")
 
 // stringOrList decodes a claim that may be a string or an array of strings. With split, a
 // string is space-separated (the scope convention).
-func stringOrList(raw []byte, split bool, unmarshal func([]byte, any) error) ([]string, error) {
+func stringOrList(raw []byte, split bool) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
 	if raw[0] == '"' {
-		var s string
-		if err := unmarshal(raw, &s); err != nil {
+		s, ok := strictjson.String(raw)
+		if !ok {
 			return nil, errClaimShape
 		}
 		if split {
@@ -533,8 +626,8 @@ func stringOrList(raw []byte, split bool, unmarshal func([]byte, any) error) ([]
 		}
 		return []string{s}, nil
 	}
-	var list []string
-	if err := unmarshal(raw, &list); err != nil {
+	list, ok := strictjson.Strings(raw)
+	if !ok {
 		return nil, errClaimShape
 	}
 	return list, nil

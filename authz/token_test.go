@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -215,7 +217,11 @@ func (c *countingKeys) Key(ctx context.Context, kid string) (jwks.Key, error) {
 	return c.KeySource.Key(ctx, kid)
 }
 
-func (c *countingKeys) HasKey(kid string) bool { return c.KeySource.(keyChecker).HasKey(kid) }
+func (c *countingKeys) FetchedAt() time.Time { return c.KeySource.(fetchedAt).FetchedAt() }
+
+func (c *countingKeys) KeyFingerprint(kid string) ([32]byte, bool) {
+	return c.KeySource.(keyChecker).KeyFingerprint(kid)
+}
 
 // staticKeys serves fixed keys, for algorithms the dev issuer does not use.
 type staticKeys map[string]jwks.Key
@@ -298,9 +304,9 @@ func TestRequireATJWT(t *testing.T) {
 	assert.NoError(t, err)
 }
 
-// FuzzVerifiedClaimsDecoding: the token cache decodes verified payloads with go-json; for every
-// payload the standard decoder accepts (the only ones that can have verified), the claims must
-// be the same.
+// FuzzVerifiedClaimsDecoding: the token cache reads verified payloads again without checking
+// them (strictjson.Members); for every payload decodeClaims accepts (the only ones that can have
+// verified), the claims must be the same.
 func FuzzVerifiedClaimsDecoding(f *testing.F) {
 	for _, seed := range []string{
 		`{"ver":1,"jti":"AT.x","iss":"https://example.okta.com/oauth2/default","aud":"api://default","iat":1796069579,"exp":1796073179,"cid":"0oa1","uid":"00u1","scp":["openid","messages:read"],"sub":"ada@example.com","email":"ada@example.com"}`,
@@ -320,10 +326,53 @@ func FuzzVerifiedClaimsDecoding(f *testing.F) {
 		}
 		got, err := decodeVerifiedClaims(payload)
 		if err != nil {
-			t.Fatalf("go-json refused what encoding/json accepted: %v\n%q", err, payload)
+			t.Fatalf("the cache's decoding refused what verification accepted: %v\n%q", err, payload)
 		}
 		if !reflect.DeepEqual(want, got) {
-			t.Fatalf("claims differ for %q:\nencoding/json %+v\ngo-json       %+v", payload, want, got)
+			t.Fatalf("claims differ for %q:\nverification %+v\ncache        %+v", payload, want, got)
 		}
 	})
+}
+
+// TestForgedKidCannotBlockARotation: a token with a made-up kid spends the unknown-kid
+// refetch; when the issuer rotates within the next MinRefetch, tokens signed with the new key
+// get 503 kid_not_yet_fetched (retry), not 401 invalid_token (throw the token away) — they
+// used to get 401 for up to 30 s — and verify as soon as a refetch is allowed. An unknown kid
+// on a token issued before the last fetch is still unknown_kid.
+func TestForgedKidCannotBlockARotation(t *testing.T) {
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	idp, _ := devidptest.Start(t, devidp.Config{Now: clock})
+	keys, err := jwks.New(jwks.Options{Issuer: idp.Issuer(), Algs: []string{"RS256"}, AllowHTTP: true, Now: clock})
+	require.NoError(t, err)
+	require.NoError(t, keys.Refresh(context.Background()))
+	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: idp.Issuer(), Audiences: []string{"api://default"},
+		Algs: []string{"RS256"}, Keys: keys}}, Leeway: time.Minute, Now: clock, CacheSize: -1})
+	require.NoError(t, err)
+
+	advance(5 * time.Second)
+	claims := idp.Claims(devTokenRequest())
+	forged := sign(t, foreignKey, jwa.RS256(), map[string]any{"kid": "made-up"}, claims)
+	_, err = v.Verify(context.Background(), forged)
+	assert.Equal(t, ErrUnknownKey, reasonOf(err), "the forged kid spends the refetch: %v", err)
+
+	_, err = idp.Rotate()
+	require.NoError(t, err)
+	advance(2 * time.Second)
+	rotated, err := idp.Mint(devTokenRequest())
+	require.NoError(t, err)
+	for range 3 {
+		_, err = v.Verify(context.Background(), rotated)
+		assert.Equal(t, ErrKeyNotFetched, reasonOf(err), "can't tell yet: %v", err)
+	}
+	old := sign(t, foreignKey, jwa.RS256(), map[string]any{"kid": "other"}, map[string]any{
+		"iss": idp.Issuer(), "aud": "api://default", "iat": t0.Add(-time.Hour).Unix(), "exp": t0.Add(time.Hour).Unix()})
+	_, err = v.Verify(context.Background(), old)
+	assert.Equal(t, ErrUnknownKey, reasonOf(err), "issued before the fetch: its key would be in the set")
+
+	advance(30 * time.Second)
+	_, err = v.Verify(context.Background(), rotated)
+	assert.NoError(t, err, "the next refetch brings the new key")
 }

@@ -55,10 +55,7 @@ func firstLines(doc []byte) string {
 // authzFlags is the flag contract (ARCHITECTURE.md plus the documented additions).
 var authzFlags = []string{"issuer", "audience", "client-ids", "jwks-url", "algs", "leeway", "grpc-addr",
 	"http-addr", "admin-addr", "allow-http-issuer", "policy", "realm", "cache-size", "tls-cert", "tls-key",
-	"client-ca", "log-level", "http-path-prefix", "http-request-headers", "require-at-jwt"}
-
-// landingFlags are the shutdown flags of the availability work, which the chart already sets.
-var landingFlags = []string{"shutdown-drain", "shutdown-timeout"}
+	"client-ca", "log-level", "http-path-prefix", "http-request-headers", "require-at-jwt", "shutdown-drain", "shutdown-timeout"}
 
 // TestKubernetesManifests reads the plain manifest, which deploy/helm generates from the chart's
 // defaults (its own test keeps the two equal and checks the chart further).
@@ -131,14 +128,12 @@ func TestKubernetesManifests(t *testing.T) {
 	assert.Equal(t, deploy.Spec.Selector.MatchLabels, np.Spec.PodSelector.MatchLabels, "the NetworkPolicy guards the pods")
 	assert.Equal(t, deploy.Name, hpa.Spec.ScaleTargetRef.Name)
 
-	// The environment names real flags (or ones landing with the availability work, which the
-	// service ignores until then), and the policy ConfigMap holds a valid policy.
+	// The environment names real flags, and the policy ConfigMap holds a valid policy.
 	env := map[string]string{}
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
 		flagName := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(e.Name, "AUTHZ_")), "_", "-")
-		assert.True(t, slices.Contains(authzFlags, flagName) || slices.Contains(landingFlags, flagName),
-			"%s is not the twin of an authz flag", e.Name)
+		assert.True(t, slices.Contains(authzFlags, flagName), "%s is not the twin of an authz flag", e.Name)
 	}
 	require.Len(t, pod.Volumes, 1)
 	policyMap := configs[pod.Volumes[0].ConfigMap.Name]

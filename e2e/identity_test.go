@@ -20,7 +20,8 @@ import (
 // TestClaimHeadersReachTheAPI: an operator adds email and groups as x-user-email and
 // x-user-groups in the policy; the demo API receives them through real nginx (configured with
 // `authz proxy-config nginx`'s blocks) and through Envoy (envoy.yaml, played from its source);
-// a client's copies never pass; the token stays away from the API.
+// a client's copies never pass, nor any other x-authz-* header; the token stays away from the
+// API.
 func TestClaimHeadersReachTheAPI(t *testing.T) {
 	s := startStack(t, "testdata/identity-policy.yaml")
 	headers := append(append([]string{}, authz.FixedIdentityHeaders...), "x-user-email", "x-user-groups")
@@ -48,7 +49,9 @@ func TestClaimHeadersReachTheAPI(t *testing.T) {
 		return http.Header{"Authorization": {"Bearer " + tok}, "X-User-Email": {"mallory@example.com"},
 			"X-User-Groups": {"root", "wheel"}, "X-Authz-Subject": {"root"}, "X-Authz-User-Id": {"root", "root2"},
 			"X-USER-EMAIL": {"mallory@example.com"}, "x-authz-subject": {"root"}, "x-Authz-Claims": {"root"},
-			"X_User_Email": {"mallory@example.com"}, "X_Authz_Subject": {"root"}, "x_user_groups": {"root"}}
+			"X_User_Email": {"mallory@example.com"}, "X_Authz_Subject": {"root"}, "x_user_groups": {"root"},
+			// x-authz-* names the service never sets: none may reach the API either.
+			"X-Authz-Role": {"root"}, "x-AUTHZ-anything": {"wheel"}, "X-Authz-Subject-Extra": {"root"}}
 	}
 	noSpoofArrived := func(t *testing.T) {
 		t.Helper()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -31,7 +32,7 @@ func nginxBinary(t *testing.T) string {
 	t.Helper()
 	path, err := nginxconf.Binary()
 	if err != nil {
-		testenv.Missing(t, "nginx", "apt-get install -y nginx-light")
+		testenv.Missing(t, "nginx", "apt-get install -y nginx-light libnginx-mod-http-headers-more-filter")
 	}
 	return path
 }
@@ -61,6 +62,9 @@ func startNginxWith(t *testing.T, s *stack, api string, identity []string) strin
 	dir := t.TempDir()
 	addr := freePort(t)
 	text, err := nginxconf.Local{Listen: addr, API: api, AuthzHTTP: host(s.httpURL), Dir: dir}.Render()
+	if errors.Is(err, nginxconf.ErrNoHeadersMore) {
+		testenv.Missing(t, "nginx's headers-more module", "apt-get install -y libnginx-mod-http-headers-more-filter")
+	}
 	require.NoError(t, err)
 	if identity != nil {
 		server, location := proxyconf.NginxBlocks(identity, false)

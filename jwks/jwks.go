@@ -8,6 +8,8 @@ package jwks
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +30,12 @@ var (
 	ErrNotLoaded = errors.New("jwks: no key set loaded yet")
 	// ErrUnknownKID means the key set (after any permitted refetch) has no key with that id.
 	ErrUnknownKID = errors.New("jwks: unknown key id")
+	// ErrKIDNotFetched means the key set has no key with that id and may not be fetched again
+	// yet (an unknown kid refetched it less than MinRefetch ago): the key may be one the issuer
+	// published since. A caller that cannot tell otherwise should answer "retry later", not
+	// "invalid": a forged kid that spent the refetch must not make a freshly rotated key's
+	// tokens look invalid. It wraps ErrUnknownKID.
+	ErrKIDNotFetched = fmt.Errorf("%w, and the key set may not be fetched again yet", ErrUnknownKID)
 )
 
 // Trigger says why a fetch happened, for logs and metrics.
@@ -50,6 +58,11 @@ const (
 	DefaultFetchTimeout   = 10 * time.Second
 	defaultBackoffInitial = time.Second
 	defaultBackoffMax     = time.Minute
+	// startupBackoffMax caps the wait between attempts before the first key set is loaded: the
+	// replica is unready until then, and must not stay so a minute after the issuer is back.
+	startupBackoffMax = 5 * time.Second
+	// maxSkippedLogged bounds the lines logged about unusable keys of one set.
+	maxSkippedLogged = 5
 )
 
 // Options configure a Set. Zero values take the defaults above.
@@ -177,7 +190,7 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 	}
 	done, start := s.claimRefetch()
 	if done == nil {
-		return Key{}, ErrUnknownKID // rate-limited, and no refetch in flight to wait for
+		return Key{}, ErrKIDNotFetched // rate-limited, and no refetch in flight to wait for
 	}
 	if start {
 		// The refetch outlives the request that triggered it: other callers wait for it.
@@ -220,14 +233,15 @@ func (s *Set) claimRefetch() (done chan struct{}, start bool) {
 	return s.refetchDone, true
 }
 
-// HasKey reports whether the current key set holds kid, without any fetch.
-func (s *Set) HasKey(kid string) bool {
+// KeyFingerprint returns the fingerprint of the current key with id kid, without any fetch;
+// ok is false when the set holds no such key.
+func (s *Set) KeyFingerprint(kid string) (fp [32]byte, ok bool) {
 	snap := s.snap.Load()
 	if snap == nil {
-		return false
+		return fp, false
 	}
-	_, ok := snap.keys[kid]
-	return ok
+	k, ok := snap.keys[kid]
+	return k.Fingerprint, ok
 }
 
 // Loaded reports whether a key set has been loaded (the service is ready).
@@ -297,7 +311,7 @@ func (s *Set) Run(ctx context.Context) {
 		}
 		var wait time.Duration
 		if err != nil {
-			wait = backoff(failures)
+			wait = retryWait(failures, s.Loaded())
 			failures++
 			if s.Loaded() {
 				s.log.Warn("key set refresh failed; keeping the last good set", "error", err, "retry_in", wait.String())
@@ -319,6 +333,16 @@ func (s *Set) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// retryWait is the wait after n consecutive failures: backoff, capped at startupBackoffMax
+// while no key set is loaded yet.
+func retryWait(n int, loaded bool) time.Duration {
+	d := backoff(n)
+	if !loaded {
+		d = min(d, startupBackoffMax)
+	}
+	return d
 }
 
 // backoff returns the wait after n consecutive failures: exponential from one second to a minute,
@@ -350,8 +374,14 @@ func (s *Set) fetch(ctx context.Context, trigger Trigger) (err error) {
 	if err != nil {
 		return fmt.Errorf("jwks: key set %s: %w", u, err)
 	}
-	for _, sk := range skipped {
-		s.log.Info("key set: key not used", "kid", sk.kid, "reason", sk.reason)
+	for id, k := range keys {
+		der, err := x509.MarshalPKIXPublicKey(k.Public)
+		if err != nil {
+			delete(keys, id) // every key type parseKeySet keeps encodes; fail closed if not
+			continue
+		}
+		k.Fingerprint = sha256.Sum256(der)
+		keys[id] = k
 	}
 	nkeys = len(keys)
 	snap := &snapshot{
@@ -362,6 +392,15 @@ func (s *Set) fetch(ctx context.Context, trigger Trigger) (err error) {
 	old := s.snap.Swap(snap)
 	s.loadOnce.Do(func() { close(s.loaded) })
 	if old == nil || !sameKeys(old.keys, keys) {
+		// Unusable keys are told once per new set, a few by name: a set of thousands of them
+		// must not write thousands of lines on every refresh.
+		for i, sk := range skipped {
+			if i == maxSkippedLogged {
+				s.log.Info("key set: more keys not used", "count", len(skipped)-i)
+				break
+			}
+			s.log.Info("key set: key not used", "kid", sk.kid, "reason", sk.reason)
+		}
 		s.log.Info("key set loaded", "trigger", string(trigger), "url", u, "kids", strings.Join(s.KeyIDs(), ","),
 			"refresh_in", snap.maxAge.String())
 	}
@@ -402,8 +441,8 @@ func sameKeys(a, b map[string]Key) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for id := range a {
-		if _, ok := b[id]; !ok {
+	for id, k := range a {
+		if other, ok := b[id]; !ok || other.Fingerprint != k.Fingerprint {
 			return false
 		}
 	}

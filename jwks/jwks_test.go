@@ -1,6 +1,7 @@
 package jwks
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -483,4 +485,33 @@ func TestConcurrentRotatedKidWaitsForTheRefetch(t *testing.T) {
 		assert.NoError(t, err)
 	}
 	assert.Equal(t, before+1, is.keyFetches.Load(), "one refetch served all of them")
+}
+
+func TestRetryWaitBeforeTheFirstLoad(t *testing.T) {
+	for n := range 20 {
+		assert.LessOrEqual(t, retryWait(n, false), startupBackoffMax, "unready: retry within %s", startupBackoffMax)
+		assert.LessOrEqual(t, retryWait(n, true), time.Minute)
+	}
+	assert.Greater(t, retryWait(10, true), startupBackoffMax, "once loaded, a failing issuer is asked less often")
+}
+
+// TestUnusableKeysAreLoggedOnce: a set with thousands of unusable keys logs a few lines when
+// it is new, and none on a refresh that finds the same set (it logged a line per key per fetch).
+func TestUnusableKeysAreLoggedOnce(t *testing.T) {
+	is := newIssuer(t)
+	is.set(func(is *issuer) {
+		is.keys = []map[string]any{jwkJSON(t, &rsaKey.PublicKey, map[string]any{"kid": "k1"})}
+		for i := range 2000 { // small EC keys: thousands fit the 1 MiB limit
+			is.keys = append(is.keys, map[string]any{"kty": "EC", "crv": "P-256", "kid": fmt.Sprintf("enc-%d", i), "use": "enc",
+				"x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"})
+		}
+	})
+	var logs bytes.Buffer
+	s := newSet(t, Options{Issuer: is.issuerURL(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, s.Refresh(context.Background()))
+	first := strings.Count(logs.String(), "not used")
+	assert.Equal(t, maxSkippedLogged+1, first, "a few keys by name, then a count")
+	assert.Contains(t, logs.String(), "count=1995")
+	require.NoError(t, s.Refresh(context.Background()))
+	assert.Equal(t, first, strings.Count(logs.String(), "not used"), "the same set again: nothing more")
 }

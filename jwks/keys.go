@@ -19,6 +19,10 @@ type Key struct {
 	Algs []string
 	// Public is the raw public key: *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey.
 	Public any
+	// Fingerprint identifies the key material (SHA-256 of its PKIX encoding): an issuer that
+	// replaces a key under the same kid changes it, and what was verified with the old key
+	// must not count as verified with the new one.
+	Fingerprint [32]byte
 }
 
 // Allows reports whether the key may verify a signature made with alg.

@@ -13,11 +13,9 @@ import (
 )
 
 // landing are flags other work adds while the chart already passes them (as environment
-// variables, which a service without the flag ignores): the shutdown drain and connection cap
-// of the availability work, and the introspection client. Once `authz --help` lists one, it is
-// checked like every other flag; its entry here may then go.
+// variables, which a service without the flag ignores): the introspection client. Once
+// `authz --help` lists one, it is checked like every other flag; its entry here may then go.
 var landing = []string{
-	"shutdown-drain", "shutdown-timeout", "max-connections",
 	"introspection", "introspection-url", "introspection-auth", "introspection-client-id",
 	"introspection-client-secret-file", "introspection-key-file", "introspection-cache-ttl", "introspection-timeout",
 }

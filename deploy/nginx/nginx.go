@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -28,11 +29,27 @@ type Local struct {
 	Dir string
 }
 
+// headersMore is the load_module line of nginx.conf; Render points it at the module installed on
+// this machine (relative paths would be read under the -p prefix).
+const headersMore = "load_module modules/ngx_http_headers_more_filter_module.so;"
+
+// ErrNoHeadersMore: nginx.conf needs the headers-more module, and it is not installed.
+var ErrNoHeadersMore = errors.New("nginx's headers-more module is not installed (Debian/Ubuntu: apt-get install libnginx-mod-http-headers-more-filter)")
+
+// moduleDirs are where Debian (and nginx.org's packages) install dynamic modules.
+var moduleDirs = []string{"/usr/lib/nginx/modules", "/usr/share/nginx/modules", "/etc/nginx/modules", "/usr/lib64/nginx/modules"}
+
 // Render returns Conf with l's addresses and paths and one worker process. It fails when
-// Conf no longer has the lines it replaces: then this function must follow the file.
+// Conf no longer has the lines it replaces (then this function must follow the file), and with
+// ErrNoHeadersMore when the module nginx.conf loads is not installed.
 func (l Local) Render() (string, error) {
+	module, err := HeadersMore()
+	if err != nil {
+		return "", err
+	}
 	text := Conf
 	for _, r := range []struct{ old, repl string }{
+		{headersMore, "load_module " + module + ";"},
 		{"server demoapi:3000;", "server " + l.API + ";"},
 		{"server authz:9002;", "server " + l.AuthzHTTP + ";"},
 		{"listen 8080;", "listen " + l.Listen + ";"},
@@ -50,6 +67,17 @@ func (l Local) Render() (string, error) {
 	return text, nil
 }
 
+// HeadersMore finds the headers-more module on this machine, or says ErrNoHeadersMore.
+func HeadersMore() (string, error) {
+	for _, d := range moduleDirs {
+		p := filepath.Join(d, "ngx_http_headers_more_filter_module.so")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", ErrNoHeadersMore
+}
+
 // Binary finds the nginx executable: on PATH, or where Debian installs it (/usr/sbin, which is
 // not on every user's PATH).
 func Binary() (string, error) {
@@ -58,5 +86,5 @@ func Binary() (string, error) {
 			return path, nil
 		}
 	}
-	return "", errors.New("nginx not found (Debian/Ubuntu: apt-get install nginx-light)")
+	return "", errors.New("nginx not found (Debian/Ubuntu: apt-get install nginx-light libnginx-mod-http-headers-more-filter)")
 }

@@ -58,14 +58,19 @@ type config struct {
 	ClientCertHeader string
 	// Identity is what allows forward, as the flags say; the policy file's identity sections
 	// go over it.
-	Identity    authz.Identity
-	CacheSize   int
-	Pprof       bool
-	DecisionLog string
-	LogSample   float64
-	TLSCert     string
-	TLSKey      string
-	ClientCA    string
+	Identity  authz.Identity
+	CacheSize int
+	// Limits protects the listeners (see limits.go); ShutdownDrain is how long the service
+	// keeps serving after SIGTERM with readiness and gRPC health NOT_SERVING, ShutdownTimeout
+	// how long it then waits for checks in flight.
+	Limits                         limits
+	ShutdownDrain, ShutdownTimeout time.Duration
+	Pprof                          bool
+	DecisionLog                    string
+	LogSample                      float64
+	TLSCert                        string
+	TLSKey                         string
+	ClientCA                       string
 
 	Dev         bool
 	DevAddr     string
@@ -115,6 +120,9 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9001", "Envoy ext_authz gRPC listener")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":9002", "HTTP decision API listener (Envoy http_service, nginx auth_request, Traefik ForwardAuth)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", ":9003", "admin listener: /healthz, /readyz")
+	c.Limits.flags(fs)
+	fs.DurationVar(&c.ShutdownDrain, "shutdown-drain", 10*time.Second, "after SIGTERM: how long to keep serving with /readyz and gRPC health NOT_SERVING, so that proxies move away first (Kubernetes' terminationGracePeriodSeconds must cover it and --shutdown-timeout)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "after the drain: how long checks in flight may take before the listeners are closed")
 	fs.BoolVar(&c.AllowHTTPIssuer, "allow-http-issuer", false, "permit a plain-http issuer and key URL (local stacks only)")
 	fs.StringVar(&c.Policy, "policy", "", "route policy file (YAML); without one every route needs a valid token. Reloaded on SIGHUP and when the file changes")
 	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
@@ -183,6 +191,11 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
+	}
+	drainSet := false
+	fs.Visit(func(f *flag.Flag) { drainSet = drainSet || f.Name == "shutdown-drain" })
+	if c.Dev && !drainSet {
+		c.ShutdownDrain = 0 // nothing routes around a local dev service: Ctrl-C stops it at once
 	}
 	errs = append(errs, c.validate()...)
 	if err := errors.Join(errs...); err != nil {
@@ -281,6 +294,13 @@ func (c *config) validate() []error {
 	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
 		add("--leeway %s must be between 0 and 10m", c.Leeway)
 	}
+	errs = append(errs, c.Limits.validate()...)
+	if c.ShutdownDrain < 0 || c.ShutdownDrain > 5*time.Minute {
+		add("--shutdown-drain %s must be between 0 and 5m", c.ShutdownDrain)
+	}
+	if c.ShutdownTimeout < time.Second || c.ShutdownTimeout > 5*time.Minute {
+		add("--shutdown-timeout %s must be between 1s and 5m", c.ShutdownTimeout)
+	}
 	for name, addr := range map[string]string{"--grpc-addr": c.GRPCAddr, "--http-addr": c.HTTPAddr, "--admin-addr": c.AdminAddr} {
 		if err := checkAddr(addr); err != nil {
 			add("%s: %v", name, err)
@@ -371,20 +391,24 @@ func (c *config) policyOptions() authz.PolicyOptions {
 
 // readPolicy loads a policy file, and returns the SHA-256 of what it read.
 func readPolicy(path string, opts authz.PolicyOptions) (*authz.Policy, []byte, error) {
-	flagIssuers := opts.Issuers
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	sum := digest(data)
+	p, err := loadPolicyData(data, opts)
+	return p, digest(data), err
+}
+
+// loadPolicyData parses a policy file's content.
+func loadPolicyData(data []byte, opts authz.PolicyOptions) (*authz.Policy, error) {
 	p, err := authz.LoadPolicyWith(data, opts)
 	if err != nil {
-		return nil, sum, err
+		return nil, err
 	}
-	if len(flagIssuers) == 0 && len(p.Issuers) == 0 {
-		return nil, sum, errors.New("no issuer: give --issuer or declare issuers in the policy file")
+	if len(opts.Issuers) == 0 && len(p.Issuers) == 0 {
+		return nil, errors.New("no issuer: give --issuer or declare issuers in the policy file")
 	}
-	return p, sum, nil
+	return p, nil
 }
 
 // checkAddr accepts host:port with a numeric port (host may be empty).

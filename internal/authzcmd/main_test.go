@@ -84,8 +84,8 @@ func TestOktaOrgServerWarning(t *testing.T) {
 // listeners and a stop function that shuts it down and returns run's result.
 func startService(t *testing.T, log *slog.Logger, args ...string) (*listeners, func() error) {
 	t.Helper()
-	c, err := parseConfig(append(args, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--admin-addr", "127.0.0.1:0"), env(nil), io.Discard)
+	c, err := parseConfig(append([]string{"--shutdown-drain", "0"}, append(args, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0")...), env(nil), io.Discard)
 	require.NoError(t, err)
 	ls, err := listen(c)
 	require.NoError(t, err)

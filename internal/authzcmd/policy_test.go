@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,4 +166,68 @@ func TestProxyConfigNamesConfiguredHeaders(t *testing.T) {
 	}
 	_, err = proxySnippet(c, "haproxy")
 	assert.Error(t, err)
+}
+
+// TestSIGHUPDuringAPartialWrite: a SIGHUP while the file is still being written (a `cat >`,
+// an editor writing in place) never loads the part written so far: here that part is valid
+// YAML that lacks the scope rule, which would let any valid token through to /admin (it was
+// loaded, and allowed 124,930 requests in the issue's run). The file is loaded once it stops
+// changing; a reload that drops a rule is logged as such.
+func TestSIGHUPDuringAPartialWrite(t *testing.T) {
+	idp, _ := devidptest.Start(t, devidp.Config{})
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	full := "rules:\n  - name: health\n    match: {path: /healthz}\n    public: true\n" +
+		"  - name: admin\n    match: {path_prefix: /admin}\n    require: {scopes: [admin]}\n"
+	writeFile(t, path, full)
+	c, err := parseConfig([]string{"--issuer", idp.Issuer(), "--allow-http-issuer", "--policy", path}, env(nil), io.Discard)
+	require.NoError(t, err)
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	az, _, err := buildAuthorizer(c, log, prometheus.NewRegistry())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	// A long poll interval: only the SIGHUP path acts here.
+	w := &policyWatcher{c: c, az: az, log: log, poll: time.Hour, settle: 300 * time.Millisecond}
+	go w.run(ctx, hup)
+
+	// The writer truncates and writes the first half; the signal arrives; the writer goes on
+	// writing in small pieces, each within the settle time of the last.
+	updated := full + "  - name: reports\n    match: {path_prefix: /reports}\n    require: {scopes: [reports]}\n"
+	cut := strings.Index(updated, "  - name: admin")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o644)
+	require.NoError(t, err)
+	_, err = f.WriteString(updated[:cut])
+	require.NoError(t, err)
+	hup <- syscall.SIGHUP
+	rest := updated[cut:]
+	for len(rest) > 0 {
+		n := min(8, len(rest))
+		_, err = f.WriteString(rest[:n])
+		require.NoError(t, err)
+		rest = rest[n:]
+		// Every policy the service held so far has the admin rule.
+		require.NotNil(t, ruleNamed(az.Policy(), "admin"), "a half-written file was loaded")
+		time.Sleep(5 * time.Millisecond) // the writer's pace, well under the settle time
+	}
+	require.NoError(t, f.Close())
+	require.Eventually(t, func() bool { return ruleNamed(az.Policy(), "reports") != nil }, 5*time.Second, 5*time.Millisecond,
+		"the whole file is loaded once it stops changing")
+	assert.NotNil(t, ruleNamed(az.Policy(), "admin"))
+
+	// A reload that removes a rule says so.
+	writeFile(t, path, "rules:\n  - name: health\n    match: {path: /healthz}\n    public: true\n")
+	hup <- syscall.SIGHUP
+	require.Eventually(t, func() bool { return ruleNamed(az.Policy(), "admin") == nil }, 5*time.Second, 5*time.Millisecond)
+	assert.Contains(t, logs.String(), `"removed":"admin,reports"`)
+}
+
+func ruleNamed(p *authz.Policy, name string) *authz.Rule {
+	for _, r := range p.Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
 }

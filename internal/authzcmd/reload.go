@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"reflect"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,46 +21,91 @@ import (
 // inotify) also sees Kubernetes ConfigMap updates, which swap a symlink.
 const policyPollInterval = 2 * time.Second
 
+// hupSettle is how long the policy file must keep the same content after a SIGHUP before it is
+// loaded: the signal may come while an editor or a `cat >` is still writing it.
+const hupSettle = 500 * time.Millisecond
+
+// maxHupWait bounds how long a SIGHUP waits for the file to settle.
+const maxHupWait = 30 * time.Second
+
 // watchPolicy reloads the policy file on SIGHUP and when its content changes. A valid file is
 // swapped in atomically; an invalid one is logged and the running policy stays.
 func watchPolicy(ctx context.Context, c *config, az *authz.Authorizer, log *slog.Logger, interval time.Duration) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	last := c.policyDigest
+	w := &policyWatcher{c: c, az: az, log: log, poll: interval, settle: hupSettle}
+	w.run(ctx, hup)
+}
+
+// policyWatcher loads only content that has stopped changing: a file caught half-written may
+// be valid YAML that lacks the rules after the cut, and loading it would widen access (its
+// routes fall to the default rule). The poller reloads a changed file once a second poll sees
+// the same content; a SIGHUP once the content stays the same for settle.
+type policyWatcher struct {
+	c            *config
+	az           *authz.Authorizer
+	log          *slog.Logger
+	poll, settle time.Duration
+}
+
+func (w *policyWatcher) run(ctx context.Context, hup <-chan os.Signal) {
+	last := w.c.policyDigest
 	var pending []byte // a changed digest seen once; reloaded when seen again unchanged
-	t := time.NewTicker(interval)
+	t := time.NewTicker(w.poll)
 	defer t.Stop()
+	var settle <-chan time.Time
+	var hupContent []byte // the content read at the SIGHUP (or the last settle check)
+	var hupSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			last = reloadPolicy(c, az, log, "sighup")
-		case <-t.C:
-			d := fileDigest(c.Policy)
+			hupContent, hupSince = readOrNil(w.c.Policy), time.Now()
+			settle = time.After(w.settle)
+		case <-settle:
+			now := readOrNil(w.c.Policy)
 			switch {
-			case d == nil || bytes.Equal(d, last):
+			case now != nil && bytes.Equal(now, hupContent):
+				settle = nil
+				last = w.apply(now, "sighup")
+				pending = nil
+			case time.Since(hupSince) > maxHupWait:
+				settle = nil
+				w.log.Error("policy reload on SIGHUP abandoned: the file kept changing (or could not be read)",
+					"file", w.c.Policy, "waited", maxHupWait.String())
+			default:
+				hupContent = now // still being written: wait until it stops changing
+				settle = time.After(w.settle)
+			}
+		case <-t.C:
+			data := readOrNil(w.c.Policy)
+			if data == nil {
+				pending = nil
+				continue
+			}
+			switch d := digest(data); {
+			case bytes.Equal(d, last):
 				pending = nil
 			case !bytes.Equal(d, pending):
-				// Changed: wait one more interval for it to settle, so a file caught
-				// half-written (a shorter, still valid policy) is never swapped in.
+				// Changed: wait one more interval for it to settle.
 				pending = d
 			default:
 				pending = nil
-				last = reloadPolicy(c, az, log, "file_changed")
+				last = w.apply(data, "file_changed")
 			}
 		}
 	}
 }
 
-// fileDigest is the digest of a file's content, nil when it cannot be read.
-func fileDigest(path string) []byte {
+// readOrNil reads a file, nil when it cannot be read.
+func readOrNil(path string) []byte {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
-	return digest(data)
+	return data
 }
 
 // digest is what the watcher compares to notice a change.
@@ -68,11 +114,24 @@ func digest(data []byte) []byte {
 	return sum[:]
 }
 
-// reloadPolicy loads the file and swaps it in, unless it is invalid or changes the issuers
-// (their key sets are built at start-up; that change needs a restart). It returns the digest
-// of the content it read, so an unchanged broken file is not reported again and again.
+// apply loads the policy from data and swaps it in, and returns data's digest (so that an
+// unchanged broken file is not reported again and again). See reloadPolicy.
+func (w *policyWatcher) apply(data []byte, trigger string) []byte {
+	p, err := loadPolicyData(data, w.c.policyOptions())
+	reload(w.c, w.az, w.log, trigger, p, err)
+	return digest(data)
+}
+
+// reloadPolicy reads the file and swaps its policy in, unless it is invalid or changes the
+// issuers (their key sets are built at start-up; that change needs a restart). It returns the
+// digest of the content it read.
 func reloadPolicy(c *config, az *authz.Authorizer, log *slog.Logger, trigger string) []byte {
-	p, digest, err := readPolicy(c.Policy, c.policyOptions())
+	p, sum, err := readPolicy(c.Policy, c.policyOptions())
+	reload(c, az, log, trigger, p, err)
+	return sum
+}
+
+func reload(c *config, az *authz.Authorizer, log *slog.Logger, trigger string, p *authz.Policy, err error) {
 	if err == nil && !slices.EqualFunc(p.Issuers, policyIssuers(c.PolicyRules), func(a, b authz.IssuerSpec) bool {
 		return reflect.DeepEqual(a, b)
 	}) {
@@ -80,9 +139,25 @@ func reloadPolicy(c *config, az *authz.Authorizer, log *slog.Logger, trigger str
 	}
 	if err != nil {
 		log.Error("policy reload rejected; the running policy stays", "trigger", trigger, "file", c.Policy, "error", err.Error())
-		return digest
+		return
+	}
+	// Rules that go away widen access to their routes (they fall to another rule or the
+	// default): say so loudly, so that a truncated or mistaken file is noticed.
+	if gone := removedRules(az.Policy(), p); len(gone) > 0 {
+		log.Warn("policy reload removes rules: their routes now fall to other rules or the default", "trigger", trigger,
+			"file", c.Policy, "removed", strings.Join(gone, ","))
 	}
 	az.SetPolicy(p)
 	log.Info("policy reloaded", "trigger", trigger, "file", c.Policy, "rules", len(p.Rules))
-	return digest
+}
+
+// removedRules names the rules of old that new lacks.
+func removedRules(old, new *authz.Policy) []string {
+	var gone []string
+	for _, r := range old.Rules {
+		if !slices.ContainsFunc(new.Rules, func(n *authz.Rule) bool { return n.Name == r.Name }) {
+			gone = append(gone, r.Name)
+		}
+	}
+	return gone
 }

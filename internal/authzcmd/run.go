@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -129,8 +130,10 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 		return err
 	}
 
+	limitedListeners(ls, &c.Limits, reg)
 	check := authz.NewGRPCServer(az)
 	opts := append(check.ServerOptions(), grpc.UnaryInterceptor(recoverUnary(log)))
+	opts = append(opts, c.Limits.grpcOptions(c.ShutdownTimeout)...)
 	var certs *tlsfiles.Reloader
 	if c.TLSCert != "" {
 		certs, err = tlsfiles.New(tlsfiles.Files{Cert: c.TLSCert, Key: c.TLSKey, ClientCA: c.ClientCA}, log)
@@ -148,9 +151,10 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 
-	decisionSrv := &http.Server{Handler: authz.NewHTTPServer(az, authz.HTTPOptions{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource,
-		ClientCertHeader: c.ClientCertHeader}), ReadHeaderTimeout: 5 * time.Second}
-	adminSrv := &http.Server{Handler: adminHandler(sets, reg, c.Pprof), ReadHeaderTimeout: 5 * time.Second}
+	decisionSrv := c.Limits.httpServer(authz.NewHTTPServer(az, authz.HTTPOptions{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource,
+		ClientCertHeader: c.ClientCertHeader}))
+	var draining atomic.Bool
+	adminSrv := c.Limits.httpServer(adminHandler(sets, reg, c.Pprof, &draining))
 
 	g, gctx := errgroup.WithContext(ctx)
 	if certs != nil {
@@ -185,20 +189,34 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	g.Go(func() error { return serveHTTP(adminSrv, ls.admin, "admin") })
 	g.Go(func() error {
 		<-gctx.Done()
+		if ctx.Err() != nil && c.ShutdownDrain > 0 {
+			// Announce first, then stop: readiness and gRPC health say NOT_SERVING while every
+			// listener keeps serving, so that Kubernetes takes the pod out of its Service and
+			// Envoy's health checks move traffic away before any connection is refused.
+			// HTTP keep-alive ends, so proxies reconnect (to a ready replica).
+			log.Info("shutting down: draining; readiness and health say NOT_SERVING", "drain", c.ShutdownDrain.String())
+			draining.Store(true)
+			hs.Shutdown()
+			decisionSrv.SetKeepAlivesEnabled(false)
+			time.Sleep(c.ShutdownDrain)
+		}
 		if ctx.Err() != nil {
-			log.Info("shutting down: draining checks in flight (up to 10s)")
+			log.Info("shutting down: closing the listeners; checks in flight finish", "timeout", c.ShutdownTimeout.String())
 		}
 		hs.Shutdown()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
 		defer cancel()
 		stopped := make(chan struct{})
 		go func() { gs.GracefulStop(); close(stopped) }()
+		httpDone := make(chan error, 2)
+		go func() { httpDone <- decisionSrv.Shutdown(shutdownCtx) }()
+		go func() { httpDone <- adminSrv.Shutdown(shutdownCtx) }()
 		select {
 		case <-stopped:
 		case <-shutdownCtx.Done():
 			gs.Stop()
 		}
-		return errors.Join(decisionSrv.Shutdown(shutdownCtx), adminSrv.Shutdown(shutdownCtx))
+		return errors.Join(<-httpDone, <-httpDone)
 	})
 	log.Info("authz listening", "grpc", ls.grpc.Addr().String(), "http", ls.http.Addr().String(),
 		"admin", ls.admin.Addr().String(), "issuer", c.Issuer, "audiences", c.Audiences, "algs", c.Algs, "policy", c.Policy)
@@ -214,9 +232,9 @@ func serveHTTP(s *http.Server, l net.Listener, name string) error {
 	return nil
 }
 
-// adminHandler serves /healthz (the process is alive), /readyz (every key set is loaded) and
-// /metrics (Prometheus).
-func adminHandler(sets []*jwks.Set, reg *prometheus.Registry, withPprof bool) http.Handler {
+// adminHandler serves /healthz (the process is alive), /readyz (every key set is loaded, and
+// the service is not draining for shutdown) and /metrics (Prometheus).
+func adminHandler(sets []*jwks.Set, reg *prometheus.Registry, withPprof bool, draining *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	if withPprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -228,6 +246,10 @@ func adminHandler(sets []*jwks.Set, reg *prometheus.Registry, withPprof bool) ht
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if draining.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if !allLoaded(sets) {
 			w.Header().Set("Retry-After", authz.RetryAfterSeconds)
 			http.Error(w, "not ready: key set not loaded yet", http.StatusServiceUnavailable)

@@ -134,6 +134,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	nginx := o.Nginx
 	if nginx == "" {
 		nginx, s.NoProxy = nginxconf.Binary()
+		if s.NoProxy == nil {
+			if _, err := nginxconf.HeadersMore(); err != nil {
+				nginx, s.NoProxy = "", err
+			}
+		}
 	} else if nginx == "-" {
 		nginx, s.NoProxy = "", errors.New("no proxy asked for")
 	}

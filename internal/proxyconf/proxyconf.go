@@ -45,8 +45,10 @@ func variable(h string) string { return "$authz_" + strings.ReplaceAll(h, "-", "
 func NginxBlocks(headers []string, forward bool) (server, location string) {
 	var sb strings.Builder
 	sb.WriteString("        " + ServerBegin + "\n")
-	sb.WriteString("        # A client's copy of an identity header never reaches the API; locations without\n")
+	sb.WriteString("        # A client's copy of an identity header never reaches the API: every X-Authz-* header\n")
+	sb.WriteString("        # is cleared (headers-more), the named ones are set empty; locations without\n")
 	sb.WriteString("        # proxy_set_header of their own (/healthz) inherit these, \"location /\" sets its own.\n")
+	sb.WriteString("        more_clear_input_headers \"X-Authz-*\";\n")
 	for _, h := range headers {
 		fmt.Fprintf(&sb, "        proxy_set_header %s \"\";\n", h)
 	}
@@ -103,6 +105,7 @@ func envoy(headers []string) string {
 	b.WriteString("# http_service (envoy-http.yaml): the service must see client copies, and Envoy must copy\n")
 	b.WriteString("# the answer's headers upstream.\n")
 	b.WriteString("allowed_headers:\n  patterns:\n    - exact: dpop\n    - exact: x-forwarded-proto\n    - exact: x-request-id\n")
+	b.WriteString("    - exact: content-type\n    - exact: x-http-method-override\n    - exact: x-http-method\n    - exact: x-method-override\n")
 	writePatterns(&b, "    ", headers)
 	b.WriteString("http_service:\n  authorization_response:\n    allowed_upstream_headers:\n      patterns:\n")
 	writePatterns(&b, "        ", headers)
