@@ -116,7 +116,7 @@ func BenchmarkDecideWarm(b *testing.B) {
 // BenchmarkDecideDPoP is the decision for a cached DPoP-bound token with a fresh ES256 proof:
 // the proof's verification is the cost a DPoP request adds (proofs are signed beforehand).
 func BenchmarkDecideDPoP(b *testing.B) {
-	d := newDPoPEnv(&testing.T{}, dpop.NewMemoryStore(dpop.MemoryOptions{Max: 10_000_000, PerKey: 10_000_000}))
+	d := newDPoPEnv(&testing.T{}, dpop.NewMemoryStore(dpop.MemoryOptions{Max: 10_000_000}))
 	tok := d.mint(b, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
 	const n = 60_000 // more than b.Loop runs in a second: a proof is accepted once
 	proofs := make([]string, n)

@@ -137,18 +137,18 @@ rules:
 			return d.request("DPoP", bound, d.proof(t, d.key, "GET", "HTTPS://API.EXAMPLE:443/api/messages", bound))
 		}, Allow, nil, ""},
 		{"bound token as a bearer token", func() *Request { return d.request("Bearer", bound) },
-			InvalidToken, ErrDPoPBoundAsBearer, `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token"`},
+			InvalidToken, ErrDPoPBoundAsBearer, `DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_token"`},
 		{"bound token as a bearer token, with a proof", func() *Request {
 			return d.request("Bearer", bound, d.proof(t, d.key, "GET", dpopURI, bound))
 		}, InvalidToken, ErrDPoPBoundAsBearer, `DPoP algs=`},
 		{"unbound token with the DPoP scheme", func() *Request {
 			return d.request("DPoP", unbound, d.proof(t, d.key, "GET", dpopURI, unbound))
-		}, InvalidToken, ErrNotDPoPBound, `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token"`},
+		}, InvalidToken, ErrNotDPoPBound, `DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_token"`},
 		{"proof by another key", func() *Request {
 			return d.request("DPoP", bound, d.proof(t, d.otherKey, "GET", dpopURI, bound))
 		}, InvalidToken, ErrDPoPKeyMismatch, `DPoP algs=`},
 		{"no proof", func() *Request { return d.request("DPoP", bound) },
-			InvalidProof, ProofReasons[0], `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_dpop_proof", error_description="A DPoP proof is required"`},
+			InvalidProof, ProofReasons[0], `DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_dpop_proof", error_description="A DPoP proof is required"`},
 		{"proof for another method", func() *Request {
 			return d.request("DPoP", bound, d.proof(t, d.key, "POST", dpopURI, bound))
 		}, InvalidProof, proofReason(dpop.ErrMethod), `DPoP algs=`},
@@ -175,7 +175,7 @@ rules:
 			return r
 		}, Allow, nil, ""},
 		{"no credentials: both challenges in one value", func() *Request { return d.request("", "") },
-			NoCredentials, ErrNoCredentials, `Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA"`},
+			NoCredentials, ErrNoCredentials, `Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA Ed25519"`},
 		{"a Bearer and a DPoP Authorization", func() *Request {
 			r := d.request("DPoP", bound, d.proof(t, d.key, "GET", dpopURI, bound))
 			r.Authorization = append(r.Authorization, "Bearer "+unbound)
@@ -183,7 +183,7 @@ rules:
 		}, InvalidRequest, ErrMultipleCredentials, `Bearer realm="api", error="invalid_request"`},
 		{"missing scope under DPoP", func() *Request {
 			return d.request("DPoP", writer, d.proof(t, d.key, "GET", dpopURI, writer))
-		}, InsufficientScope, ErrInsufficientScope, `DPoP algs="ES256 RS256 PS256 EdDSA", error="insufficient_scope"`},
+		}, InsufficientScope, ErrInsufficientScope, `DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="insufficient_scope"`},
 		{"rule needs DPoP, bearer token", func() *Request {
 			r := d.request("Bearer", unbound)
 			r.Path = "/dpop-only"
@@ -247,7 +247,7 @@ func TestRefusedProofIsNotRemembered(t *testing.T) {
 
 type failingStore struct{}
 
-func (failingStore) FirstUse(context.Context, string, [32]byte, time.Duration) (bool, error) {
+func (failingStore) FirstUse(context.Context, dpop.Use) (bool, error) {
 	return false, errors.New("connection refused")
 }
 

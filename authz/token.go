@@ -20,6 +20,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/platformauth/envoy-okta-authz/internal/keyalg"
 	"github.com/platformauth/envoy-okta-authz/internal/strictjson"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
@@ -157,7 +158,7 @@ func (is *Issuer) validate() []error {
 	}
 	for _, a := range is.Algs {
 		if !jwks.SupportedAlg(a) {
-			errs = append(errs, fmt.Errorf("issuer %q: algorithm %q is not allowed: only asymmetric signature algorithms (RS*, PS*, ES*, EdDSA) can be verified with a public key set", is.Name, a))
+			errs = append(errs, fmt.Errorf("issuer %q: algorithm %q is not allowed: only asymmetric signature algorithms (%s) can be verified with a public key set", is.Name, a, keyalg.Names))
 		}
 	}
 	if is.Keys == nil {

@@ -240,18 +240,18 @@ func TestVerifyOtherAlgorithms(t *testing.T) {
 	require.NoError(t, err)
 	keys := staticKeys{
 		"ec":  {ID: "ec", Algs: []string{"ES256"}, Public: &ecKey.PublicKey},
-		"ed":  {ID: "ed", Algs: []string{"EdDSA"}, Public: edPub},
+		"ed":  {ID: "ed", Algs: []string{"EdDSA", "Ed25519"}, Public: edPub},
 		"rsa": {ID: "rsa", Algs: []string{"PS256"}, Public: &foreignKey.PublicKey},
 	}
 	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: "https://idp.example", Audiences: []string{"api"},
-		Algs: []string{"ES256", "EdDSA", "PS256"}, Keys: keys}}, Now: func() time.Time { return t0 }})
+		Algs: []string{"ES256", "EdDSA", "Ed25519", "PS256"}, Keys: keys}}, Now: func() time.Time { return t0 }})
 	require.NoError(t, err)
 	claims := map[string]any{"iss": "https://idp.example", "aud": "api", "exp": t0.Add(time.Hour).Unix(), "sub": "s"}
 	for _, tc := range []struct {
 		kid string
 		alg jwa.SignatureAlgorithm
 		key any
-	}{{"ec", jwa.ES256(), ecKey}, {"ed", jwa.EdDSA(), edPriv}, {"rsa", jwa.PS256(), foreignKey}} {
+	}{{"ec", jwa.ES256(), ecKey}, {"ed", jwa.EdDSA(), edPriv}, {"ed", jwa.EdDSAEd25519(), edPriv}, {"rsa", jwa.PS256(), foreignKey}} {
 		c, err := v.Verify(context.Background(), sign(t, tc.key, tc.alg, map[string]any{"kid": tc.kid}, claims))
 		require.NoError(t, err, tc.alg.String())
 		assert.Equal(t, "s", c.Subject)

@@ -31,8 +31,19 @@ import (
 
 // Client is a registered OAuth client and the scopes it may be granted.
 type Client struct {
+	// Secret authenticates the client (client_secret_basic, client_secret_post, and HS256
+	// assertions for client_secret_jwt). Empty: none of those.
 	Secret string
 	Scopes []string
+	// Opaque: the token endpoint issues this client opaque tokens (like Okta's org
+	// authorization server, or Hydra's access_token_strategy opaque), which only
+	// introspection reads.
+	Opaque bool
+	// Public: the client authenticates with its client_id alone (none), as a public client
+	// may at Okta's introspection endpoint.
+	Public bool
+	// AssertionKey is the public key of the client's private_key_jwt assertions.
+	AssertionKey any
 }
 
 // Config configures a Server.
@@ -63,6 +74,7 @@ type Server struct {
 	mu       sync.RWMutex // guards keys
 	keys     []signingKey // keys[0] signs; the previous key stays published for tokens in flight
 	rotation int
+	intro    introspection
 }
 
 type signingKey struct {
@@ -96,7 +108,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, issuer: u, dpop: proofs}
+	s := &Server{cfg: cfg, issuer: u, dpop: proofs, intro: introspection{opaque: map[[32]byte]opaqueToken{},
+		revoked: map[[32]byte]time.Time{}, assertions: map[string]time.Time{}}}
 	if cfg.SigningKey != nil {
 		kid, err := keyID(cfg.SigningKey)
 		if err != nil {

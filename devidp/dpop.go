@@ -3,6 +3,7 @@ package devidp
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -127,6 +128,9 @@ func proofAlg(key jwk.Key) (jwa.SignatureAlgorithm, error) {
 		}
 	case *rsa.PrivateKey:
 		return jwa.PS256(), nil
+	case ed25519.PrivateKey:
+		// RFC 9864's fully specified name, as panva's dpop library sends it (not EdDSA).
+		return jwa.EdDSAEd25519(), nil
 	}
-	return jwa.SignatureAlgorithm{}, fmt.Errorf("devidp: a %T cannot sign DPoP proofs here (use P-256)", raw)
+	return jwa.SignatureAlgorithm{}, fmt.Errorf("devidp: a %T cannot sign DPoP proofs here (use P-256, P-384, RSA or Ed25519)", raw)
 }

@@ -16,6 +16,8 @@ import (
 //	{path}/.well-known/openid-configuration
 //	{path}/v1/keys
 //	{path}/v1/token
+//	{path}/v1/introspect   RFC 7662
+//	{path}/v1/revoke       RFC 7009
 func (s *Server) Handler() http.Handler {
 	p := strings.TrimSuffix(s.issuer.Path, "/")
 	mux := http.NewServeMux()
@@ -23,6 +25,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+p+"/.well-known/openid-configuration", s.serveMetadata)
 	mux.HandleFunc("GET "+p+"/v1/keys", s.serveKeys)
 	mux.HandleFunc("POST "+p+"/v1/token", s.serveToken)
+	mux.HandleFunc("POST "+p+"/v1/introspect", s.serveIntrospect)
+	mux.HandleFunc("POST "+p+"/v1/revoke", s.serveRevoke)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
@@ -53,11 +57,19 @@ func (s *Server) serveMetadata(w http.ResponseWriter, _ *http.Request) {
 		"grant_types_supported":                 []string{"client_credentials"},
 		"response_types_supported":              []string{"token"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"dpop_signing_alg_values_supported":     dpop.DefaultAlgs,
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"scopes_supported":                      s.allScopes(),
+		"introspection_endpoint":                iss + "/v1/introspect",
+		"revocation_endpoint":                   iss + "/v1/revoke",
+		"introspection_endpoint_auth_methods_supported": clientAuthMethods,
+		"revocation_endpoint_auth_methods_supported":    clientAuthMethods,
+		"dpop_signing_alg_values_supported":             dpop.DefaultAlgs,
+		"id_token_signing_alg_values_supported":         []string{"RS256"},
+		"scopes_supported":                              s.allScopes(),
 	})
 }
+
+// clientAuthMethods are how a client may authenticate at the introspection and revocation
+// endpoints.
+var clientAuthMethods = []string{"client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"}
 
 func (s *Server) allScopes() []string {
 	seen := map[string]bool{}
@@ -124,7 +136,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		req.Extra = map[string]any{"cnf": map[string]string{"jkt": p.Thumbprint}}
 		tokenType = "DPoP"
 	}
-	tok, err := s.Mint(req)
+	mint := s.Mint
+	if s.cfg.Clients[id].Opaque || r.PostForm.Get("token_format") == "opaque" {
+		mint = s.MintOpaque // token_format=opaque: a dev-only extension (devidp token --opaque)
+	}
+	tok, err := mint(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

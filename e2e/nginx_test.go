@@ -139,7 +139,7 @@ func TestNginxEnforcesDecisions(t *testing.T) {
 	t.Run("no token", func(t *testing.T) {
 		resp, body := get(t, "/api/messages", "", nil)
 		assert.Equal(t, 401, resp.StatusCode)
-		assert.Equal(t, []string{`Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA"`}, resp.Header.Values("WWW-Authenticate"),
+		assert.Equal(t, []string{`Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA Ed25519"`}, resp.Header.Values("WWW-Authenticate"),
 			"one header carrying both challenges")
 		assert.True(t, json.Valid(body), "JSON body: %s", body)
 	})
@@ -267,12 +267,12 @@ func TestNginxDPoP(t *testing.T) {
 
 	resp = do("DPoP "+tok, proof)
 	assert.Equal(t, 401, resp.StatusCode, "the same proof again")
-	assert.Equal(t, []string{`DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_dpop_proof", error_description="The DPoP proof has been used before"`},
+	assert.Equal(t, []string{`DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_dpop_proof", error_description="The DPoP proof has been used before"`},
 		resp.Header.Values("WWW-Authenticate"))
 
 	resp = do("Bearer "+tok, "")
 	assert.Equal(t, 401, resp.StatusCode, "a DPoP-bound token as a bearer token")
-	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `DPoP algs="ES256 RS256 PS256 EdDSA", error="invalid_token"`)
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="invalid_token"`)
 
 	resp = do("DPoP "+tok, proofFor("http://api.example/secure"))
 	assert.Equal(t, 401, resp.StatusCode, "a proof for another URL")

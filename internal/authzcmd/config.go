@@ -18,6 +18,7 @@ import (
 	demopolicy "github.com/platformauth/envoy-okta-authz/deploy/policy"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/keyalg"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 )
 
@@ -45,11 +46,13 @@ type config struct {
 	HTTPSource   authz.RequestSource
 	RequireATJWT bool
 	// DPoP (RFC 9449): accepted proof algorithms (none: the DPoP scheme is off), how old a
-	// proof may be, where proofs are remembered ("memory" or a Redis URL), what a Redis outage
-	// means ("deny" or "local"), and how many proofs memory holds.
+	// proof may be, where proofs are remembered ("memory" or a Redis URL), how long a check
+	// waits for Redis, what a Redis outage means ("deny" or "local"), and how many proofs
+	// memory holds.
 	DPoPAlgs          []string
 	DPoPMaxAge        time.Duration
 	DPoPReplayStore   string
+	DPoPStoreTimeout  time.Duration
 	DPoPStoreFailure  string
 	DPoPReplayEntries int
 	// PublicURL is the external origin clients use (a DPoP proof's htu names it).
@@ -115,7 +118,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&audience, "audience", "api://default", "expected audience(s), comma-separated; any one must be in aud")
 	fs.StringVar(&clientIDs, "client-ids", "", "allowed client ids (cid), comma-separated; empty allows any")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "key set URL; skips discovery from the issuer's metadata")
-	fs.StringVar(&algs, "algs", "RS256", "allowed signing algorithms, comma-separated (RS*, PS*, ES*, EdDSA)")
+	fs.StringVar(&algs, "algs", "RS256", "allowed signing algorithms, comma-separated (RS*, PS*, ES*, EdDSA, Ed25519)")
 	fs.DurationVar(&c.Leeway, "leeway", 2*time.Minute, "clock skew allowed on exp, nbf and iat")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9001", "Envoy ext_authz gRPC listener")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":9002", "HTTP decision API listener (Envoy http_service, nginx auth_request, Traefik ForwardAuth)")
@@ -136,11 +139,12 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
 	fs.StringVar(&httpSource, "http-request-headers", string(authz.SourceAuto), "whose headers name the request on the HTTP decision API: nginx (X-Original-*), traefik (X-Forwarded-*), envoy (the request itself), or auto (exactly one of nginx's or Traefik's sets present; Envoy's with --http-path-prefix)")
-	fs.StringVar(&dpopAlgs, "dpop-algs", strings.Join(dpop.DefaultAlgs, ","), "DPoP proof algorithms accepted, comma-separated (RS*, PS*, ES*, EdDSA); empty turns the DPoP scheme off (DPoP-bound tokens are still refused as bearer tokens)")
+	fs.StringVar(&dpopAlgs, "dpop-algs", strings.Join(dpop.DefaultAlgs, ","), "DPoP proof algorithms accepted, comma-separated (RS*, PS*, ES*, EdDSA, Ed25519); empty turns the DPoP scheme off (DPoP-bound tokens are still refused as bearer tokens)")
 	fs.DurationVar(&c.DPoPMaxAge, "dpop-max-age", dpop.DefaultMaxAge, "how old a DPoP proof's iat may be (plus --leeway)")
 	fs.StringVar(&c.DPoPReplayStore, "dpop-replay-store", "memory", "where DPoP proofs are remembered against replay: memory (per replica) or redis://[:password@]host:port/db (rediss:// for TLS), shared by replicas")
+	fs.DurationVar(&c.DPoPStoreTimeout, "dpop-replay-store-timeout", dpop.DefaultRedisTimeout, "how long a DPoP proof's check waits for the Redis replay store before it cannot answer (connections are set up beforehand, never within it): above the round trip to Redis, below the proxy's timeout")
 	fs.StringVar(&c.DPoPStoreFailure, "dpop-replay-store-failure", "deny", "when the Redis replay store cannot answer: deny (503, fail closed) or local (check this replica's memory instead)")
-	fs.IntVar(&c.DPoPReplayEntries, "dpop-replay-cache-size", 100_000, "DPoP proofs remembered in memory (a full store refuses proofs rather than forget live ones)")
+	fs.IntVar(&c.DPoPReplayEntries, "dpop-replay-cache-size", 100_000, "DPoP proofs remembered in memory; when full, the oldest proof of the key holding the most is forgotten and that key's older proofs refused as too old")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the external origin clients use (https://api.example.com) when TLS or the host change before the proxy: DPoP proofs' htu is compared with it")
 	fs.StringVar(&c.ClientCertHeader, "client-cert-header", "", "HTTP decision API: the header in which the proxy passes the mTLS client certificate (nginx: X-Client-Cert from $ssl_client_escaped_cert); empty: certificate-bound tokens are refused there")
 	fs.StringVar(&claimHeaders, "claim-headers", "", "claims forwarded as headers on allow, comma-separated header=claim pairs (x-user-email=email,x-user-groups=groups); the policy file's identity section can add and override")
@@ -279,6 +283,9 @@ func (c *config) validate() []error {
 			add("--dpop-replay-store must be memory or a redis:// or rediss:// URL")
 		}
 	}
+	if c.DPoPStoreTimeout < 10*time.Millisecond || c.DPoPStoreTimeout > 10*time.Second {
+		add("--dpop-replay-store-timeout %s must be between 10ms and 10s", c.DPoPStoreTimeout)
+	}
 	if c.DPoPStoreFailure != "deny" && c.DPoPStoreFailure != "local" {
 		add("--dpop-replay-store-failure %q is not deny or local", c.DPoPStoreFailure)
 	}
@@ -362,7 +369,7 @@ func checkAlgs(flag string, algs []string) []error {
 		case strings.HasPrefix(strings.ToUpper(a), "HS"):
 			errs = append(errs, fmt.Errorf("%s: %q is a shared-secret algorithm; a public key cannot verify it safely", flag, a))
 		case !jwks.SupportedAlg(a):
-			errs = append(errs, fmt.Errorf("%s: %q is not a supported algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", flag, a))
+			errs = append(errs, fmt.Errorf("%s: %q is not a supported algorithm (%s)", flag, a, keyalg.Names))
 		}
 	}
 	return errs

@@ -117,11 +117,12 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 
 	// explain must not consume the proof in a shared replay store.
 	c.DPoPReplayStore = "memory"
-	az, sets, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	az, sets, stop, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Fprintf(out, "configuration: %v\n", err)
 		return 2
 	}
+	defer func() { _ = stop() }()
 	fmt.Fprintln(out, "\nIssuers:")
 	for i, keys := range sets {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

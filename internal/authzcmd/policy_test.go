@@ -60,7 +60,7 @@ func TestPolicyReload(t *testing.T) {
 	require.NoError(t, err)
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	az, _, err := buildAuthorizer(c, log, prometheus.NewRegistry())
+	az, _, _, err := buildAuthorizer(c, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -183,7 +183,7 @@ func TestSIGHUPDuringAPartialWrite(t *testing.T) {
 	require.NoError(t, err)
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	az, _, err := buildAuthorizer(c, log, prometheus.NewRegistry())
+	az, _, _, err := buildAuthorizer(c, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

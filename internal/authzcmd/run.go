@@ -60,8 +60,9 @@ const certPollInterval = 10 * time.Second
 const grpcServiceName = "envoy.service.auth.v3.Authorization"
 
 // buildAuthorizer makes the key sets of every issuer (the flags' and the policy file's) and the
-// authorizer on top of them. The key sets are not loaded yet: run them.
-func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*authz.Authorizer, []*jwks.Set, error) {
+// authorizer on top of them. The key sets are not loaded yet: run them. stop releases what the
+// authorizer holds (the DPoP replay store's connections) once no check runs any more.
+func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*authz.Authorizer, []*jwks.Set, func() error, error) {
 	jwksMetrics := jwks.NewMetrics(reg)
 	// The flags' issuer is "default"; the policy file may add more, in the same shape.
 	var specs []authz.IssuerSpec
@@ -82,7 +83,7 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 			OnFetch:   jwksMetrics.Observe(is.Name),
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("issuer %q: %w", is.Name, err)
+			return nil, nil, nil, fmt.Errorf("issuer %q: %w", is.Name, err)
 		}
 		sets = append(sets, keys)
 		issuers = append(issuers, authz.Issuer{Name: is.Name, URL: is.Issuer, Audiences: is.Audiences,
@@ -94,12 +95,12 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 	}
 	verifier, err := authz.NewVerifier(authz.VerifierConfig{Issuers: issuers, Leeway: c.Leeway, CacheSize: cacheSize})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	verifier.RegisterCacheMetrics(reg)
-	proofs, err := buildDPoP(c, log, reg)
+	proofs, stop, err := buildDPoP(c, log, reg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	policy := c.PolicyRules
 	if policy == nil {
@@ -108,7 +109,7 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: policy,
 		Metrics: authz.NewMetrics(reg), DecisionLog: c.DecisionLog, AllowSampleRate: c.LogSample,
 		DPoP: proofs, PublicURL: c.PublicURL})
-	return az, sets, nil
+	return az, sets, stop, nil
 }
 
 // allLoaded reports whether every issuer's key set is loaded.
@@ -125,10 +126,11 @@ func allLoaded(sets []*jwks.Set) bool {
 func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	az, sets, err := buildAuthorizer(c, log, reg)
+	az, sets, stopAuthorizer, err := buildAuthorizer(c, log, reg)
 	if err != nil {
 		return err
 	}
+	defer func() { _ = stopAuthorizer() }() // after the listeners: no check is in flight
 
 	limitedListeners(ls, &c.Limits, reg)
 	check := authz.NewGRPCServer(az)

@@ -63,7 +63,9 @@ var Failures = []*Failure{ErrMissing, ErrMultiple, ErrMalformed, ErrType, ErrAlg
 	ErrSignature, ErrJTI, ErrMethod, ErrURI, ErrTooOld, ErrFuture, ErrATH, ErrReplay, ErrStoreUnavailable}
 
 // DefaultAlgs are the proof algorithms accepted by default: asymmetric, as RFC 9449 requires.
-var DefaultAlgs = []string{"ES256", "RS256", "PS256", "EdDSA"}
+// Ed25519 is RFC 9864's name for what EdDSA names with an Ed25519 key: clients that follow
+// RFC 9864 (panva's dpop library) send it, older ones EdDSA.
+var DefaultAlgs = []string{"ES256", "RS256", "PS256", "EdDSA", "Ed25519"}
 
 const (
 	// DefaultMaxAge is how old a proof's iat may be (plus the leeway).
@@ -113,7 +115,7 @@ func New(opts Options) (*Verifier, error) {
 	var errs []error
 	for _, a := range opts.Algs {
 		if !keyalg.Supported(a) {
-			errs = append(errs, fmt.Errorf("dpop: algorithm %q is not allowed: proofs are signed with asymmetric keys (RS*, PS*, ES*, EdDSA)", a))
+			errs = append(errs, fmt.Errorf("dpop: algorithm %q is not allowed: proofs are signed with asymmetric keys (%s)", a, keyalg.Names))
 		}
 	}
 	if opts.MaxAge == 0 {
@@ -159,21 +161,49 @@ type Proof struct {
 	hash       [32]byte // of the proof as sent
 }
 
-// proofHeader is the protected header of a proof, with the members it refuses.
+// proofHeader is the protected header of a proof.
 type proofHeader struct {
-	Typ  string          `json:"typ"`
-	Alg  string          `json:"alg"`
-	JWK  json.RawMessage `json:"jwk"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
+	typ, alg string
+	jwk      json.RawMessage
 }
 
+// parseHeader reads the header's members by exact name (object): a crit or b64 member is
+// refused, as extensions this verifier does not implement.
+func parseHeader(b []byte) (proofHeader, bool) {
+	m, err := object(b, "typ", "alg", "jwk", "crit", "b64")
+	if err != nil {
+		return proofHeader{}, false
+	}
+	_, crit := m["crit"]
+	_, b64 := m["b64"]
+	var h proofHeader
+	var okTyp, okAlg bool
+	h.typ, okTyp = stringMember(m, "typ")
+	h.alg, okAlg = stringMember(m, "alg")
+	h.jwk = m["jwk"]
+	return h, okTyp && okAlg && !crit && !b64
+}
+
+// proofClaims are the claims a proof is checked on.
 type proofClaims struct {
-	JTI string          `json:"jti"`
-	HTM string          `json:"htm"`
-	HTU string          `json:"htu"`
-	IAT json.RawMessage `json:"iat"`
-	ATH string          `json:"ath"`
+	jti, htm, htu, ath string
+	iat                json.RawMessage
+}
+
+// parseClaims reads the claims by exact name (object).
+func parseClaims(b []byte) (proofClaims, bool) {
+	m, err := object(b, "jti", "htm", "htu", "iat", "ath")
+	if err != nil {
+		return proofClaims{}, false
+	}
+	var c proofClaims
+	var okJTI, okHTM, okHTU, okATH bool
+	c.jti, okJTI = stringMember(m, "jti")
+	c.htm, okHTM = stringMember(m, "htm")
+	c.htu, okHTU = stringMember(m, "htu")
+	c.ath, okATH = stringMember(m, "ath")
+	c.iat = m["iat"]
+	return c, okJTI && okHTM && okHTU && okATH
 }
 
 var rawURL = base64.RawURLEncoding.Strict()
@@ -201,29 +231,32 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 	if !ok {
 		return nil, ErrMalformed
 	}
-	var hdr proofHeader
 	hb, err := rawURL.DecodeString(h)
-	if err != nil || json.Unmarshal(hb, &hdr) != nil || hdr.Crit != nil || hdr.B64 != nil {
+	if err != nil {
 		return nil, ErrMalformed
 	}
-	if !strings.EqualFold(hdr.Typ, "dpop+jwt") {
+	hdr, ok := parseHeader(hb)
+	if !ok {
+		return nil, ErrMalformed
+	}
+	if !strings.EqualFold(hdr.typ, "dpop+jwt") {
 		return nil, ErrType
 	}
-	if !slices.Contains(v.opts.Algs, hdr.Alg) {
+	if !slices.Contains(v.opts.Algs, hdr.alg) {
 		return nil, ErrAlg
 	}
-	key, err := v.parseKey(hdr.JWK)
+	key, err := v.parseKey(hdr.jwk)
 	if err != nil {
 		return nil, err
 	}
-	if err := keyalg.Fits(hdr.Alg, key.pub); err != nil {
+	if err := keyalg.Fits(hdr.alg, key.pub); err != nil {
 		return nil, ErrKey
 	}
 	sig, err := rawURL.DecodeString(s)
 	if err != nil {
 		return nil, ErrMalformed
 	}
-	alg, ok := jwa.LookupSignatureAlgorithm(hdr.Alg)
+	alg, ok := jwa.LookupSignatureAlgorithm(hdr.alg)
 	if !ok {
 		return nil, ErrAlg
 	}
@@ -236,20 +269,20 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 	if err != nil {
 		return nil, ErrMalformed
 	}
-	var c proofClaims
-	if err := json.Unmarshal(pb, &c); err != nil {
+	c, ok := parseClaims(pb)
+	if !ok {
 		return nil, ErrMalformed
 	}
-	if c.JTI == "" || len(c.JTI) > maxJTI {
+	if c.jti == "" || len(c.jti) > maxJTI {
 		return nil, ErrJTI
 	}
-	if c.HTM != req.Method {
+	if c.htm != req.Method {
 		return nil, ErrMethod
 	}
-	if !SameURI(c.HTU, req.URI) {
+	if !SameURI(c.htu, req.URI) {
 		return nil, ErrURI
 	}
-	iat, err := numericDate(c.IAT)
+	iat, err := numericDate(c.iat)
 	if err != nil {
 		return nil, ErrMalformed
 	}
@@ -261,28 +294,29 @@ func (v *Verifier) Verify(values []string, req Request) (*Proof, error) {
 		return nil, ErrTooOld
 	}
 	// With an access token ath must hash it; without (a token request) it must be absent.
-	if req.AccessToken != "" || c.ATH != "" {
+	if req.AccessToken != "" || c.ath != "" {
 		sum := sha256.Sum256([]byte(req.AccessToken))
-		if req.AccessToken == "" || c.ATH != base64.RawURLEncoding.EncodeToString(sum[:]) {
+		if req.AccessToken == "" || c.ath != base64.RawURLEncoding.EncodeToString(sum[:]) {
 			return nil, ErrATH
 		}
 	}
-	return &Proof{Thumbprint: key.thumbprint, jti: c.JTI, IssuedAt: iat, hash: hash}, nil
+	return &Proof{Thumbprint: key.thumbprint, jti: c.jti, IssuedAt: iat, hash: hash}, nil
 }
 
 // Remember records a verified proof, once its key is known to be the token's: ErrReplay when
-// the proof was seen within its acceptance window, ErrStoreUnavailable when the store could not
-// say (the caller must not accept the proof then).
+// the proof was seen within its acceptance window, ErrTooOld when the store no longer vouches
+// for proofs of this key issued that early (it had to forget one, see MemoryStore),
+// ErrStoreUnavailable when the store could not say (the caller must not accept the proof then).
 func (v *Verifier) Remember(ctx context.Context, p *Proof) error {
-	id := sha256.Sum256([]byte(p.Thumbprint + "\x00" + p.jti))
 	// A proof is accepted until MaxAge+Leeway after its iat; remembering it a leeway longer
 	// covers every moment it could be replayed, on this replica's clock or another's.
-	ttl := p.IssuedAt.Add(v.opts.MaxAge + 2*v.opts.Leeway).Sub(v.opts.Now())
-	if ttl < time.Second {
-		ttl = time.Second
-	}
-	first, err := v.opts.Replay.FirstUse(ctx, p.Thumbprint, id, ttl)
-	if err != nil {
+	u := Use{ID: sha256.Sum256([]byte(p.Thumbprint + "\x00" + p.jti)), Owner: p.Thumbprint,
+		IssuedAt: p.IssuedAt, Expires: p.IssuedAt.Add(v.opts.MaxAge + 2*v.opts.Leeway)}
+	first, err := v.opts.Replay.FirstUse(ctx, u)
+	switch {
+	case errors.Is(err, ErrTooOld):
+		return ErrTooOld
+	case err != nil:
 		return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
 	}
 	v.used.Add(p.hash, struct{}{})
@@ -291,6 +325,13 @@ func (v *Verifier) Remember(ctx context.Context, p *Proof) error {
 	}
 	return nil
 }
+
+// privateMembers are the JWK members that hold private key material (RFC 7518 §6).
+var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+// keyMembers are the JWK members that define a public key, and so its RFC 7638 thumbprint,
+// and the private ones: read by exact name, like the header's.
+var keyMembers = append([]string{"kty", "crv", "x", "y", "n", "e"}, privateMembers...)
 
 // parseKey parses the proof's jwk header: a public key only (a private member is refused, as
 // RFC 9449 §4.3 step 7 asks), cached by the hash of its JSON.
@@ -302,11 +343,13 @@ func (v *Verifier) parseKey(raw json.RawMessage) (proofKey, error) {
 	if k, ok := v.keys.Get(h); ok {
 		return k, nil
 	}
-	var members map[string]json.RawMessage
-	if json.Unmarshal(raw, &members) != nil {
+	// A member named twice, or a case variant of a key member, could make another reader of
+	// this JWK (the issuer that bound the token to its thumbprint) see another key.
+	members, err := object(raw, keyMembers...)
+	if err != nil {
 		return proofKey{}, ErrKey
 	}
-	for _, private := range []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"} {
+	for _, private := range privateMembers {
 		if _, ok := members[private]; ok {
 			return proofKey{}, ErrPrivateKey
 		}

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,28 @@ func weakRSAProof(t *testing.T) string {
 	return base64.RawURLEncoding.EncodeToString(h) + ".e30.c2ln"
 }
 
+// signRaw signs header and payload exactly as written (member order, duplicates and spelling
+// kept, which a map cannot hold) with priv under alg.
+func signRaw(t testing.TB, priv any, alg jwa.SignatureAlgorithm, header, payload string) string {
+	t.Helper()
+	signer, err := jws.SignerFor(alg)
+	require.NoError(t, err)
+	input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+	sig, err := signer.Sign(priv, []byte(input))
+	require.NoError(t, err)
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// publicJWK is the JSON of priv's public key, with extra members (raw JSON text) appended.
+func publicJWK(t testing.TB, priv any, extra string) string {
+	t.Helper()
+	pub, err := jwk.PublicKeyOf(priv)
+	require.NoError(t, err)
+	b, err := json.Marshal(pub)
+	require.NoError(t, err)
+	return strings.TrimSuffix(string(b), "}") + extra + "}"
+}
+
 func newVerifier(t *testing.T) *Verifier {
 	t.Helper()
 	v, err := New(Options{Leeway: 30 * time.Second, Now: func() time.Time { return t0 }})
@@ -120,6 +143,9 @@ func TestVerify(t *testing.T) {
 		{"valid RS256", []string{proof(t, rsaKey, jwa.RS256(), nil, nil)}, nil, nil},
 		{"valid PS256", []string{proof(t, rsaKey, jwa.PS256(), nil, nil)}, nil, nil},
 		{"valid EdDSA", []string{proof(t, edKey, jwa.EdDSA(), nil, nil)}, nil, nil},
+		{"valid Ed25519 (RFC 9864)", []string{proof(t, edKey, jwa.EdDSAEd25519(), nil, nil)}, nil, nil},
+		{"Ed25519 with an EC key", []string{signRaw(t, ecKey, jwa.ES256(), `{"typ":"dpop+jwt","alg":"Ed25519","jwk":`+publicJWK(t, ecKey, "")+`}`, `{}`)}, nil, ErrKey},
+		{"Ed448 is not supported", []string{signRaw(t, edKey, jwa.EdDSA(), `{"typ":"dpop+jwt","alg":"Ed448","jwk":`+publicJWK(t, edKey, "")+`}`, `{}`)}, nil, ErrAlg},
 		{"htu differs only in case and default port", []string{proof(t, ecKey, jwa.ES256(), nil, map[string]any{"htu": "HTTPS://API.example:443/api/messages"})}, nil, nil},
 		{"htu with a query and fragment", []string{proof(t, ecKey, jwa.ES256(), nil, map[string]any{"htu": uri + "?x=1#f"})}, nil, nil},
 		{"htu with an encoded letter", []string{proof(t, ecKey, jwa.ES256(), nil, map[string]any{"htu": "https://api.example/api/%6Dessages"})}, nil, nil},
@@ -239,4 +265,70 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify(%q) passed without a key", s)
 		}
 	})
+}
+
+// TestMemberNamesAreExact: the header's and the claims' members are read by their exact names.
+// A member named twice, or a case variant of a name the verifier reads, is refused as
+// malformed — encoding/json would have read the variant (case-insensitively, the last one
+// winning), another library the first; a case variant of a name it does not read passes.
+func TestMemberNamesAreExact(t *testing.T) {
+	v := newVerifier(t)
+	jwkEC := publicJWK(t, ecKey, "")
+	hdr := func(extra string) string { return `{"typ":"dpop+jwt","alg":"ES256","jwk":` + jwkEC + extra + `}` }
+	claims := func(extra string) string {
+		return fmt.Sprintf(`{"jti":"j-%d","htm":"GET","htu":%q,"iat":%d,"ath":%q%s}`, len(extra), uri, t0.Unix(), ath(token), extra)
+	}
+	post := Request{Method: "POST", URI: uri, AccessToken: token}
+	tests := []struct {
+		name            string
+		header, payload string
+		req             *Request
+		want            *Failure
+	}{
+		{"plain", hdr(""), claims(""), nil, nil},
+		{"a case variant of an unread claim", hdr(""), claims(`,"nonce":"a","Nonce":"b","Custom":1,"custom":2`), nil, nil},
+		{"a case variant of an unread header", hdr(`,"kid":"a","KID":"b"`), claims(""), nil, nil},
+		{"member names are unescaped", hdr(""), `{"j\u0074i":"x","htm":"GET","htu":"` + uri + `","iat":` + fmt.Sprint(t0.Unix()) + `,"ath":"` + ath(token) + `"}`, nil, nil},
+
+		// encoding/json would read the last htm: POST.
+		{"htm twice", hdr(""), claims(`,"htm":"POST"`), &post, ErrMalformed},
+		{"HTM after htm", hdr(""), claims(`,"HTM":"POST"`), &post, ErrMalformed},
+		{"Htm alone", hdr(""), strings.Replace(claims(""), `"htm"`, `"Htm"`, 1), nil, ErrMalformed},
+		{"htm twice, once escaped", hdr(""), claims(`,"h\u0074m":"POST"`), &post, ErrMalformed},
+		{"Htu", hdr(""), claims(`,"Htu":"https://api.example/other"`), nil, ErrMalformed},
+		{"JTI", hdr(""), claims(`,"JTI":"other"`), nil, ErrMalformed},
+		{"iat twice", hdr(""), claims(fmt.Sprintf(`,"iat":%d`, t0.Unix())), nil, ErrMalformed},
+		{"Ath", hdr(""), claims(`,"Ath":"x"`), nil, ErrMalformed},
+		{"an unread claim twice", hdr(""), claims(`,"nonce":"a","nonce":"b"`), nil, ErrMalformed},
+		{"Alg", hdr(`,"Alg":"RS256"`), claims(""), nil, ErrMalformed},
+		{"typ twice", hdr(`,"typ":"dpop+jwt"`), claims(""), nil, ErrMalformed},
+		{"TYP", hdr(`,"TYP":"JWT"`), claims(""), nil, ErrMalformed},
+		{"Crit", hdr(`,"Crit":["exp"]`), claims(""), nil, ErrMalformed},
+		{"jwk with the Kelvin sign", hdr(`,"jw\u212a":{}`), claims(""), nil, ErrMalformed},
+		{"jwk twice", hdr(`,"jwk":` + publicJWK(t, rsaKey, "")), claims(""), nil, ErrMalformed},
+		{"an object after the claims", hdr(""), claims("") + `{}`, nil, ErrMalformed},
+		{"text after the header", hdr("") + ` x`, claims(""), nil, ErrMalformed},
+		{"claims an array", hdr(""), `[` + claims("") + `]`, nil, ErrMalformed},
+		{"jti a number", hdr(""), strings.Replace(claims(""), `"jti":"j-0"`, `"jti":1`, 1), nil, ErrMalformed},
+
+		{"jwk member twice", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"x":"AAAA"`) + `}`, claims(""), nil, ErrKey},
+		{"jwk member case variant", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"X":"AAAA"`) + `}`, claims(""), nil, ErrKey},
+		{"jwk private member case variant", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"D":"AAAA"`) + `}`, claims(""), nil, ErrKey},
+		{"jwk unread member case variant", `{"typ":"dpop+jwt","alg":"ES256","jwk":` + publicJWK(t, ecKey, `,"use":"sig","USE":"enc"`) + `}`, claims(""), nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := Request{Method: "GET", URI: uri, AccessToken: token}
+			if tt.req != nil {
+				req = *tt.req
+			}
+			p, err := v.Verify([]string{signRaw(t, ecKey, jwa.ES256(), tt.header, tt.payload)}, req)
+			if tt.want == nil {
+				require.NoError(t, err)
+				assert.NotNil(t, p)
+				return
+			}
+			assert.Equal(t, tt.want, err, "got %v", err)
+		})
+	}
 }

@@ -3,45 +3,81 @@ package dpop
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 )
 
-// ReplayStore remembers proofs for the time they could be replayed. FirstUse records id (the
-// hash of a proof's key thumbprint and jti) for ttl and reports whether it was unseen; owner is
-// the proof key's thumbprint, which a store may use to keep one key's flood from displacing
-// other keys' entries. An error means the store could not say: the proof must not be accepted.
-type ReplayStore interface {
-	FirstUse(ctx context.Context, owner string, id [32]byte, ttl time.Duration) (bool, error)
+// Use is one proof as a ReplayStore records it.
+type Use struct {
+	// ID identifies the proof: the SHA-256 of its key's thumbprint and its jti.
+	ID [32]byte
+	// Owner is the proof key's RFC 7638 thumbprint.
+	Owner string
+	// IssuedAt is the proof's iat. Expires is when no verifier accepts the proof any more (iat
+	// plus the max age and twice the leeway): it must be remembered until then.
+	IssuedAt, Expires time.Time
 }
 
-// ErrStoreFull is the memory store's answer when every entry is live and it holds its maximum.
-var ErrStoreFull = errors.New("dpop: replay store full")
+// ReplayStore remembers proofs for as long as they could be replayed. FirstUse records u and
+// reports whether it was unseen. ErrTooOld says that the store can no longer vouch for a proof
+// issued that early (it had to forget a live proof issued no later); any other error that it
+// could not answer. Either way the proof must not be accepted.
+type ReplayStore interface {
+	FirstUse(ctx context.Context, u Use) (bool, error)
+}
 
 // MemoryOptions bound a MemoryStore.
 type MemoryOptions struct {
-	// Max bounds the entries (default 100,000: about 10 MiB). PerKey bounds one key's share
-	// (default Max/10): a key that sends more proofs within the window evicts its own oldest
-	// entries — replays it could make anyway, holding the key — never another key's.
-	Max, PerKey int
-	Now         func() time.Time
+	// Max bounds the proofs remembered (default 100,000: about 16 MiB, 33 MiB when every proof
+	// comes from a key of its own).
+	Max int
+	Now func() time.Time
 }
 
 // MemoryStore is a ReplayStore in this process's memory: proofs replayed on another replica
-// go unnoticed (RedisStore shares them).
+// go unnoticed (RedisStore shares them). It holds at most Max proofs, yet never refuses a new
+// proof for want of room and never accepts a replay:
+//
+//   - Full of live proofs, it forgets the oldest proof (by iat) of the key that holds the most
+//     (of those that hold the most, the one whose oldest proof is oldest), and raises that key's
+//     watermark to the forgotten proof's iat. From then on a proof of that key issued at or
+//     before its watermark is refused as too old (ErrTooOld), whether seen or not: the key's
+//     acceptance window narrows instead of the store closing. A key that floods narrows its own
+//     window only; a client's proofs are forgotten only once no key holds more than it does,
+//     and then its oldest, below the ones it is making now.
+//   - A key left with no proof hands its watermark on to the store's, which every proof must
+//     pass. Through eviction that happens only once every key holds a single proof: as many
+//     keys, each with an access token bound to it, as the store has room for.
+//   - A proof is forgotten without a trace once it has expired.
+//
+// Watermarks only rise. Each call costs O(log n), flood or not.
 type MemoryStore struct {
-	mu        sync.Mutex // guards everything below
-	expires   map[[32]byte]int64
-	byOwner   map[string][]entry // each owner's entries, oldest first
-	max       int
-	perKey    int
-	now       func() time.Time
-	lastSweep time.Time
+	mu       sync.Mutex // guards everything below
+	entries  map[[32]byte]*entry
+	owners   map[string]*owner
+	byExpiry indexedHeap[entry] // every entry, soonest expiry first
+	bySize   indexedHeap[owner] // the next key to evict from first
+	floor    int64              // the store's watermark (Unix ns)
+	max      int
+	now      func() time.Time
+	evicted  uint64
+	tooOld   uint64
 }
 
 type entry struct {
-	id      [32]byte
-	expires int64
+	id       [32]byte
+	iat, exp int64 // Unix ns
+	owner    *owner
+	inOwner  int // position in owner.entries
+	inExpiry int // position in MemoryStore.byExpiry
+}
+
+type owner struct {
+	key     string
+	entries indexedHeap[entry] // oldest iat first; never empty while the owner is in the store
+	floor   int64              // this key's watermark (Unix ns)
+	inSize  int                // position in MemoryStore.bySize
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -49,70 +85,127 @@ func NewMemoryStore(o MemoryOptions) *MemoryStore {
 	if o.Max <= 0 {
 		o.Max = 100_000
 	}
-	if o.PerKey <= 0 {
-		o.PerKey = max(o.Max/10, 1)
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &MemoryStore{expires: map[[32]byte]int64{}, byOwner: map[string][]entry{}, max: o.Max, perKey: o.PerKey, now: o.Now}
+	return &MemoryStore{
+		entries:  map[[32]byte]*entry{},
+		owners:   map[string]*owner{},
+		byExpiry: indexedHeap[entry]{less: soonerExpiry, pos: inExpiry},
+		bySize:   indexedHeap[owner]{less: evictFirst, pos: inSize},
+		floor:    math.MinInt64,
+		max:      o.Max,
+		now:      o.Now,
+	}
 }
 
-// FirstUse implements ReplayStore. When the store is full of live entries it refuses (the
-// proof is not accepted) rather than forget a live one; it sweeps expired entries at most once
-// a second, so a flood cannot make every request pay for a sweep.
-func (m *MemoryStore) FirstUse(_ context.Context, owner string, id [32]byte, ttl time.Duration) (bool, error) {
+func soonerExpiry(a, b *entry) bool { return a.exp < b.exp }
+func olderIAT(a, b *entry) bool     { return a.iat < b.iat }
+func inExpiry(e *entry) *int        { return &e.inExpiry }
+func inOwner(e *entry) *int         { return &e.inOwner }
+func inSize(o *owner) *int          { return &o.inSize }
+
+// evictFirst orders the keys: most proofs first, then the oldest proof first, so that evicting
+// from the top raises a watermark as little as it can.
+func evictFirst(a, b *owner) bool {
+	if la, lb := a.entries.len(), b.entries.len(); la != lb {
+		return la > lb
+	}
+	return a.entries.top().iat < b.entries.top().iat
+}
+
+// FirstUse implements ReplayStore. u.IssuedAt and u.Expires must lie within a few centuries
+// of now (a verified proof's do).
+func (m *MemoryStore) FirstUse(_ context.Context, u Use) (bool, error) {
+	iat, exp := u.IssuedAt.UnixNano(), u.Expires.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	n := now.UnixNano()
-	if exp, ok := m.expires[id]; ok && exp > n {
+	m.expire(m.now().UnixNano())
+	if _, seen := m.entries[u.ID]; seen {
 		return false, nil
 	}
-	es := m.byOwner[owner]
-	for len(es) > 0 && (es[0].expires <= n || len(es) >= m.perKey) {
-		if m.expires[es[0].id] == es[0].expires {
-			delete(m.expires, es[0].id)
-		}
-		es = es[1:]
+	if m.belowWatermark(u.Owner, iat) {
+		m.tooOld++
+		return false, ErrTooOld
 	}
-	if len(m.expires) >= m.max && now.Sub(m.lastSweep) >= time.Second {
-		m.lastSweep = now
-		m.sweep(n)
+	if len(m.entries) >= m.max {
+		// The eviction may raise a watermark past u: u is remembered all the same, and
+		// refused by the watermark only once forgotten in turn.
+		m.evict()
 	}
-	if len(m.expires) >= m.max {
-		m.byOwner[owner] = es
-		return false, ErrStoreFull
+	o := m.owners[u.Owner]
+	if o == nil {
+		o = &owner{key: u.Owner, floor: math.MinInt64, entries: indexedHeap[entry]{less: olderIAT, pos: inOwner}}
+		m.owners[u.Owner] = o
 	}
-	e := entry{id: id, expires: now.Add(ttl).UnixNano()}
-	m.expires[id] = e.expires
-	m.byOwner[owner] = append(es, e)
+	e := &entry{id: u.ID, iat: iat, exp: exp, owner: o}
+	m.entries[u.ID] = e
+	m.byExpiry.push(e)
+	o.entries.push(e)
+	if o.entries.len() == 1 {
+		m.bySize.push(o)
+	} else {
+		m.bySize.fix(o.inSize)
+	}
 	return true, nil
 }
 
-func (m *MemoryStore) sweep(n int64) {
-	for owner, es := range m.byOwner {
-		kept := es[:0]
-		for _, e := range es {
-			if e.expires > n {
-				kept = append(kept, e)
-			} else if m.expires[e.id] == e.expires {
-				delete(m.expires, e.id)
-			}
-		}
-		if len(kept) == 0 {
-			delete(m.byOwner, owner)
-		} else {
-			m.byOwner[owner] = kept
-		}
+// belowWatermark reports whether a proof of key issued at iat is at or below the store's
+// watermark or the key's.
+func (m *MemoryStore) belowWatermark(key string, iat int64) bool {
+	if iat <= m.floor {
+		return true
+	}
+	o := m.owners[key]
+	return o != nil && iat <= o.floor
+}
+
+// expire forgets the proofs no verifier accepts any more.
+func (m *MemoryStore) expire(now int64) {
+	for e := m.byExpiry.top(); e != nil && e.exp <= now; e = m.byExpiry.top() {
+		m.forget(e)
 	}
 }
 
-// Len is the number of proofs remembered.
-func (m *MemoryStore) Len() int {
+// evict forgets the oldest proof of the key evictFirst puts first, and raises that key's
+// watermark to it. It is called on a full store, after expire: the proof is live.
+func (m *MemoryStore) evict() {
+	o := m.bySize.top()
+	e := o.entries.top()
+	o.floor = max(o.floor, e.iat)
+	m.evicted++
+	m.forget(e)
+}
+
+// forget removes e; a key left with no proof hands its watermark on to the store's.
+func (m *MemoryStore) forget(e *entry) {
+	o := e.owner
+	delete(m.entries, e.id)
+	m.byExpiry.remove(e)
+	o.entries.remove(e)
+	if o.entries.len() > 0 {
+		m.bySize.fix(o.inSize)
+		return
+	}
+	m.floor = max(m.floor, o.floor)
+	m.bySize.remove(o)
+	delete(m.owners, o.key)
+}
+
+// MemoryStats describe a MemoryStore, for metrics.
+type MemoryStats struct {
+	// Entries and Keys count the proofs remembered and the keys they belong to.
+	Entries, Keys int
+	// Evicted counts the live proofs forgotten to make room; TooOld the proofs refused because
+	// they were issued no later than a forgotten one.
+	Evicted, TooOld uint64
+}
+
+// Stats returns the store's figures now.
+func (m *MemoryStore) Stats() MemoryStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.expires)
+	return MemoryStats{Entries: len(m.entries), Keys: len(m.owners), Evicted: m.evicted, TooOld: m.tooOld}
 }
 
 // Fallback is a ReplayStore that asks Primary and, when Primary cannot answer, Local — or,
@@ -124,11 +217,11 @@ type Fallback struct {
 	OnError        func(error)
 }
 
-// FirstUse implements ReplayStore.
-func (f *Fallback) FirstUse(ctx context.Context, owner string, id [32]byte, ttl time.Duration) (bool, error) {
-	first, err := f.Primary.FirstUse(ctx, owner, id, ttl)
-	if err == nil {
-		return first, nil
+// FirstUse implements ReplayStore. Primary's ErrTooOld is an answer, not a failure.
+func (f *Fallback) FirstUse(ctx context.Context, u Use) (bool, error) {
+	first, err := f.Primary.FirstUse(ctx, u)
+	if err == nil || errors.Is(err, ErrTooOld) {
+		return first, err
 	}
 	if f.OnError != nil {
 		f.OnError(err)
@@ -136,5 +229,5 @@ func (f *Fallback) FirstUse(ctx context.Context, owner string, id [32]byte, ttl 
 	if f.Local == nil {
 		return false, err
 	}
-	return f.Local.FirstUse(ctx, owner, id, ttl)
+	return f.Local.FirstUse(ctx, u)
 }

@@ -13,12 +13,18 @@ import (
 
 // keyTypes maps each supported JWS algorithm to the key type it needs (and, for EC, the
 // curve). HMAC and "none" are deliberately absent: a public key can never authorize them.
+// Ed25519 is RFC 9864's fully specified name for EdDSA with an Ed25519 key (what panva's dpop
+// library sends); EdDSA, which RFC 9864 deprecates, stays because most issuers still send it.
+// Both verify the same signature scheme; Ed448 is not supported (no key type for it here).
 var keyTypes = map[string]string{
 	"RS256": "RSA", "RS384": "RSA", "RS512": "RSA",
 	"PS256": "RSA", "PS384": "RSA", "PS512": "RSA",
 	"ES256": "P-256", "ES384": "P-384", "ES512": "P-521",
-	"EdDSA": "Ed25519",
+	"EdDSA": "Ed25519", "Ed25519": "Ed25519",
 }
+
+// Names lists the supported algorithms, for messages.
+const Names = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519"
 
 // MinRSABits is the smallest RSA modulus accepted.
 const MinRSABits = 2048
