@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -54,20 +55,26 @@ func firstLines(doc []byte) string {
 // authzFlags is the flag contract (ARCHITECTURE.md plus the documented additions).
 var authzFlags = []string{"issuer", "audience", "client-ids", "jwks-url", "algs", "leeway", "grpc-addr",
 	"http-addr", "admin-addr", "allow-http-issuer", "policy", "realm", "cache-size", "tls-cert", "tls-key",
-	"client-ca", "log-level", "http-path-prefix", "http-request-headers", "require-at-jwt"}
+	"client-ca", "log-level", "http-path-prefix", "http-request-headers", "require-at-jwt", "shutdown-drain", "shutdown-timeout"}
 
+// TestKubernetesManifests reads the plain manifest, which deploy/helm generates from the chart's
+// defaults (its own test keeps the two equal and checks the chart further).
 func TestKubernetesManifests(t *testing.T) {
 	var (
 		deploy   appsv1.Deployment
 		svc      corev1.Service
 		pdb      policyv1.PodDisruptionBudget
 		hpa      autoscalingv2.HorizontalPodAutoscaler
+		np       networkingv1.NetworkPolicy
 		configs  = map[string]corev1.ConfigMap{}
 		seenKind []string
 	)
 	for _, doc := range documents(t, "kubernetes/authz.yaml") {
 		var tm metav1.TypeMeta
 		require.NoError(t, yaml.Unmarshal(doc, &tm))
+		if tm.Kind == "" {
+			continue // the header's comments
+		}
 		seenKind = append(seenKind, tm.Kind)
 		switch tm.Kind {
 		case "Deployment":
@@ -78,6 +85,8 @@ func TestKubernetesManifests(t *testing.T) {
 			strict(t, doc, &pdb)
 		case "HorizontalPodAutoscaler":
 			strict(t, doc, &hpa)
+		case "NetworkPolicy":
+			strict(t, doc, &np)
 		case "ConfigMap":
 			var cm corev1.ConfigMap
 			strict(t, doc, &cm)
@@ -86,12 +95,13 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Fatalf("unexpected kind %q", tm.Kind)
 		}
 	}
-	for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap"} {
+	for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy", "ConfigMap"} {
 		assert.Contains(t, seenKind, k)
 	}
 
-	require.NotNil(t, deploy.Spec.Replicas)
-	assert.GreaterOrEqual(t, *deploy.Spec.Replicas, int32(2), "two or more replicas")
+	// Replicas are the autoscaler's: two or more.
+	assert.Nil(t, deploy.Spec.Replicas, "replicas are left to the HorizontalPodAutoscaler")
+	assert.GreaterOrEqual(t, *hpa.Spec.MinReplicas, int32(2), "two or more replicas")
 	pod := deploy.Spec.Template.Spec
 	require.Len(t, pod.Containers, 1)
 	c := pod.Containers[0]
@@ -115,19 +125,22 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	assert.Equal(t, deploy.Spec.Selector.MatchLabels, svc.Spec.Selector)
 	assert.Equal(t, deploy.Spec.Selector.MatchLabels, pdb.Spec.Selector.MatchLabels)
+	assert.Equal(t, deploy.Spec.Selector.MatchLabels, np.Spec.PodSelector.MatchLabels, "the NetworkPolicy guards the pods")
 	assert.Equal(t, deploy.Name, hpa.Spec.ScaleTargetRef.Name)
-	assert.GreaterOrEqual(t, *hpa.Spec.MinReplicas, int32(2))
 
 	// The environment names real flags, and the policy ConfigMap holds a valid policy.
-	env := configs["authz"]
-	for name := range env.Data {
-		flagName := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "AUTHZ_")), "_", "-")
-		assert.True(t, slices.Contains(authzFlags, flagName), "%s is not the twin of an authz flag", name)
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+		flagName := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(e.Name, "AUTHZ_")), "_", "-")
+		assert.True(t, slices.Contains(authzFlags, flagName), "%s is not the twin of an authz flag", e.Name)
 	}
-	_, err := authz.LoadPolicy([]byte(configs["authz-policy"].Data["policy.yaml"]), []string{"default"})
+	require.Len(t, pod.Volumes, 1)
+	policyMap := configs[pod.Volumes[0].ConfigMap.Name]
+	_, err := authz.LoadPolicy([]byte(policyMap.Data["policy.yaml"]), []string{"default"})
 	require.NoError(t, err)
 	mount := c.VolumeMounts[0].MountPath
-	assert.Equal(t, mount+"/policy.yaml", env.Data["AUTHZ_POLICY"], "AUTHZ_POLICY points into the mounted ConfigMap")
+	assert.Equal(t, mount+"/policy.yaml", env["AUTHZ_POLICY"], "AUTHZ_POLICY points into the mounted ConfigMap")
 }
 
 func TestIstioManifests(t *testing.T) {
