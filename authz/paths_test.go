@@ -238,3 +238,27 @@ func FuzzDecisionOfCanonicalPath(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecidePathReadings is the decision for a cached token under a policy with path rules
+// (pathsPolicy): an ordinary path, which no reading changes, and one that every reading does.
+func BenchmarkDecidePathReadings(b *testing.B) {
+	e := newEnv(b, nil)
+	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.az.SetPolicy(p)
+	tok := e.mint(b, nil)
+	for _, path := range []string{"/api/messages", "/API/Messages;x/"} {
+		b.Run(path, func(b *testing.B) {
+			r := &Request{Method: "GET", Path: path, Authorization: []string{"Bearer " + tok}}
+			e.az.Decide(context.Background(), r)
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := e.az.Decide(context.Background(), r); d.Outcome != Allow {
+					b.Fatal(d.Reason)
+				}
+			}
+		})
+	}
+}
