@@ -162,7 +162,11 @@ func hostOnly(h string) string {
 
 // eachReading calls fn with every reading of r — each way a common upstream may read its
 // method and canonical path p — and the rule that reading selects, the canonical reading first.
-// Readings that cannot select another rule (no rules, or no rule naming methods) are skipped.
+// Readings that cannot select another rule (no rules, or no rule naming methods) are skipped,
+// and so is a reading without a format suffix that selects the default rule: that reading
+// stands for a route of the stem serving the suffixed path, which matters when a rule names
+// the stem ("/admin.json" must satisfy the rule for "/admin"); the default rule covers every
+// stem, and would judge every public file ("/favicon.ico" as "/favicon") by its own terms.
 func (p *Policy) eachReading(r *Request, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
 	var buf [reqpath.MaxReadings]reqpath.Reading
 	readings := buf[:1]
@@ -177,7 +181,11 @@ func (p *Policy) eachReading(r *Request, path reqpath.Path, fn func(method strin
 	}
 	for _, m := range methods[:n] {
 		for _, rd := range readings {
-			fn(m, rd, p.match(r, m, rd))
+			rule := p.match(r, m, rd)
+			if rd.NoSuffix && rule == p.Default {
+				continue
+			}
+			fn(m, rd, rule)
 		}
 	}
 }

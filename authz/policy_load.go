@@ -117,6 +117,7 @@ type upstreamPathsSpec struct {
 	CaseInsensitive *bool `yaml:"case_insensitive"`
 	TrailingSlash   *bool `yaml:"trailing_slash"`
 	PathParameters  *bool `yaml:"path_parameters"`
+	FormatSuffix    *bool `yaml:"format_suffix"`
 }
 
 func orTrue(b *bool) bool { return b == nil || *b }
@@ -231,6 +232,7 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 		CaseInsensitive: orTrue(f.UpstreamPaths.CaseInsensitive),
 		TrailingSlash:   orTrue(f.UpstreamPaths.TrailingSlash),
 		Parameters:      orTrue(f.UpstreamPaths.PathParameters),
+		FormatSuffix:    orTrue(f.UpstreamPaths.FormatSuffix),
 	}}
 	known := map[string]bool{}
 	for _, n := range issuerNames {
