@@ -15,7 +15,8 @@
 //     encodings are one path too);
 //   - dot segments are removed (RFC 3986 §5.2.4, their encoded spellings included) and repeated
 //     slashes merged;
-//   - a trailing slash, letter case and ";" are kept: they are Readings, not normalisation.
+//   - a trailing slash, letter case, ";" and a format suffix are kept: they are Readings, not
+//     normalisation.
 //
 // Refused (ErrRefused wraps each): a target that is not an absolute path (absolute-form,
 // authority-form, "*"), a fragment ("#": Envoy rejects it, nginx and Express end the path
@@ -359,8 +360,8 @@ const MaxReadings = 24
 
 // Readings appends to dst the readings of p under o, the canonical one first, and returns the
 // extended slice. A path that no option changes has one reading, and costs no allocation when
-// dst has room; folding the non-ASCII letters of a path, or any of a path with upper-case
-// letters, allocates the folded path; the other readings are substrings.
+// dst has room. Only a path that folding changes allocates (its folded form): the other
+// readings are substrings.
 func (p Path) Readings(dst []Reading, o Options) []Reading {
 	start := len(dst)
 	dst = append(dst, Reading{Path: p.Canonical})
@@ -436,10 +437,11 @@ func TrimTrailingSlash(p string) string {
 // Fold returns a canonical path (or a rule pattern written like one) with every letter mapped
 // to one key for all the letters that case-insensitive routers take for it: ASCII letters and
 // the percent-encoded UTF-8 of other letters, which is decoded, folded and encoded again (a
-// folded letter in ASCII is written raw, as canonical form has it). Other bytes, escapes with
-// lower-case hex and malformed escapes are kept as they are: canonical form has none of them,
-// so a pattern holding them matches no reading, folded or not. Fold(Fold(p)) == Fold(p), and
-// the folded form of a canonical path is canonical.
+// folded letter in ASCII is written raw, as canonical form has it). Everything else is kept as
+// it is: escapes of ASCII characters, and — which canonical form never holds, so a pattern
+// holding them matches no reading, folded or not — escapes with lower-case hex, escapes that are
+// not UTF-8 and raw bytes outside ASCII. Fold(Fold(p)) == Fold(p), and the folded form of a
+// canonical path is canonical.
 //
 // The key of a letter r is ToLower(ToUpper(r)). Java's String.equalsIgnoreCase — what Spring's
 // AntPathMatcher compares literal segments with when matching case-insensitively, on the
