@@ -329,3 +329,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReadings is Parse and Readings with every reading on, for an ordinary path and for
+// paths that readings change.
+func BenchmarkReadings(b *testing.B) {
+	var buf [MaxReadings]Reading
+	o := Options{CaseInsensitive: true, TrailingSlash: true, Parameters: true, FormatSuffix: true}
+	for _, target := range []string{"/api/messages?page=2", "/API/Messages;x/", "/api/messages.json", "/adm%C4%B0n.json"} {
+		b.Run(target, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p, err := Parse(target)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = p.Readings(buf[:0], o)
+			}
+		})
+	}
+}
