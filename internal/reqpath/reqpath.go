@@ -453,9 +453,17 @@ func TrimTrailingSlash(p string) string {
 // rune), so it equates what .NET's OrdinalIgnoreCase (upper cases), Spring's PathPattern (lower
 // cases) and Unicode simple folding (JavaScript's /iu, Go's (?i)) equate.
 func Fold(p string) string {
+	// Most paths have neither a capital nor an escape: one tight scan says so.
+	start := 0
+	for start < len(p) && (p[start] < 'A' || p[start] > 'Z') && p[start] != '%' {
+		start++
+	}
+	if start == len(p) {
+		return p
+	}
 	var b strings.Builder // the folded form, once it differs from p
 	done := 0             // p[:done] is in b
-	for i := 0; i < len(p); {
+	for i := start; i < len(p); {
 		c, n, key := p[i], 1, rune(-1)
 		switch {
 		case 'A' <= c && c <= 'Z':
