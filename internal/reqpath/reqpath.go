@@ -455,7 +455,7 @@ func TrimTrailingSlash(p string) string {
 func Fold(p string) string {
 	// Most paths have neither a capital nor an escape: one tight scan says so.
 	start := 0
-	for start < len(p) && (p[start] < 'A' || p[start] > 'Z') && p[start] != '%' {
+	for start < len(p) && !foldStarts[p[start]] {
 		start++
 	}
 	if start == len(p) {
@@ -493,6 +493,15 @@ func Fold(p string) string {
 	b.WriteString(p[done:])
 	return b.String()
 }
+
+// foldStarts marks the bytes where Fold may have work: capitals and escapes.
+var foldStarts = func() (t [256]bool) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	t['%'] = true
+	return t
+}()
 
 // foldRune is the key of a letter: see Fold.
 func foldRune(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }
