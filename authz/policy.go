@@ -168,10 +168,9 @@ func hostOnly(h string) string {
 // the stem ("/admin.json" must satisfy the rule for "/admin"); the default rule covers every
 // stem, and would judge every public file ("/favicon.ico" as "/favicon") by its own terms.
 func (p *Policy) eachReading(r *Request, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
-	var buf [reqpath.MaxReadings]reqpath.Reading
-	readings := buf[:1]
-	readings[0] = reqpath.Reading{Path: path.Canonical}
+	readings := []reqpath.Reading{{Path: path.Canonical}}
 	if len(p.Rules) > 0 {
+		var buf [reqpath.MaxReadings]reqpath.Reading // zeroed only where a reading can select a rule
 		readings = path.Readings(buf[:0], p.Paths)
 	}
 	methods := [2]string{strings.ToUpper(r.Method)}

@@ -385,7 +385,9 @@ func (p Path) Readings(dst []Reading, o Options) []Reading {
 			}
 		}
 	}
-	if o.FormatSuffix {
+	// Readings only fold letters and drop a slash or parameters: without a dot in the paths
+	// they come from, none has a suffix (one scan instead of one per reading).
+	if o.FormatSuffix && (strings.IndexByte(p.Canonical, '.') >= 0 || strings.IndexByte(p.params, '.') >= 0) {
 		for i, n := start, len(dst); i < n; i++ {
 			r := dst[i]
 			r.NoSuffix = true
