@@ -278,19 +278,18 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 
 	var (
 		decided  Decision
-		judged   [maxMethods * reqpath.MaxReadings]*Rule
-		nJudged  int
+		buf      [16]*Rule // the rules judged so far; more than a few is rare
+		judged   = buf[:0]
 		severity = -1
 	)
 	pol.eachReading(r, host.Name, methods, path, func(_ string, _ reqpath.Reading, rule *Rule) {
-		if slices.Contains(judged[:nJudged], rule) {
+		if slices.Contains(judged, rule) {
 			return
 		}
 		// Only the canonical reading's rule can be the one whose allow forwards an identity; the
 		// other rules judge whether the request may pass, not what the upstream is told.
-		forwards := nJudged == 0
-		judged[nJudged] = rule
-		nJudged++
+		forwards := len(judged) == 0
+		judged = append(judged, rule)
 		d := decideRule(rule, pol.DryRun, &cred, forwards)
 		// Refusals first, then dry-run allows (so their would-be is logged), then allows;
 		// among equals the earliest reading (the canonical one first).

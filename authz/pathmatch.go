@@ -9,8 +9,9 @@ import (
 )
 
 // pathMatcher is a rule's path condition. It matches readings of the canonical request path
-// (reqpath): a folded reading against folded patterns, a reading without its trailing slash
-// against patterns without theirs.
+// (reqpath): a folded reading against patterns folded alike (reqpath.Fold), a reading without
+// its trailing slash against patterns without theirs. A reading without its format suffix is
+// matched against the patterns as written: it names the route of its stem.
 type pathMatcher struct {
 	kind pathKind
 	// pat holds the exact path, prefix or glob for each way of reading: [fold][no trailing slash].
@@ -37,7 +38,7 @@ func newPathMatcher(kind pathKind, pattern string, re *regexp.Regexp) pathMatche
 		for slash := range 2 {
 			p := pattern
 			if fold == 1 {
-				p = strings.ToLower(p)
+				p = reqpath.Fold(p)
 			}
 			if slash == 1 {
 				p = reqpath.TrimTrailingSlash(p)
@@ -78,8 +79,9 @@ func (m *pathMatcher) match(rd reqpath.Reading) bool {
 	return true
 }
 
-// hasUpper and hasTrailingSlash say whether the pattern changes when read folded or without
-// its trailing slash: then every request needs that reading, whatever its own path.
+// hasUpper and hasTrailingSlash say whether the pattern changes when read folded (it has
+// letters in upper case, ASCII or encoded) or without its trailing slash: then every request
+// needs that reading, whatever its own path.
 func (m *pathMatcher) hasUpper() bool {
 	if m.kind == pathRegex {
 		return true // a regex may spell letters in ways a lower-case check cannot see

@@ -2,9 +2,15 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf16"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/stretchr/testify/assert"
@@ -27,6 +33,12 @@ rules:
   - name: reports-get
     match: { path: /reports, methods: [GET] }
     require: { scopes: [reports:read] }
+  - name: keys
+    match: { path: /api/keys }
+    require: { scopes: [keys:read] }
+  - name: favicon
+    match: { path: /favicon.ico }
+    public: true
 default:
   require: {}
 `
@@ -66,6 +78,35 @@ func TestPathSpellingsAreJudgedAsTheUpstreamReadsThem(t *testing.T) {
 		{"GET", "/PUBLIC/x", "", NoCredentials}, // the canonical reading is the default rule
 		{"GET", "/admin", writer, InsufficientScope},
 		{"GET", "/Admin/x", writer, InsufficientScope},
+		// letters a case-insensitive router takes for ASCII ones: İ (U+0130) and ı (U+0131) for
+		// i, the Kelvin sign (U+212A) for k, ſ (U+017F) for s; encoded and raw
+		{"GET", "/adm%C4%B0n", writer, InsufficientScope},
+		{"GET", "/adm\u0130n", writer, InsufficientScope},
+		{"GET", "/adm%C4%B1n", writer, InsufficientScope},
+		{"GET", "/adm%c4%b1n/x", writer, InsufficientScope},
+		{"GET", "/ADM\u0131N/", writer, InsufficientScope},
+		{"GET", "/api/%E2%84%AAeys", reader, InsufficientScope},
+		{"GET", "/api/\u212Aeys", reader, InsufficientScope},
+		{"GET", "/api/key%C5%BF", reader, InsufficientScope},
+		{"GET", "/api/key\u017f", reader, InsufficientScope},
+		{"GET", "/api/m%C4%B0ssages", writer, Allow}, // İ is i, not e: the default rule
+		{"GET", "/caf%C3%A9", writer, Allow},
+		// format suffixes: a rule protects its path's suffixed spellings
+		{"GET", "/admin.json", writer, InsufficientScope},
+		{"GET", "/api/keys.json", reader, InsufficientScope},
+		{"GET", "/api/messages.json", writer, InsufficientScope},
+		{"GET", "/api/messages.json", reader, Allow},
+		{"GET", "/api/messages.", writer, InsufficientScope},
+		{"GET", "/api/messages%2Ejson", writer, InsufficientScope},
+		{"GET", "/api/messages.tar.gz", writer, InsufficientScope},
+		{"GET", "/ADMIN.JSON", writer, InsufficientScope},
+		{"GET", "/admin.json/", writer, InsufficientScope},
+		{"GET", "/api/keys.json;x=1", reader, InsufficientScope},
+		{"GET", "/adm%C4%B0n.json", writer, InsufficientScope},
+		{"GET", "/public/x.json", "", Allow},
+		// ... but not a public file's: its stem selects only the default rule
+		{"GET", "/favicon.ico", "", Allow},
+		{"GET", "/FAVICON.ICO", "", NoCredentials}, // the canonical reading is the default rule
 		// HEAD runs the GET handler upstream
 		{"HEAD", "/reports", reader, InsufficientScope},
 		{"get", "/reports", reader, InsufficientScope},
@@ -101,14 +142,105 @@ func TestPathSpellingsAreJudgedAsTheUpstreamReadsThem(t *testing.T) {
 
 func TestUpstreamPathReadingsCanBeTurnedOff(t *testing.T) {
 	e := newEnv(t, nil)
-	p, err := LoadPolicy([]byte(pathsPolicy+"upstream_paths: {case_insensitive: false, trailing_slash: false, path_parameters: false}\n"), []string{"default"})
+	p, err := LoadPolicy([]byte(pathsPolicy+"upstream_paths: {case_insensitive: false, trailing_slash: false, path_parameters: false, format_suffix: false}\n"), []string{"default"})
 	require.NoError(t, err)
 	e.az.SetPolicy(p)
 	writer := e.mint(t, map[string]any{"scp": []string{"messages:write"}})
-	for _, path := range []string{"/API/Messages", "/api/messages/", "/api/messages;x=1"} {
+	for _, path := range []string{"/API/Messages", "/api/messages/", "/api/messages;x=1", "/adm%C4%B0n", "/api/messages.json"} {
 		d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: path, Authorization: []string{"Bearer " + writer}})
 		assert.Equal(t, Allow, d.Outcome, "%s: a Go upstream serves no protected handler here, the default rule judges it", path)
 		assert.Equal(t, "default", d.Rule)
+	}
+}
+
+func TestEachReadingCanBeTurnedOffAlone(t *testing.T) {
+	e := newEnv(t, nil)
+	writer := e.mint(t, map[string]any{"scp": []string{"messages:write"}})
+	for key, path := range map[string]string{"case_insensitive": "/API/Messages", "trailing_slash": "/api/messages/",
+		"path_parameters": "/api/messages;x=1", "format_suffix": "/api/messages.json"} {
+		t.Run(key, func(t *testing.T) {
+			for _, on := range []bool{true, false} {
+				p, err := LoadPolicy(fmt.Appendf(nil, "%supstream_paths: {%s: %t}\n", pathsPolicy, key, on), []string{"default"})
+				require.NoError(t, err)
+				e.az.SetPolicy(p)
+				d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: path, Authorization: []string{"Bearer " + writer}})
+				want := map[bool]Outcome{true: InsufficientScope, false: Allow}[on]
+				assert.Equal(t, want.String(), d.Outcome.String(), "%s: %t, %s: rule %s", key, on, path, d.Rule)
+			}
+		})
+	}
+	_, err := LoadPolicy([]byte("upstream_paths: {format_suffix: maybe}\n"), nil)
+	assert.ErrorContains(t, err, "format_suffix")
+	_, err = LoadPolicy([]byte("upstream_paths: {format_suffixes: false}\n"), nil)
+	assert.ErrorContains(t, err, `upstream_paths has no key "format_suffixes"; did you mean "format_suffix"?`)
+}
+
+// TestFormatSuffixResidualCase: a suffix reading counts whenever it selects a rule other than
+// the default, so a public file whose stem a catch-all rule covers needs what that rule needs
+// (documented in docs/paths.md; a public rule for the stem, or format_suffix: false, lifts it).
+func TestFormatSuffixResidualCase(t *testing.T) {
+	e := newEnv(t, nil)
+	const policy = "rules:\n  - {name: favicon, match: {path: /favicon.ico}, public: true}\n" +
+		"  - {name: pages, match: {path_glob: /*}, require: {scopes: [pages]}}\n"
+	for suffix, want := range map[string]Outcome{"": NoCredentials, "upstream_paths: {format_suffix: false}\n": Allow} {
+		p, err := LoadPolicy([]byte(policy+suffix), nil)
+		require.NoError(t, err)
+		e.az.SetPolicy(p)
+		d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: "/favicon.ico"})
+		assert.Equal(t, want.String(), d.Outcome.String(), "%q: rule %s", suffix, d.Rule)
+	}
+}
+
+// TestNonASCIIPatternsAreFoldedAlike: a rule whose path holds encoded non-ASCII letters matches
+// their other cases, whichever case the rule was written in.
+func TestNonASCIIPatternsAreFoldedAlike(t *testing.T) {
+	e := newEnv(t, nil)
+	p, err := LoadPolicy([]byte(`
+rules:
+  - {name: cafe, match: {path: /caf%C3%A9}, require: {scopes: [cafe]}}
+  - {name: ete, match: {path_prefix: /%C3%89T%C3%89}, require: {scopes: [ete]}}
+  - {name: glob, match: {path_glob: "/%C3%9C*/x"}, require: {scopes: [glob]}}
+  - {name: re, match: {path_regex: "/k[a-z]+"}, require: {scopes: [re]}}
+`), nil)
+	require.NoError(t, err)
+	e.az.SetPolicy(p)
+	tok := e.mint(t, nil)
+	for path, rule := range map[string]string{
+		"/caf%C3%A9": "cafe", "/CAF%C3%89": "cafe", "/Caf%C3%A9.json": "cafe",
+		"/%C3%A9t%C3%A9/x": "ete", "/%C3%89t%C3%A9": "ete", "/%C3%A9T%C3%A9": "ete",
+		"/%C3%BCber/x": "glob", "/%C3%9CBER/X": "glob",
+		"/%E2%84%AAeys": "re", // the Kelvin sign folds to k before the regex sees it
+	} {
+		d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: path, Authorization: []string{"Bearer " + tok}})
+		assert.Equal(t, rule, d.Rule, path)
+		assert.Equal(t, InsufficientScope.String(), d.Outcome.String(), path)
+	}
+}
+
+func TestExplainShowsTheNewReadings(t *testing.T) {
+	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
+	require.NoError(t, err)
+	canonical, readings, err := p.Explain(&Request{Method: "GET", Path: "/adm\u0130n.json"})
+	require.NoError(t, err)
+	assert.Equal(t, "/adm%C4%B0n.json", canonical)
+	var got []string
+	for _, rd := range readings {
+		got = append(got, fmt.Sprintf("%s fold=%t slash=%t suffix=%t → %s", rd.Path, rd.Fold, rd.NoTrailingSlash, rd.NoSuffix, rd.Rule))
+	}
+	// pathsPolicy has a pattern with a trailing slash (/admin/), so every path is also read
+	// without one; the suffix readings that select the default rule are left out.
+	assert.Equal(t, []string{
+		"/adm%C4%B0n.json fold=false slash=false suffix=false → default",
+		"/admin.json fold=true slash=false suffix=false → default",
+		"/adm%C4%B0n.json fold=false slash=true suffix=false → default",
+		"/admin.json fold=true slash=true suffix=false → default",
+		"/admin fold=true slash=true suffix=true → admin",
+	}, got)
+
+	_, readings, err = p.Explain(&Request{Method: "GET", Path: "/favicon.ico"})
+	require.NoError(t, err)
+	for _, rd := range readings {
+		assert.False(t, rd.NoSuffix, "/favicon is judged by the default rule only: not a reading that counts (%+v)", rd)
 	}
 }
 
@@ -202,16 +334,24 @@ func TestMissingRequestSourceIsRefused(t *testing.T) {
 }
 
 // FuzzDecisionOfCanonicalPath: for any request target, the decision equals the decision for
-// its canonical path, or the target is refused. Tokens and policy are fixed; the path varies.
+// its canonical path, or the target is refused; and a target that an upstream routing as Spring
+// with case-insensitive and suffix pattern matching does (modelled by springRoutes) sends to a
+// protected path is allowed only with what that path's rule requires. Tokens and policy are
+// fixed; the path varies.
 func FuzzDecisionOfCanonicalPath(f *testing.F) {
 	e := newEnv(f, nil)
 	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
 	require.NoError(f, err)
 	e.az.SetPolicy(p)
-	tokens := []string{"", e.mint(f, nil), e.mint(f, map[string]any{"scp": []string{"messages:write"}}),
-		e.mint(f, map[string]any{"scp": []string{"admin", "reports:read"}})}
+	scopes := [][]string{nil, {"messages:read"}, {"messages:write"}, {"admin", "reports:read"}, {"keys:read"}}
+	tokens := make([]string, len(scopes))
+	for i, s := range scopes[1:] {
+		tokens[i+1] = e.mint(f, map[string]any{"scp": s})
+	}
 	for _, s := range []string{"/public/x", "/api/messages", "/api/%6Dessages", "/public/../admin/x", "/API/messages/",
-		"/public/..;/admin/", "/reports", "/a%2Fb", "//admin//x", "/public/%2e%2e/api/messages"} {
+		"/public/..;/admin/", "/reports", "/a%2Fb", "//admin//x", "/public/%2e%2e/api/messages",
+		"/adm%C4%B0n", "/ADM\u0131N.json", "/api/%E2%84%AAeys", "/api/key%C5%BF", "/admin.json", "/api/keys.tar.gz/",
+		"/favicon.ico", "/api/messages."} {
 		for i := range tokens {
 			f.Add(s, uint8(i), false)
 			f.Add(s, uint8(i), true)
@@ -236,5 +376,102 @@ func FuzzDecisionOfCanonicalPath(f *testing.F) {
 		if dc.Outcome != d.Outcome || dc.Rule != d.Rule || dc.Path != d.Path {
 			t.Fatalf("%s %q: %s by %s; its canonical path %q: %s by %s", method, target, d.Outcome, d.Rule, d.Path, dc.Outcome, dc.Rule)
 		}
+		if route, need := springRoute(d.Path); route != "" && d.Outcome == Allow && !slices.Contains(scopes[int(tok)%len(scopes)], need) {
+			t.Fatalf("%s %q (canonical %q) is allowed by %s with scopes %q, but Spring serves it with %s, which needs %s",
+				method, target, d.Path, d.Rule, scopes[int(tok)%len(scopes)], route, need)
+		}
 	})
+}
+
+// springRoutes are pathsPolicy's protected exact paths and the scope each needs.
+var springRoutes = map[string]string{"/api/messages": "messages:read", "/api/keys": "keys:read", "/admin": "admin"}
+
+// springRoute models a Spring MVC 5 upstream with case-insensitive matching, suffix pattern
+// matching and trailing slash matching, written apart from reqpath: it decodes the canonical
+// path, drops ";" parameters, and matches each route as AntPathMatcher does — literal segments
+// compared as Java's String.equalsIgnoreCase compares them, "/x" also as "/x.*" and "/x/".
+func springRoute(canonical string) (route, scope string) {
+	var segs []string
+	for seg := range strings.SplitSeq(canonical[1:], "/") {
+		seg, _, _ = strings.Cut(seg, ";")
+		d, err := url.PathUnescape(seg)
+		if err != nil {
+			return "", ""
+		}
+		segs = append(segs, d)
+	}
+	if len(segs) > 1 && segs[len(segs)-1] == "" {
+		segs = segs[:len(segs)-1] // trailing slash matching
+	}
+	for route, scope := range springRoutes {
+		want := strings.Split(route[1:], "/")
+		if len(want) != len(segs) {
+			continue
+		}
+		match := true
+		for i, w := range want {
+			got := segs[i]
+			if i == len(want)-1 && !javaEqualsIgnoreCase(w, got) {
+				// suffix pattern: the last segment is the route's followed by "." and anything
+				stem, _, found := strings.Cut(got, ".")
+				got = stem
+				if !found {
+					match = false
+					break
+				}
+			}
+			if !javaEqualsIgnoreCase(w, got) {
+				match = false
+				break
+			}
+		}
+		if match {
+			return route, scope
+		}
+	}
+	return "", ""
+}
+
+// javaEqualsIgnoreCase is String.equalsIgnoreCase on the UTF-16 of a and b: same length, and each
+// pair of chars equal, or equal in upper case, or equal in the lower case of their upper case.
+func javaEqualsIgnoreCase(a, b string) bool {
+	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
+	if len(ua) != len(ub) {
+		return false
+	}
+	for i := range ua {
+		c1, c2 := rune(ua[i]), rune(ub[i])
+		if c1 == c2 {
+			continue
+		}
+		u1, u2 := unicode.ToUpper(c1), unicode.ToUpper(c2)
+		if u1 != u2 && unicode.ToLower(u1) != unicode.ToLower(u2) {
+			return false
+		}
+	}
+	return true
+}
+
+// BenchmarkDecidePathReadings is the decision for a cached token under a policy with path rules
+// (pathsPolicy): an ordinary path, which no reading changes, and one that every reading does.
+func BenchmarkDecidePathReadings(b *testing.B) {
+	e := newEnv(b, nil)
+	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.az.SetPolicy(p)
+	tok := e.mint(b, nil)
+	for _, path := range []string{"/api/messages", "/API/Messages;x/"} {
+		b.Run(path, func(b *testing.B) {
+			r := &Request{Method: "GET", Path: path, Authorization: []string{"Bearer " + tok}}
+			e.az.Decide(context.Background(), r)
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := e.az.Decide(context.Background(), r); d.Outcome != Allow {
+					b.Fatal(d.Reason)
+				}
+			}
+		})
+	}
 }

@@ -161,17 +161,24 @@ func (rule *Rule) match(r *Request, host string, method string, rd reqpath.Readi
 // eachReading calls fn with every reading of r — each way a common upstream may read its
 // method and canonical path p — and the rule that reading selects, the canonical reading first.
 // host is r's host as the proxy routes on it (reqhost), methods the methods it may run as
-// (Policy.methods). Path readings that cannot select another rule (no rules) are skipped.
+// (Policy.methods). Path readings that cannot select another rule (no rules) are skipped, and
+// so is a reading without a format suffix that selects the default rule: that reading stands
+// for a route of the stem serving the suffixed path, which matters when a rule names the stem
+// ("/admin.json" must satisfy the rule for "/admin"); the default rule covers every stem, and
+// would judge every public file ("/favicon.ico" as "/favicon") by its own terms.
 func (p *Policy) eachReading(r *Request, host string, methods []string, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
-	var buf [reqpath.MaxReadings]reqpath.Reading
-	readings := buf[:1]
-	readings[0] = reqpath.Reading{Path: path.Canonical}
+	readings := []reqpath.Reading{{Path: path.Canonical}}
 	if len(p.Rules) > 0 {
+		var buf [reqpath.MaxReadings]reqpath.Reading // zeroed only where a reading can select a rule
 		readings = path.Readings(buf[:0], p.Paths)
 	}
 	for _, m := range methods {
 		for _, rd := range readings {
-			fn(m, rd, p.match(r, host, m, rd))
+			rule := p.match(r, host, m, rd)
+			if rd.NoSuffix && rule == p.Default {
+				continue
+			}
+			fn(m, rd, rule)
 		}
 	}
 }

@@ -118,6 +118,7 @@ type upstreamPathsSpec struct {
 	CaseInsensitive *bool `yaml:"case_insensitive"`
 	TrailingSlash   *bool `yaml:"trailing_slash"`
 	PathParameters  *bool `yaml:"path_parameters"`
+	FormatSuffix    *bool `yaml:"format_suffix"`
 	// MethodOverride: the upstream may run a request under the method an X-HTTP-Method-Override
 	// (or X-HTTP-Method, X-Method-Override) header, a _method query parameter or a form body's
 	// _method names.
@@ -236,6 +237,7 @@ func LoadPolicyWith(data []byte, opts PolicyOptions) (*Policy, error) {
 		CaseInsensitive: orTrue(f.UpstreamPaths.CaseInsensitive),
 		TrailingSlash:   orTrue(f.UpstreamPaths.TrailingSlash),
 		Parameters:      orTrue(f.UpstreamPaths.PathParameters),
+		FormatSuffix:    orTrue(f.UpstreamPaths.FormatSuffix),
 	}}
 	known := map[string]bool{}
 	for _, n := range issuerNames {

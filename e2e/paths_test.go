@@ -81,10 +81,12 @@ func TestPathCorpusIsCurrent(t *testing.T) {
 // spelling in the corpus, with every kind of token, through real nginx (deploy/nginx/nginx.conf),
 // through Traefik's forwardAuth with deploy/traefik/dynamic.yml (played in Go, from Traefik's
 // source) and through the gRPC front end as Envoy sends it with envoy/envoy.yaml's path
-// normalisation and without any, to two real upstreams: the demo API (Go's ServeMux) and the same routes in
-// Express (case-insensitive, trailing slash optional). Whenever an upstream runs a protected
-// handler, the request carried a token with what deploy/policy/demo.yaml requires for it; an
-// identity header a client sent never arrives.
+// normalisation and without any, to three upstreams: the demo API (Go's ServeMux), the same
+// routes in Express (case-insensitive, trailing slash optional) and in Java, routed as Spring
+// MVC with case-insensitive, suffix pattern and trailing slash matching routes them (non-ASCII
+// letters folded by the JDK's equalsIgnoreCase, "/x.json" served as "/x"). Whenever an upstream
+// runs a protected handler, the request carried a token with what deploy/policy/demo.yaml
+// requires for it; an identity header a client sent never arrives.
 func TestPathSpellingsNeverReachAProtectedHandler(t *testing.T) {
 	corpus := readCorpus(t)
 	s := startStack(t, "../deploy/policy/demo.yaml")
@@ -103,6 +105,9 @@ func TestPathSpellingsNeverReachAProtectedHandler(t *testing.T) {
 	upstreams := []struct{ name, addr string }{{"go", host(s.apiURL)}}
 	if addr := startExpress(t); addr != "" {
 		upstreams = append(upstreams, struct{ name, addr string }{"express", addr})
+	}
+	if addr := startJava(t); addr != "" {
+		upstreams = append(upstreams, struct{ name, addr string }{"java", addr})
 	}
 
 	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -245,8 +250,29 @@ func startExpress(t *testing.T) string {
 		t.Logf("Express upstream skipped (install node and run npm ci --prefix e2e/express): %v", err)
 		return ""
 	}
-	cmd := exec.Command(node, "server.js")
-	cmd.Dir = "express"
+	return startUpstream(t, "express", exec.Command(node, "server.js"))
+}
+
+// startJava runs e2e/java/Upstream.java (the JDK runs a single source file) and returns its
+// address; without a JDK the test skips it locally and fails in CI.
+func startJava(t *testing.T) string {
+	t.Helper()
+	java, err := exec.LookPath("java")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			testenv.Missing(t, "Java", "apt-get install -y default-jdk-headless")
+		}
+		t.Logf("Java upstream skipped (install a JDK, 11 or later): %v", err)
+		return ""
+	}
+	return startUpstream(t, "java", exec.Command(java, "Upstream.java"))
+}
+
+// startUpstream starts cmd, an upstream that prints its port on the first line, and stops it
+// when the test ends.
+func startUpstream(t *testing.T, name string, cmd *exec.Cmd) string {
+	t.Helper()
+	cmd.Dir = name
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	cmd.Stderr = os.Stderr
@@ -256,7 +282,7 @@ func startExpress(t *testing.T) string {
 		_ = cmd.Wait()
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err, "express did not start")
+	require.NoError(t, err, "%s did not start", name)
 	return "127.0.0.1:" + strings.TrimSpace(line)
 }
 
@@ -434,6 +460,23 @@ func pathCorpus() []corpusEntry {
 	for _, p := range protected {
 		add(strings.Replace(p, "s", "%2573", 1), strings.Replace(p, "/", "%252f", 2), p+"%ff", p+"%c0%af", p+"%", p+"%zz")
 	}
+	class("letters outside ASCII that case-insensitive routers take for ASCII ones, encoded and raw")
+	for _, p := range protected {
+		for i := range len(p) {
+			switch p[i] {
+			case 'i':
+				add(p[:i]+"%C4%B0"+p[i+1:], p[:i]+"%C4%B1"+p[i+1:], p[:i]+"%c4%b1"+p[i+1:], p[:i]+"\u0130"+p[i+1:], p[:i]+"\u0131"+p[i+1:])
+			case 's':
+				add(p[:i]+"%C5%BF"+p[i+1:], p[:i]+"\u017f"+p[i+1:])
+			}
+		}
+		add(strings.NewReplacer("i", "%C4%B0", "s", "%C5%BF").Replace(p), strings.NewReplacer("I", "\u0131").Replace(strings.ToUpper(p)))
+	}
+	class("format suffixes")
+	for _, p := range protected {
+		add(p+".json", p+".JSON", p+".tar.gz", p+".json/", p+".json;x", p+";x.json", p+"%2Ejson", p+".%6Ason",
+			strings.ToUpper(p)+".json", p+"/.json", p+".json?x=.y", p+".json%00")
+	}
 	class("combinations (seeded)")
 	rng := rand.New(rand.NewPCG(11, 0))
 	transforms := []func(string) string{
@@ -452,6 +495,23 @@ func pathCorpus() []corpusEntry {
 	for range 160 {
 		t := protected[rng.IntN(len(protected))]
 		for range 2 + rng.IntN(2) {
+			t = transforms[rng.IntN(len(transforms))](t)
+		}
+		add(t)
+	}
+	class("combinations with non-ASCII letters and suffixes (seeded)")
+	rng = rand.New(rand.NewPCG(20, 0))
+	transforms = append(transforms,
+		func(s string) string { return strings.Replace(s, "i", "%C4%B0", 1) },
+		func(s string) string { return strings.Replace(s, "I", "\u0131", 1) },
+		func(s string) string { return strings.Replace(s, "s", "\u017f", 1) },
+		func(s string) string { return strings.Replace(s, "S", "%C5%BF", 1) },
+		func(s string) string { return s + ".json" },
+		func(s string) string { return s + ".a.b" },
+	)
+	for range 60 {
+		t := protected[rng.IntN(len(protected))]
+		for range 2 + rng.IntN(3) {
 			t = transforms[rng.IntN(len(transforms))](t)
 		}
 		add(t)

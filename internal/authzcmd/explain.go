@@ -230,6 +230,9 @@ func printReadings(out io.Writer, p *authz.Policy, r *authz.Request) {
 		if rd.NoParameters {
 			how = append(how, "without ;parameters")
 		}
+		if rd.NoSuffix {
+			how = append(how, "without format suffix")
+		}
 		if rd.Method != readings[0].Method {
 			how = append(how, "HEAD runs the GET handler")
 		}

@@ -15,7 +15,8 @@
 //     encodings are one path too);
 //   - dot segments are removed (RFC 3986 §5.2.4, their encoded spellings included) and repeated
 //     slashes merged;
-//   - a trailing slash, letter case and ";" are kept: they are Readings, not normalisation.
+//   - a trailing slash, letter case, ";" and a format suffix are kept: they are Readings, not
+//     normalisation.
 //
 // Refused (ErrRefused wraps each): a target that is not an absolute path (absolute-form,
 // authority-form, "*"), a fragment ("#": Envoy rejects it, nginx and Express end the path
@@ -32,6 +33,7 @@ package reqpath
 import (
 	"errors"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -325,14 +327,19 @@ func unhex(c byte) byte {
 // patterns must be read to match it alike.
 type Reading struct {
 	Path string
-	// Fold: ASCII letters are folded to lower case, in Path and in the patterns it is matched
-	// against (Express routes case-insensitively by default).
+	// Fold: letters are folded (see Fold), in Path and in the patterns it is matched against
+	// (Express routes ASCII letters case-insensitively by default; Spring with case-insensitive
+	// matching, ASP.NET and others fold non-ASCII letters too).
 	Fold bool
 	// NoTrailingSlash: a trailing slash is dropped, from Path and from the patterns (Express
 	// routes "/x/" as "/x" by default; Spring did before 6).
 	NoTrailingSlash bool
 	// NoParameters: ";" parameters are dropped from the segments (Tomcat, Jetty, Spring).
 	NoParameters bool
+	// NoSuffix: a format suffix is dropped from the last segment (Rails routes "/x.json" to
+	// "/x(.:format)", Spring's legacy suffix patterns "/x.json" to "/x"). Patterns are read as
+	// written: the reading names the route of the stem, which serves the suffixed spelling.
+	NoSuffix bool
 }
 
 // Options say which readings besides the canonical one an upstream may make.
@@ -340,17 +347,21 @@ type Options struct {
 	CaseInsensitive bool // letters may be routed case-insensitively
 	TrailingSlash   bool // "/x/" may be routed as "/x", and "/x" as "/x/"
 	Parameters      bool // ";" may start parameters that are dropped from a segment (Tomcat, Jetty, Spring)
+	FormatSuffix    bool // "/x.json" may be routed as "/x" (Rails, Spring's suffix patterns)
 	// AlwaysFold and AlwaysSlash add the folded and unslashed readings even when the path does
 	// not change under them: a pattern with upper-case letters or a trailing slash does.
 	AlwaysFold, AlwaysSlash bool
 }
 
-// MaxReadings bounds how many readings Readings returns.
-const MaxReadings = 8
+// MaxReadings bounds how many readings Readings returns: the canonical path and its ";"-less
+// form, each folded or not, with or without its trailing slash (8), and each of those without
+// its suffix cut at the last segment's first dot and at its last (8 × 3).
+const MaxReadings = 24
 
 // Readings appends to dst the readings of p under o, the canonical one first, and returns the
 // extended slice. A path that no option changes has one reading, and costs no allocation when
-// dst has room.
+// dst has room. Only a path that folding changes allocates (its folded form): the other
+// readings are substrings.
 func (p Path) Readings(dst []Reading, o Options) []Reading {
 	start := len(dst)
 	dst = append(dst, Reading{Path: p.Canonical})
@@ -359,8 +370,9 @@ func (p Path) Readings(dst []Reading, o Options) []Reading {
 	}
 	if o.CaseInsensitive {
 		for i, n := start, len(dst); i < n; i++ {
-			if r := dst[i]; o.AlwaysFold || hasUpper(r.Path) {
-				r.Path, r.Fold = strings.ToLower(r.Path), true
+			r := dst[i]
+			if f := Fold(r.Path); o.AlwaysFold || f != r.Path {
+				r.Path, r.Fold = f, true
 				dst = append(dst, r)
 			}
 		}
@@ -373,7 +385,44 @@ func (p Path) Readings(dst []Reading, o Options) []Reading {
 			}
 		}
 	}
+	// Readings only fold letters and drop a slash or parameters: without a dot in the paths
+	// they come from, none has a suffix (one scan instead of one per reading).
+	if o.FormatSuffix && (strings.IndexByte(p.Canonical, '.') >= 0 || strings.IndexByte(p.params, '.') >= 0) {
+		for i, n := start, len(dst); i < n; i++ {
+			r := dst[i]
+			r.NoSuffix = true
+			first, last := suffixStems(r.Path)
+			if first != "" {
+				r.Path = first
+				dst = append(dst, r)
+			}
+			if last != "" && last != first {
+				r.Path = last
+				dst = append(dst, r)
+			}
+		}
+	}
 	return dst
+}
+
+// suffixStems returns p without the format suffix of its last segment: cut at the segment's
+// first dot (Spring's "/x" + ".*" matches "/x.tar.gz") and at its last (Rails' format is
+// "[^/.?]+": "/x.tar(.:format)" matches "/x.tar.gz"); "" for a cut that does not exist. An
+// empty suffix counts (Spring's "*" matches nothing: "/x." is "/x"), and so does an empty stem
+// ("/x/.env" is "/x/" to Spring's "/x/" + ".*"). A stem that is a dot segment ("/x/..b" cut to
+// "/x/.") is left out: servers resolve it away, so no route names it.
+func suffixStems(p string) (first, last string) {
+	seg := strings.LastIndexByte(p, '/') + 1
+	i := strings.IndexByte(p[seg:], '.')
+	if i < 0 {
+		return "", ""
+	}
+	j := strings.LastIndexByte(p[seg:], '.')
+	first, last = p[:seg+i], p[:seg+j]
+	if s := last[seg:]; s == "." || s == ".." {
+		last = ""
+	}
+	return first, last
 }
 
 // HasTrailingSlash reports whether p ends with a slash that is not the root.
@@ -387,11 +436,114 @@ func TrimTrailingSlash(p string) string {
 	return p
 }
 
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
+// Fold returns a canonical path (or a rule pattern written like one) with every letter mapped
+// to one key for all the letters that case-insensitive routers take for it: ASCII letters and
+// the percent-encoded UTF-8 of other letters, which is decoded, folded and encoded again (a
+// folded letter in ASCII is written raw, as canonical form has it). Everything else is kept as
+// it is: escapes of ASCII characters, and — which canonical form never holds, so a pattern
+// holding them matches no reading, folded or not — escapes with lower-case hex, escapes that are
+// not UTF-8 and raw bytes outside ASCII. Fold(Fold(p)) == Fold(p), and the folded form of a
+// canonical path is canonical.
+//
+// The key of a letter r is ToLower(ToUpper(r)). Java's String.equalsIgnoreCase — what Spring's
+// AntPathMatcher compares literal segments with when matching case-insensitively, on the
+// decoded path — takes two chars for equal when they are, when their upper cases are, or when
+// the lower cases of their upper cases are: exactly when their keys are. So "/admİn" (U+0130),
+// "/admın" (U+0131), "/api/Keys" with the Kelvin sign (U+212A) and "/api/keyſ" (U+017F) fold
+// to "/admin" and "/api/keys" as they match there. The key is also the same for a letter, its
+// upper, lower and title case and its Unicode simple case folding orbit (tested for every
+// rune), so it equates what .NET's OrdinalIgnoreCase (upper cases), Spring's PathPattern (lower
+// cases) and Unicode simple folding (JavaScript's /iu, Go's (?i)) equate.
+func Fold(p string) string {
+	// Most paths have neither a capital nor an escape: one tight scan says so.
+	start := 0
+	for start < len(p) && !foldStarts[p[start]] {
+		start++
+	}
+	if start == len(p) {
+		return p
+	}
+	var b strings.Builder // the folded form, once it differs from p
+	done := 0             // p[:done] is in b
+	for i := start; i < len(p); {
+		c, n, key := p[i], 1, rune(-1)
+		switch {
+		case 'A' <= c && c <= 'Z':
+			key = rune(c) + 'a' - 'A'
+		case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
+			n = 3 // an escape is copied whole, its hex untouched, unless its letter folds
+			if r, size := escapedRune(p[i:]); size > 0 {
+				n = size
+				if k := foldRune(r); k != r {
+					key = k
+				}
+			}
+		}
+		if key >= 0 {
+			if b.Len() == 0 {
+				b.Grow(len(p))
+			}
+			b.WriteString(p[done:i])
+			writeRune(&b, key)
+			done = i + n
+		}
+		i += n
+	}
+	if b.Len() == 0 {
+		return p
+	}
+	b.WriteString(p[done:])
+	return b.String()
+}
+
+// foldStarts marks the bytes where Fold may have work: capitals and escapes.
+var foldStarts = func() (t [256]bool) {
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	t['%'] = true
+	return t
+}()
+
+// foldRune is the key of a letter: see Fold.
+func foldRune(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }
+
+// escapedRune decodes the non-ASCII character whose UTF-8 bytes s begins with, each written
+// %XX with upper-case hex as canonical form writes them, and returns it with the length of its
+// escapes; size is 0 when s does not begin so.
+func escapedRune(s string) (r rune, size int) {
+	var buf [utf8.UTFMax]byte
+	n := 0
+	for ; n < len(buf) && 3*n+2 < len(s) && s[3*n] == '%' && isUpperHex(s[3*n+1]) && isUpperHex(s[3*n+2]); n++ {
+		buf[n] = unhex(s[3*n+1])<<4 | unhex(s[3*n+2])
+		if n == 0 && buf[0] < utf8.RuneSelf {
+			return 0, 0
+		}
+		if utf8.FullRune(buf[:n+1]) {
+			n++
+			break
 		}
 	}
-	return false
+	r, w := utf8.DecodeRune(buf[:n])
+	if n == 0 || w != n || r == utf8.RuneError {
+		return 0, 0
+	}
+	return r, 3 * n
 }
+
+// writeRune writes r as canonical form does: raw when a segment may hold it, else its UTF-8
+// bytes percent-encoded with upper-case hex.
+func writeRune(b *strings.Builder, r rune) {
+	if r < utf8.RuneSelf && rawOK[r] {
+		b.WriteByte(byte(r))
+		return
+	}
+	var buf [utf8.UTFMax]byte
+	for _, c := range buf[:utf8.EncodeRune(buf[:], r)] {
+		b.WriteByte('%')
+		b.WriteByte(upperHex[c>>4])
+		b.WriteByte(upperHex[c&15])
+	}
+}
+
+func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
