@@ -63,7 +63,8 @@ func TestPathSpellingsAreJudgedAsTheUpstreamReadsThem(t *testing.T) {
 		{"GET", "/api/%6Dessages", writer, InsufficientScope},
 		{"GET", "/api/%6dessages", writer, InsufficientScope},
 		{"GET", "/%61pi/messages", writer, InsufficientScope},
-		{"GET", "//api//messages", writer, InsufficientScope},
+		{"GET", "/api//messages", writer, InsufficientScope},
+		{"GET", "//api.example/api/messages", writer, InvalidRequest}, // a URI parser reads a host
 		{"GET", "/api/./messages", writer, InsufficientScope},
 		{"GET", "/x/../api/messages", writer, InsufficientScope},
 		{"GET", "/public/../api/messages", "", NoCredentials},

@@ -27,7 +27,8 @@
 // changes the path), bytes that are not UTF-8, dot segments that climb above the root (nginx
 // answers 400, Go and Envoy clamp at "/"), and dot segments next to repeated slashes where
 // merging before or after resolving them gives different paths (nginx and Go merge first,
-// Envoy resolves first).
+// Envoy resolves first), and a target that starts with "//" (a URI parser reads what follows
+// as a host).
 package reqpath
 
 import (
@@ -64,11 +65,15 @@ var (
 	ErrNotUTF8        = &Refusal{"not_utf8", "The request path is not UTF-8"}
 	ErrAboveRoot      = &Refusal{"above_root", "The request path climbs above the root"}
 	ErrAmbiguousDots  = &Refusal{"ambiguous_dot_segments", "The request path has dot segments next to repeated slashes"}
+	// ErrLeadingSlashes: "//host/path" is a network-path reference to a URI parser (Java's
+	// HttpServer, WHATWG URL, java.net.URI): it reads "host" as an authority and routes "/path",
+	// where nginx and Envoy merge the slashes and route "/host/path".
+	ErrLeadingSlashes = &Refusal{"leading_double_slash", "The request target starts with //, which some servers read as a host"}
 )
 
 // Refusals lists every refusal, for metrics and documentation.
 var Refusals = []*Refusal{ErrNotOriginForm, ErrFragment, ErrEncodedSlash, ErrBackslash, ErrControl,
-	ErrBadEscape, ErrDoubleEncoding, ErrNotUTF8, ErrAboveRoot, ErrAmbiguousDots}
+	ErrBadEscape, ErrDoubleEncoding, ErrNotUTF8, ErrAboveRoot, ErrAmbiguousDots, ErrLeadingSlashes}
 
 // Path is a request path in canonical form.
 type Path struct {
@@ -84,6 +89,9 @@ type Path struct {
 func Parse(target string) (Path, error) {
 	if target == "" || target[0] != '/' {
 		return Path{}, ErrNotOriginForm
+	}
+	if len(target) > 1 && target[1] == '/' {
+		return Path{}, ErrLeadingSlashes
 	}
 	p, _, _ := strings.Cut(target, "?")
 	if isCanonical(p) {

@@ -49,7 +49,7 @@ func TestParse(t *testing.T) {
 		{"/...", "/...", ""},
 		{"/a/..b/c", "/a/..b/c", ""},
 		// repeated slashes
-		{"//api//messages", "/api/messages", ""},
+		{"/api//messages", "/api/messages", ""},
 		{"/api/messages//", "/api/messages/", ""},
 		{"/a//b/./c", "/a/b/c", ""},
 		// ";" parameters are kept, and read without
@@ -79,6 +79,10 @@ func TestParseRefuses(t *testing.T) {
 		{"api/messages", ErrNotOriginForm},
 		{"http://evil/api/messages", ErrNotOriginForm},
 		{"example.com:443", ErrNotOriginForm},
+		// A URI parser (Java's HttpServer, WHATWG URL) reads "api.example" as a host.
+		{"//api.example/api/messages", ErrLeadingSlashes},
+		{"//api//messages", ErrLeadingSlashes},
+		{"///api/messages", ErrLeadingSlashes},
 		{"/api/messages#frag", ErrFragment},
 		{"/public#/../api/messages", ErrFragment},
 		{"/public/..%2Fapi/messages", ErrEncodedSlash},
