@@ -78,6 +78,16 @@ var (
 	noStore                  = []string{"no-store"}
 )
 
+// canonicalOverrideHeaders are the method-override headers in net/http's form, computed once:
+// Header.Values would canonicalise (allocate) each name on every request.
+var canonicalOverrideHeaders = func() []string {
+	var out []string
+	for _, k := range methodOverrideHeaders {
+		out = append(out, http.CanonicalHeaderKey(k))
+	}
+	return out
+}()
+
 // decisionHeaderPrefix names the headers that carry the decision's log fields to Envoy's
 // http_service (dynamic_metadata_from_headers); "decision" itself is the bare prefix.
 const decisionHeaderPrefix = "x-decision"
@@ -158,8 +168,8 @@ func (s *HTTPServer) requestFromHTTP(req *http.Request) (*Request, RequestSource
 	if s.opts.ClientCertHeader != "" {
 		r.ClientCert = req.Header.Get(s.opts.ClientCertHeader)
 	}
-	for _, k := range methodOverrideHeaders {
-		r.MethodOverrides = append(r.MethodOverrides, req.Header.Values(k)...)
+	for _, k := range canonicalOverrideHeaders {
+		r.MethodOverrides = append(r.MethodOverrides, req.Header[k]...)
 	}
 	h := req.Header
 	hasNginx := slices.ContainsFunc(nginxHeaders, func(k string) bool { return len(h.Values(k)) > 0 })
