@@ -2,40 +2,30 @@ package authz
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
-	"net/url"
 	"strings"
 
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
-)
-
-// Sender constraints a request proved (a bit set): the token is bound to a DPoP key whose
-// proof came with the request, or to the client certificate of the request's mutual TLS.
-const (
-	boundDPoP uint8 = 1 << iota
-	boundMTLS
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // The reasons a sender-constrained token, or a proof, is refused.
 var (
-	ErrDPoPBoundAsBearer   = &Reason{"dpop_bound_token_as_bearer", "The access token is bound to a DPoP key: present it with the DPoP scheme and a proof"}
-	ErrNotDPoPBound        = &Reason{"token_not_dpop_bound", "The access token is not bound to a DPoP key"}
-	ErrDPoPKeyMismatch     = &Reason{"dpop_key_mismatch", "The DPoP proof's key is not the one the access token is bound to"}
-	ErrCertificateBinding  = &Reason{"certificate_binding", "The access token is bound to a client certificate that this request did not present"}
-	ErrUnknownConfirmation = &Reason{"unknown_cnf", "The access token's confirmation (cnf) cannot be verified"}
-	ErrSenderConstrained   = &Reason{"sender_constraint_required", "This resource requires a sender-constrained access token"}
+	ErrDPoPBoundAsBearer   = &Reason{Code: "dpop_bound_token_as_bearer", Description: "The access token is bound to a DPoP key: present it with the DPoP scheme and a proof"}
+	ErrNotDPoPBound        = &Reason{Code: "token_not_dpop_bound", Description: "The access token is not bound to a DPoP key"}
+	ErrDPoPKeyMismatch     = &Reason{Code: "dpop_key_mismatch", Description: "The DPoP proof's key is not the one the access token is bound to"}
+	ErrCertificateBinding  = &Reason{Code: "certificate_binding", Description: "The access token is bound to a client certificate that this request did not present"}
+	ErrUnknownConfirmation = &Reason{Code: "unknown_cnf", Description: "The access token's confirmation (cnf) cannot be verified"}
+	ErrSenderConstrained   = &Reason{Code: "sender_constraint_required", Description: "This resource requires a sender-constrained access token"}
 )
 
 // ProofReasons are the reasons for the DPoP proof failures (dpop.Failures), in that order.
 var ProofReasons = func() []*Reason {
 	var out []*Reason
 	for _, f := range dpop.Failures {
-		out = append(out, &Reason{f.Code, f.Description})
+		out = append(out, &Reason{Code: f.Code, Description: f.Description})
 	}
 	return out
 }()
@@ -46,7 +36,7 @@ func proofReason(f *dpop.Failure) *Reason {
 			return ProofReasons[i]
 		}
 	}
-	return ErrMalformed
+	return token.ErrMalformed
 }
 
 // bind checks that the request proves what the verified token is bound to, and returns the
@@ -55,15 +45,15 @@ func proofReason(f *dpop.Failure) *Reason {
 // the request's client certificate (RFC 8705 §3); a cnf this service cannot check fails. An
 // unbound token under the DPoP scheme is the token's fault (§7.1). A proof is remembered only
 // once everything else holds, so a refused one never fills the replay store.
-func (a *Authorizer) bind(ctx context.Context, r *Request, host reqhost.Host, scheme, token string, c *Claims) (uint8, error) {
+func (a *Authorizer) bind(ctx context.Context, r *Request, host reqhost.Host, scheme, tok string, c *token.Claims) (policy.Bound, error) {
 	cnf := c.Cnf
 	if cnf != nil && cnf.Unknown {
 		return 0, ErrUnknownConfirmation
 	}
-	var bound uint8
+	var bound policy.Bound
 	var proof *dpop.Proof
-	if scheme == SchemeDPoP {
-		p, err := a.dpop.Verify(r.DPoP, dpop.Request{Method: r.Method, URI: a.requestURI(r, host), AccessToken: token})
+	if scheme == token.SchemeDPoP {
+		p, err := a.dpop.Verify(r.DPoP, dpop.Request{Method: r.Method, URI: a.requestURI(r, host), AccessToken: tok})
 		switch {
 		case err != nil:
 			return 0, err
@@ -72,15 +62,15 @@ func (a *Authorizer) bind(ctx context.Context, r *Request, host reqhost.Host, sc
 		case cnf.JKT != p.Thumbprint:
 			return 0, ErrDPoPKeyMismatch
 		}
-		proof, bound = p, boundDPoP
+		proof, bound = p, policy.BoundDPoP
 	} else if cnf != nil && cnf.JKT != "" {
 		return 0, ErrDPoPBoundAsBearer
 	}
 	if cnf != nil && cnf.X5TS256 != "" {
-		if tp, ok := certThumbprint(r.ClientCert); !ok || tp != cnf.X5TS256 {
+		if tp, ok := token.CertThumbprint(r.ClientCert); !ok || tp != cnf.X5TS256 {
 			return 0, ErrCertificateBinding
 		}
-		bound |= boundMTLS
+		bound |= policy.BoundMTLS
 	}
 	if proof != nil {
 		if err := a.dpop.Remember(ctx, proof); err != nil {
@@ -103,42 +93,6 @@ func (a *Authorizer) requestURI(r *Request, host reqhost.Host) string {
 		origin = scheme + "://" + host.Authority()
 	}
 	return origin + pathOnly(r.Path)
-}
-
-// certThumbprint is the base64url SHA-256 of the DER client certificate a proxy passed: a
-// URL-encoded PEM (Envoy's source.certificate, nginx's $ssl_client_escaped_cert), a PEM, or
-// base64 DER without PEM armour (Traefik's passTLSClientCert).
-func certThumbprint(passed string) (string, bool) {
-	if passed == "" {
-		return "", false
-	}
-	if strings.Contains(passed, "%") {
-		// URL-encoded: Envoy (PercentEncoding::urlEncode) and nginx escape every reserved byte,
-		// so a "+" left in it is base64's own.
-		unescaped, err := url.PathUnescape(passed)
-		if err != nil {
-			return "", false
-		}
-		passed = unescaped
-	}
-	var der []byte
-	if block, _ := pem.Decode([]byte(passed)); block != nil {
-		if block.Type != "CERTIFICATE" {
-			return "", false
-		}
-		der = block.Bytes
-	} else {
-		b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(passed), ""))
-		if err != nil {
-			return "", false
-		}
-		der = b
-	}
-	if _, err := x509.ParseCertificate(der); err != nil {
-		return "", false
-	}
-	sum := sha256.Sum256(der)
-	return base64.RawURLEncoding.EncodeToString(sum[:]), true
 }
 
 // proofFailure reports whether err is a DPoP proof's failure, and which.

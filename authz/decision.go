@@ -1,6 +1,10 @@
-// Package authz decides whether a request to a protected API carries a valid access token:
-// token verification against the issuer's keys, the one decision function, and the front ends
-// (Envoy's gRPC Check and the HTTP decision API) that adapt requests into it and decisions out.
+// Package authz is the decision: whether a request to a protected API may pass, and what the
+// proxy answers or forwards. Decide verifies the request's token once (package token), judges
+// the request by the rule of every way the upstream may read it (package policy), proves the
+// token's sender binding (DPoP, mutual TLS), and returns a Decision; the Decision renders the
+// answer — upstream identity headers, challenges, bodies — that both front ends (packages
+// grpcapi and httpapi) put on the wire. It trusts what the front ends read from the proxy's
+// request and nothing else: the token is untrusted until token.Verifier says otherwise.
 package authz
 
 import (
@@ -18,6 +22,8 @@ import (
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // Outcome is the kind of a decision; each maps to one HTTP status and one gRPC code.
@@ -75,6 +81,9 @@ func (o Outcome) answer() outcomeAnswer {
 
 func (o Outcome) String() string { return o.answer().name }
 
+// GRPCCode is the gRPC status code of the outcome's CheckResponse: OK only for Allow.
+func (o Outcome) GRPCCode() codes.Code { return o.answer().code }
+
 // Request is what a front end extracts from the proxy's question.
 type Request struct {
 	Method string
@@ -96,11 +105,11 @@ type Request struct {
 	// form (whose _method some upstreams honour).
 	MethodOverrides []string
 	ContentType     string
-	Body            Body
+	Body            policy.Body
 	// Policy is the policy to decide by: the snapshot the front end read the identity header
 	// names from, so that one request sees one policy even across a reload. nil: the policy in
 	// force.
-	Policy    *Policy
+	Policy    *policy.Policy
 	RequestID string
 	// Frontend names the front end that asked ("grpc", "http"), for metrics and logs.
 	Frontend string
@@ -108,6 +117,12 @@ type Request struct {
 	// Decide refuses such a request (InvalidRequest), InvalidDetail says why in the log.
 	Invalid       *Reason
 	InvalidDetail string
+}
+
+// Route is what the policy reads of r to choose its rules.
+func (r *Request) Route() *policy.Request {
+	return &policy.Request{Method: r.Method, Host: r.Host, Path: r.Path, ContextExtensions: r.ContextExtensions,
+		MethodOverrides: r.MethodOverrides, ContentType: r.ContentType, Body: r.Body}
 }
 
 // Decision is the answer for one request. Front ends turn it into their wire format through the
@@ -122,20 +137,20 @@ type Decision struct {
 	Scope string
 	// Claims are the verified claims (nil unless the signature verified). On Allow they are the
 	// identity forwarded upstream; an anonymous allow (public route) has none.
-	Claims *Claims
+	Claims *token.Claims
 	// Rule is the policy rule that decided.
 	Rule string
 	// Path is the canonical request path the rules judged (empty when the path was refused).
 	Path string
-	// Scheme is the authorization scheme the request used (SchemeBearer, SchemeDPoP), or "".
+	// Scheme is the authorization scheme the request used (token.SchemeBearer, SchemeDPoP), or "".
 	Scheme string
 	// DPoP says the challenge is the DPoP scheme's (RFC 9449 §7.1): the request used it, or
 	// the token or the rule needs it.
 	DPoP bool
-	// identity is what the deciding rule forwards on Allow; claimHeaders and metadata are its
-	// claim headers and metadata rendered from Claims.
-	identity               *Identity
-	claimHeaders, metadata []Header
+	// identity is what the deciding rule forwards on Allow; derived is what Claims give under
+	// it (claim headers, metadata, upstream headers), set when the deciding rule judged.
+	identity *policy.Identity
+	derived  *derived
 	// WouldBe is set when a rule in dry-run mode turned a denial into this allow: the decision
 	// it would have made.
 	WouldBe *Decision
@@ -146,14 +161,14 @@ func (d *Decision) DryRun() bool { return d.WouldBe != nil }
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	verifier  *Verifier
+	verifier  *token.Verifier
 	dpop      *dpop.Verifier // nil: the DPoP scheme is not accepted
 	publicURL string
 	challenge Challenges
 	metrics   *Metrics
 	logMode   string
 	sample    float64
-	policy    atomic.Pointer[Policy]
+	policy    atomic.Pointer[policy.Policy]
 	log       *slog.Logger
 }
 
@@ -163,7 +178,7 @@ type Options struct {
 	Realm  string
 	Logger *slog.Logger
 	// Policy is the route policy; nil means every route needs a valid token.
-	Policy *Policy
+	Policy *policy.Policy
 	// Metrics, when set, count decisions and their latency.
 	Metrics *Metrics
 	// DecisionLog says which decisions are logged: DecisionLogDenials (default), DecisionLogAll
@@ -187,7 +202,7 @@ const (
 )
 
 // NewAuthorizer returns an Authorizer that verifies tokens with v.
-func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
+func NewAuthorizer(v *token.Verifier, opts Options) *Authorizer {
 	if opts.Realm == "" {
 		opts.Realm = "api"
 	}
@@ -211,9 +226,12 @@ func NewAuthorizer(v *Verifier, opts Options) *Authorizer {
 	return a
 }
 
+// defaultPolicy is the behaviour without a policy file: every route needs a valid token.
+var defaultPolicy = policy.Default(nil)
+
 // SetPolicy swaps in a new route policy atomically: each request sees the old or the new one
 // whole. nil restores the default (every route needs a valid token).
-func (a *Authorizer) SetPolicy(p *Policy) {
+func (a *Authorizer) SetPolicy(p *policy.Policy) {
 	if p == nil {
 		p = defaultPolicy
 	}
@@ -221,13 +239,17 @@ func (a *Authorizer) SetPolicy(p *Policy) {
 }
 
 // Policy returns the policy in force.
-func (a *Authorizer) Policy() *Policy { return a.policy.Load() }
+func (a *Authorizer) Policy() *policy.Policy { return a.policy.Load() }
 
 // IssuerNames returns the names of the trusted issuers, in configuration order.
 func (a *Authorizer) IssuerNames() []string { return a.verifier.IssuerNames() }
 
 // Realm returns the realm used in WWW-Authenticate.
 func (a *Authorizer) Realm() string { return a.challenge.Realm }
+
+// CachesTokens reports whether verified tokens are cached: then one token's decisions share
+// its *token.Claims, which a front end may key memoised answers by.
+func (a *Authorizer) CachesTokens() bool { return a.verifier.Caches() }
 
 // Challenges returns what the WWW-Authenticate challenges name: the realm and, when the DPoP
 // scheme is accepted, its algorithms.
@@ -266,23 +288,24 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	if pol == nil {
 		pol = a.policy.Load()
 	}
-	var methodBuf [maxMethods + 1]string
-	methods, ok := pol.methods(methodBuf[:0], r)
+	pr := r.Route()
+	var methodBuf [policy.MaxMethods + 1]string
+	methods, ok := pol.Methods(methodBuf[:0], pr)
 	if !ok {
-		return Decision{Outcome: InvalidRequest, Reason: ErrMethodOverrides, Path: path.Canonical}
+		return Decision{Outcome: InvalidRequest, Reason: policy.ErrMethodOverrides, Path: path.Canonical}
 	}
 	cred := a.credential(ctx, r, host)
-	if cred.err == ErrMultipleCredentials {
-		return Decision{Outcome: InvalidRequest, Reason: ErrMultipleCredentials, Path: path.Canonical}
+	if cred.err == token.ErrMultipleCredentials {
+		return Decision{Outcome: InvalidRequest, Reason: token.ErrMultipleCredentials, Path: path.Canonical}
 	}
 
 	var (
 		decided  Decision
-		buf      [16]*Rule // the rules judged so far; more than a few is rare
+		buf      [16]*policy.Rule // the rules judged so far; more than a few is rare
 		judged   = buf[:0]
 		severity = -1
 	)
-	pol.eachReading(r, host.Name, methods, path, func(_ string, _ reqpath.Reading, rule *Rule) {
+	pol.EachReading(pr, host.Name, methods, path, func(_ string, _ reqpath.Reading, rule *policy.Rule) {
 		if slices.Contains(judged, rule) {
 			return
 		}
@@ -304,25 +327,25 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 // credential is the request's access token, verified once — token and sender binding — for
 // all the rules that judge it.
 type credential struct {
-	scheme string // SchemeBearer or SchemeDPoP; empty without usable credentials
+	scheme string // token.SchemeBearer or SchemeDPoP; empty without usable credentials
 	err    error  // errNoCredentials, a malformed header, or the verification's or binding's error
-	claims *Claims
-	parsed bool  // a token was found and verified (err is then the verification's or binding's)
-	bound  uint8 // the sender constraints the request proved (boundDPoP, boundMTLS)
+	claims *token.Claims
+	parsed bool         // a token was found and verified (err is then the verification's or binding's)
+	bound  policy.Bound // the sender constraints the request proved
 }
 
 func (a *Authorizer) credential(ctx context.Context, r *Request, host reqhost.Host) credential {
-	scheme, token, err := accessToken(r.Authorization)
-	if err == nil && scheme == SchemeDPoP && a.dpop == nil {
-		err, scheme = errNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
+	scheme, tok, err := token.ParseAuthorization(r.Authorization)
+	if err == nil && scheme == token.SchemeDPoP && a.dpop == nil {
+		err, scheme = token.ErrNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
 	}
 	if err != nil {
 		return credential{scheme: scheme, err: err}
 	}
 	c := credential{scheme: scheme, parsed: true}
-	c.claims, c.err = a.verifier.Verify(ctx, token)
+	c.claims, c.err = a.verifier.Verify(ctx, tok)
 	if c.err == nil {
-		c.bound, c.err = a.bind(ctx, r, host, scheme, token, c.claims)
+		c.bound, c.err = a.bind(ctx, r, host, scheme, tok, c.claims)
 	}
 	return c
 }
@@ -341,7 +364,7 @@ func (d *Decision) severity() int {
 // decideRule is the decision of one rule on a request's credential: the token, its
 // verification, then the rule's requirements; in dry run a refusal becomes an allow that
 // remembers it.
-func decideRule(rule *Rule, dryRun bool, cred *credential, forwards bool) Decision {
+func decideRule(rule *policy.Rule, dryRun bool, cred *credential, forwards bool) Decision {
 	d := judge(rule, cred, forwards)
 	d.Rule = rule.Name
 	if d.Outcome != Allow && (rule.DryRun || dryRun) {
@@ -356,23 +379,23 @@ func decideRule(rule *Rule, dryRun bool, cred *credential, forwards bool) Decisi
 	return d
 }
 
-func judge(rule *Rule, cred *credential, forwards bool) Decision {
+func judge(rule *policy.Rule, cred *credential, forwards bool) Decision {
 	d := judgeToken(rule, cred, forwards)
-	d.identity = rule.identity
+	d.identity = rule.Identity()
 	// The challenge is DPoP's when the client used DPoP or only DPoP can help, and Bearer's
 	// when the rule asks for a certificate-bound token.
 	switch {
 	case d.Reason == ErrSenderConstrained:
-		d.DPoP = rule.SenderConstrained != SenderMTLS
+		d.DPoP = rule.SenderConstrained != policy.SenderMTLS
 	default:
-		d.DPoP = cred.scheme == SchemeDPoP || d.Reason == ErrDPoPBoundAsBearer
+		d.DPoP = cred.scheme == token.SchemeDPoP || d.Reason == ErrDPoPBoundAsBearer
 	}
 	return d
 }
 
 // judgeToken is judge without the challenge. With forwards, an allow renders the rule's
 // identity (a claim it cannot forward refuses the request); without, the rule only judges.
-func judgeToken(rule *Rule, cred *credential, forwards bool) Decision {
+func judgeToken(rule *policy.Rule, cred *credential, forwards bool) Decision {
 	err := cred.err
 	switch {
 	case err == nil:
@@ -381,10 +404,10 @@ func judgeToken(rule *Rule, cred *credential, forwards bool) Decision {
 		return Decision{Outcome: Allow, Detail: "ignored invalid credentials: " + err.Error()}
 	case rule.Public:
 		return Decision{Outcome: Allow}
-	case err == errNoCredentials:
-		return Decision{Outcome: NoCredentials, Reason: ErrNoCredentials}
+	case err == token.ErrNoCredentials:
+		return Decision{Outcome: NoCredentials, Reason: token.ErrNoCredentials}
 	case !cred.parsed:
-		return Decision{Outcome: InvalidToken, Reason: reasonOf(err), Detail: err.Error()}
+		return Decision{Outcome: InvalidToken, Reason: token.ReasonOf(err), Detail: err.Error()}
 	default:
 		if f, ok := proofFailure(err); ok {
 			if f == dpop.ErrStoreUnavailable {
@@ -392,29 +415,35 @@ func judgeToken(rule *Rule, cred *credential, forwards bool) Decision {
 			}
 			return Decision{Outcome: InvalidProof, Reason: proofReason(f), Detail: err.Error(), Claims: cred.claims}
 		}
-		reason := reasonOf(err)
+		reason := token.ReasonOf(err)
 		outcome := InvalidToken
-		if reason == ErrKeysNotLoaded || reason == ErrKeyNotFetched {
+		if reason == token.ErrKeysNotLoaded || reason == token.ErrKeyNotFetched {
 			outcome = Unavailable
 		}
 		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: cred.claims}
 	}
-	if !rule.constraintMet(cred.bound) {
+	if !rule.ConstraintMet(cred.bound) {
 		return Decision{Outcome: InvalidToken, Reason: ErrSenderConstrained, Claims: cred.claims,
 			Detail: "the rule requires a " + string(rule.SenderConstrained) + "-bound token"}
 	}
-	if reason, scope, detail := rule.check(cred.claims); reason != nil {
+	if reason, scope, detail := rule.Check(cred.claims); reason != nil {
 		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: cred.claims}
 	}
 	if !forwards {
 		return Decision{Outcome: Allow, Claims: cred.claims}
 	}
-	headers, metadata, err := rule.identity.render(cred.claims)
-	if err != nil {
+	id := rule.Identity()
+	if len(id.Claims) == 0 && len(id.Metadata) == 0 {
+		// Nothing that can fail to render: the upstream headers are derived when a front end
+		// asks (Decision.upstream), not for every decision.
+		return Decision{Outcome: Allow, Claims: cred.claims}
+	}
+	dv := derive(id, cred.claims)
+	if err := dv.err; err != nil {
 		// Never a header injection, never an identity cut short that looks complete.
 		return Decision{Outcome: InvalidToken, Reason: ErrClaimUnforwardable, Detail: err.Error(), Claims: cred.claims}
 	}
-	return Decision{Outcome: Allow, Claims: cred.claims, claimHeaders: headers, metadata: metadata}
+	return Decision{Outcome: Allow, Claims: cred.claims, derived: dv}
 }
 
 // logDecision writes one line per refusal (allows at debug). It logs identifiers from the

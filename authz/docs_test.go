@@ -15,9 +15,10 @@ import (
 )
 
 // TestTroubleshootingListsEveryReason: docs/troubleshooting.md names every reason the service
-// can give, with the description clients see. The reasons are read from this package's source
-// (every &Reason{code, description} literal) and from the path and proof refusals it wraps, so
-// a new reason cannot be added without its entry.
+// can give, with the description clients see. The reasons are read from the source of every
+// package that makes them (each Reason literal: &Reason{…}, &token.Reason{…}, &authz.Reason{…})
+// and from the path and proof refusals this package wraps, so a new reason cannot be added
+// without its entry.
 func TestTroubleshootingListsEveryReason(t *testing.T) {
 	page, err := os.ReadFile("../docs/troubleshooting.md")
 	require.NoError(t, err)
@@ -27,8 +28,12 @@ func TestTroubleshootingListsEveryReason(t *testing.T) {
 	for _, r := range append(PathReasons, ProofReasons...) {
 		reasons[r.Code] = r.Description
 	}
-	files, err := filepath.Glob("*.go")
-	require.NoError(t, err)
+	var files []string
+	for _, dir := range []string{".", "../token", "../token/introspect", "../policy", "../grpcapi", "../httpapi"} {
+		fs, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		require.NoError(t, err)
+		files = append(files, fs...)
+	}
 	fset := token.NewFileSet()
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
@@ -41,11 +46,11 @@ func TestTroubleshootingListsEveryReason(t *testing.T) {
 			if !ok {
 				return true
 			}
-			if id, isIdent := lit.Type.(*ast.Ident); !isIdent || id.Name != "Reason" || len(lit.Elts) != 2 {
+			if !isReason(lit.Type) || len(lit.Elts) != 2 {
 				return true
 			}
-			code, ok1 := lit.Elts[0].(*ast.BasicLit)
-			desc, ok2 := lit.Elts[1].(*ast.BasicLit)
+			code, ok1 := value(lit.Elts[0]).(*ast.BasicLit)
+			desc, ok2 := value(lit.Elts[1]).(*ast.BasicLit)
 			if ok1 && ok2 {
 				c, _ := strconv.Unquote(code.Value)
 				d, _ := strconv.Unquote(desc.Value)
@@ -59,4 +64,23 @@ func TestTroubleshootingListsEveryReason(t *testing.T) {
 		row := "| `" + code + "` | " + desc + " |"
 		assert.True(t, strings.Contains(doc, row), "docs/troubleshooting.md lacks the row %q", row)
 	}
+}
+
+// isReason reports whether a composite literal's type is Reason (here or in token and authz).
+func isReason(e ast.Expr) bool {
+	switch t := e.(type) {
+	case *ast.Ident:
+		return t.Name == "Reason"
+	case *ast.SelectorExpr:
+		return t.Sel.Name == "Reason"
+	}
+	return false
+}
+
+// value is an element's value, keyed (Code: "x") or not.
+func value(e ast.Expr) ast.Expr {
+	if kv, ok := e.(*ast.KeyValueExpr); ok {
+		return kv.Value
+	}
+	return e
 }

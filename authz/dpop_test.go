@@ -3,34 +3,22 @@ package authz
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc/codes"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/tokentest"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 const dpopURI = "https://api.example/api/messages"
@@ -76,38 +64,17 @@ func (d *dpopEnv) request(scheme, token string, proofs ...string) *Request {
 	return r
 }
 
-// selfSigned returns a client certificate as Envoy passes it (URL-encoded PEM) and its x5t#S256.
-func selfSigned(t *testing.T) (passed, thumbprint string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"},
-		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	sum := sha256.Sum256(der)
-	var escaped strings.Builder // as Envoy's PercentEncoding::urlEncode: every reserved byte
-	for _, c := range pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) {
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
-			escaped.WriteByte(c)
-		} else {
-			fmt.Fprintf(&escaped, "%%%02X", c)
-		}
-	}
-	return escaped.String(), base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 func TestSenderConstrainedTokens(t *testing.T) {
 	d := newDPoPEnv(t, nil)
 	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
 	unbound := d.mint(t, nil)
-	cert, x5t := selfSigned(t)
-	otherCert, _ := selfSigned(t)
+	cert, x5t := tokentest.ClientCert(t)
+	otherCert, _ := tokentest.ClientCert(t)
 	certBound := d.mint(t, map[string]any{"cnf": map[string]string{"x5t#S256": x5t}})
 	unknownCnf := d.mint(t, map[string]any{"cnf": map[string]string{"kid": "k1"}})
 	emptyCnf := d.mint(t, map[string]any{"cnf": map[string]string{}})
 	writer := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}, "scp": []string{"messages:write"}})
-	d.az.SetPolicy(must(LoadPolicy([]byte(`
+	d.az.SetPolicy(must(policy.Load([]byte(`
 rules:
   - name: dpop-only
     match: { path: /dpop-only }
@@ -175,15 +142,15 @@ rules:
 			return r
 		}, Allow, nil, ""},
 		{"no credentials: both challenges in one value", func() *Request { return d.request("", "") },
-			NoCredentials, ErrNoCredentials, `Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA Ed25519"`},
+			NoCredentials, token.ErrNoCredentials, `Bearer realm="api", DPoP algs="ES256 RS256 PS256 EdDSA Ed25519"`},
 		{"a Bearer and a DPoP Authorization", func() *Request {
 			r := d.request("DPoP", bound, d.proof(t, d.key, "GET", dpopURI, bound))
 			r.Authorization = append(r.Authorization, "Bearer "+unbound)
 			return r
-		}, InvalidRequest, ErrMultipleCredentials, `Bearer realm="api", error="invalid_request"`},
+		}, InvalidRequest, token.ErrMultipleCredentials, `Bearer realm="api", error="invalid_request"`},
 		{"missing scope under DPoP", func() *Request {
 			return d.request("DPoP", writer, d.proof(t, d.key, "GET", dpopURI, writer))
-		}, InsufficientScope, ErrInsufficientScope, `DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="insufficient_scope"`},
+		}, InsufficientScope, policy.ErrInsufficientScope, `DPoP algs="ES256 RS256 PS256 EdDSA Ed25519", error="insufficient_scope"`},
 		{"rule needs DPoP, bearer token", func() *Request {
 			r := d.request("Bearer", unbound)
 			r.Path = "/dpop-only"
@@ -223,7 +190,7 @@ func TestDPoPProofIsAcceptedOnce(t *testing.T) {
 	proof := d.proof(t, d.key, "GET", dpopURI, bound)
 	first := d.az.Decide(context.Background(), d.request("DPoP", bound, proof))
 	require.Equal(t, Allow, first.Outcome, "%v", first.Reason)
-	assert.Equal(t, SchemeDPoP, first.Scheme)
+	assert.Equal(t, token.SchemeDPoP, first.Scheme)
 	again := d.az.Decide(context.Background(), d.request("DPoP", bound, proof))
 	assert.Equal(t, InvalidProof, again.Outcome)
 	assert.Equal(t, proofReason(dpop.ErrReplay), again.Reason)
@@ -271,70 +238,6 @@ func TestDPoPSchemeOff(t *testing.T) {
 	assert.Equal(t, `Bearer realm="api"`, headerOf(dec.ClientHeaders(e.az.Challenges()), "www-authenticate"))
 	dec = e.az.Decide(context.Background(), &Request{Method: "GET", Path: "/api/messages", Authorization: []string{"Bearer " + bound}})
 	assert.Equal(t, ErrDPoPBoundAsBearer, dec.Reason, "a bound token is still refused as a bearer token")
-}
-
-// TestDPoPOverBothFrontEnds: the proof, scheme and client certificate come from where each
-// proxy puts them.
-func TestDPoPOverBothFrontEnds(t *testing.T) {
-	d := newDPoPEnv(t, nil)
-	bound := d.mint(t, map[string]any{"cnf": map[string]string{"jkt": d.jkt}})
-	cert, x5t := selfSigned(t)
-	certBound := d.mint(t, map[string]any{"cnf": map[string]string{"x5t#S256": x5t}})
-	const httpURI = "http://api.example/api/messages"
-
-	t.Run("grpc headers", func(t *testing.T) {
-		req := checkRequest("/api/messages?x=1", map[string]string{"authorization": "DPoP " + bound,
-			"dpop": d.proof(t, d.key, "GET", dpopURI, bound)}, false)
-		resp, err := NewGRPCServer(d.az).Check(context.Background(), req)
-		require.NoError(t, err)
-		assert.Equal(t, int32(codes.OK), resp.GetStatus().GetCode(), "%v", resp.GetStatus())
-	})
-	t.Run("grpc header_map, a replayed proof", func(t *testing.T) {
-		proof := d.proof(t, d.key, "GET", dpopURI, bound)
-		for i, want := range []codes.Code{codes.OK, codes.Unauthenticated} {
-			req := checkRequest("/api/messages", map[string]string{"authorization": "DPoP " + bound}, true)
-			req.Attributes.Request.Http.HeaderMap.Headers = append(req.Attributes.Request.Http.HeaderMap.Headers,
-				&corev3.HeaderValue{Key: "dpop", RawValue: []byte(proof)})
-			resp, err := NewGRPCServer(d.az).Check(context.Background(), req)
-			require.NoError(t, err)
-			assert.Equal(t, int32(want), resp.GetStatus().GetCode(), "use %d", i+1)
-		}
-	})
-	t.Run("grpc peer certificate", func(t *testing.T) {
-		req := checkRequest("/api/messages", map[string]string{"authorization": "Bearer " + certBound}, false)
-		resp, err := NewGRPCServer(d.az).Check(context.Background(), req)
-		require.NoError(t, err)
-		assert.Equal(t, int32(codes.Unauthenticated), resp.GetStatus().GetCode(), "no certificate")
-		req.Attributes.Source = &authv3.AttributeContext_Peer{Certificate: cert}
-		resp, err = NewGRPCServer(d.az).Check(context.Background(), req)
-		require.NoError(t, err)
-		assert.Equal(t, int32(codes.OK), resp.GetStatus().GetCode())
-	})
-	t.Run("http, nginx's headers", func(t *testing.T) {
-		srv := httptest.NewServer(NewHTTPServer(d.az, HTTPOptions{Source: SourceNginx, ClientCertHeader: "X-Client-Cert"}))
-		defer srv.Close()
-		do := func(h map[string]string) *http.Response {
-			req, err := http.NewRequest("GET", srv.URL+"/_authz", nil)
-			require.NoError(t, err)
-			for k, v := range map[string]string{"X-Original-URI": "/api/messages?x=1", "X-Original-Method": "GET",
-				"X-Original-Host": "api.example", "X-Forwarded-Proto": "http"} {
-				req.Header.Set(k, v)
-			}
-			for k, v := range h {
-				req.Header.Set(k, v)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			require.NoError(t, err)
-			resp.Body.Close()
-			return resp
-		}
-		assert.Equal(t, 200, do(map[string]string{"Authorization": "DPoP " + bound, "DPoP": d.proof(t, d.key, "GET", httpURI, bound)}).StatusCode)
-		resp := do(map[string]string{"Authorization": "DPoP " + bound, "DPoP": d.proof(t, d.key, "GET", dpopURI, bound)})
-		assert.Equal(t, 401, resp.StatusCode, "the proof names https, the client used http")
-		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_dpop_proof"`)
-		assert.Equal(t, 200, do(map[string]string{"Authorization": "Bearer " + certBound, "X-Client-Cert": cert}).StatusCode)
-		assert.Equal(t, 401, do(map[string]string{"Authorization": "Bearer " + certBound}).StatusCode)
-	})
 }
 
 func TestPublicURLNamesTheExternalOrigin(t *testing.T) {

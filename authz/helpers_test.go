@@ -1,60 +1,48 @@
 package authz
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
-	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
+	"github.com/platformauth/envoy-okta-authz/internal/tokentest"
 	"github.com/platformauth/envoy-okta-authz/jwks"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
-// t0 is the fixed time tokens are minted and checked at.
-var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-// foreignKey is an attacker's key, generated once per package.
-var foreignKey = func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-}()
+var (
+	t0              = tokentest.T0
+	foreignKey      = tokentest.ForeignKey
+	sign            = tokentest.Sign
+	signRaw         = tokentest.SignRaw
+	devTokenRequest = tokentest.TokenRequest
+)
 
 // env is a dev issuer, a key set loaded from it, and a verifier and authorizer on top.
 type env struct {
 	idp  *devidp.Server
 	keys *jwks.Set
-	v    *Verifier
+	v    *token.Verifier
 	az   *Authorizer
 	now  time.Time
 }
 
-func newEnv(t testing.TB, mod func(*Issuer)) *env {
+func newEnv(t testing.TB, mod func(*token.Issuer)) *env {
 	t.Helper()
-	e := &env{now: t0}
-	idp, _ := devidptest.Start(t, devidp.Config{Now: func() time.Time { return t0 }})
-	keys, err := jwks.New(jwks.Options{Issuer: idp.Issuer(), Algs: []string{"RS256"}, AllowHTTP: true})
-	require.NoError(t, err)
-	require.NoError(t, keys.Refresh(context.Background()))
-	is := Issuer{URL: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys}
+	iss := tokentest.StartIssuer(t)
+	e := &env{idp: iss.IDP, keys: iss.Keys, now: t0}
+	is := token.Issuer{URL: e.idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: e.keys}
 	if mod != nil {
 		mod(&is)
 	}
-	e.v, err = NewVerifier(VerifierConfig{Issuers: []Issuer{is}, Leeway: 2 * time.Minute, Now: func() time.Time { return e.now }})
+	var err error
+	e.v, err = token.NewVerifier(token.VerifierConfig{Issuers: []token.Issuer{is}, Leeway: 2 * time.Minute, Now: func() time.Time { return e.now }})
 	require.NoError(t, err)
-	e.idp, e.keys = idp, keys
 	e.az = NewAuthorizer(e.v, Options{Realm: "api"})
 	return e
 }
@@ -67,47 +55,22 @@ func (e *env) mint(t testing.TB, extra map[string]any) string {
 	return tok
 }
 
-// sign signs claims with any key and algorithm and the given extra protected headers.
-func sign(t testing.TB, key any, alg jwa.SignatureAlgorithm, hdr map[string]any, claims map[string]any) string {
+// loadPolicy loads a policy file for the default issuer, failing the test on an error.
+func loadPolicy(t testing.TB, text string) *policy.Policy {
 	t.Helper()
-	h := jws.NewHeaders()
-	for k, v := range hdr {
-		require.NoError(t, h.Set(k, v))
+	p, err := policy.Load([]byte(text), []string{"default"})
+	require.NoError(t, err)
+	return p
+}
+
+// The policies of policy/testdata: samplePolicy has every kind of match and requirement,
+// pathsPolicy a public prefix next to protected paths (the shape of path confusion attacks).
+var samplePolicy, pathsPolicy = readPolicy("sample.yaml"), readPolicy("paths.yaml")
+
+func readPolicy(name string) string {
+	b, err := os.ReadFile(filepath.Join("..", "policy", "testdata", name))
+	if err != nil {
+		panic(err)
 	}
-	payload, err := json.Marshal(claims)
-	require.NoError(t, err)
-	tok, err := jws.Sign(payload, jws.WithKey(alg, key, jws.WithProtectedHeaders(h)))
-	require.NoError(t, err)
-	return string(tok)
-}
-
-// compact assembles a token from raw parts without signing (for alg none and malformed input).
-func compact(t testing.TB, hdr, claims map[string]any, sig string) string {
-	t.Helper()
-	h, err := json.Marshal(hdr)
-	require.NoError(t, err)
-	c, err := json.Marshal(claims)
-	require.NoError(t, err)
-	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c) + "." + sig
-}
-
-// publicPEM is the issuer's public key as PEM bytes: the "secret" an HS256 confusion attack uses.
-func publicPEM(t testing.TB, k *rsa.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(k)
-	require.NoError(t, err)
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-// signRaw signs a payload given as raw JSON (to express what a map cannot: repeated names,
-// escapes, member order) with the given extra protected headers.
-func signRaw(t testing.TB, key any, alg jwa.SignatureAlgorithm, hdr map[string]any, payload string) string {
-	t.Helper()
-	h := jws.NewHeaders()
-	for k, v := range hdr {
-		require.NoError(t, h.Set(k, v))
-	}
-	tok, err := jws.Sign([]byte(payload), jws.WithKey(alg, key, jws.WithProtectedHeaders(h)))
-	require.NoError(t, err)
-	return string(tok)
+	return string(b)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
+	"github.com/platformauth/envoy-okta-authz/policy"
 )
 
 // TestHostsAsTheProxyRoutes: a host rule judges the host the proxy routes on. A host nginx and
@@ -15,7 +16,7 @@ import (
 // admin.example.com, whose rule it used to escape into the default one).
 func TestHostsAsTheProxyRoutes(t *testing.T) {
 	e := newEnv(t, nil)
-	e.az.SetPolicy(must(LoadPolicy([]byte(`
+	e.az.SetPolicy(must(policy.Load([]byte(`
 rules:
   - name: admin
     match: { hosts: [admin.example.com] }
@@ -28,9 +29,9 @@ rules:
 		reason *Reason
 		rule   string
 	}{
-		{"admin.example.com", InsufficientScope, ErrInsufficientScope, "admin"},
-		{"ADMIN.Example.com.", InsufficientScope, ErrInsufficientScope, "admin"},
-		{"admin.example.com:8443", InsufficientScope, ErrInsufficientScope, "admin"},
+		{"admin.example.com", InsufficientScope, policy.ErrInsufficientScope, "admin"},
+		{"ADMIN.Example.com.", InsufficientScope, policy.ErrInsufficientScope, "admin"},
+		{"admin.example.com:8443", InsufficientScope, policy.ErrInsufficientScope, "admin"},
 		{"public.example.com", Allow, nil, "default"},
 		{"admin.example.com:1:2", InvalidRequest, ErrInvalidHost, ""},
 		{"admin.example.com:", InvalidRequest, ErrInvalidHost, ""},
@@ -49,7 +50,7 @@ rules:
 
 	t.Run("a policy host must be a host name", func(t *testing.T) {
 		for _, bad := range []string{"admin.example.com/x", "a b", "x@y", "admin.example.com:1:2", ""} {
-			_, err := LoadPolicy([]byte("rules:\n  - match: { hosts: ['"+bad+"'] }\n"), []string{"default"})
+			_, err := policy.Load([]byte("rules:\n  - match: { hosts: ['"+bad+"'] }\n"), []string{"default"})
 			assert.ErrorContains(t, err, "is not a host name", "host %q", bad)
 		}
 	})

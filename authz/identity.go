@@ -3,69 +3,21 @@ package authz
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
+
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
-
-// Identity is what an allow forwards upstream about the verified token, besides the fixed
-// identity headers (subject, client id, user id, scopes). It is resolved per rule at load time:
-// the rule's identity section over the file's over the flags' over the defaults.
-type Identity struct {
-	// Claims are the configured claim headers.
-	Claims []ClaimHeader
-	// ClaimsHeader sends the whole verified payload in x-authz-claims (default on).
-	ClaimsHeader bool
-	// ForwardAuthorization keeps the Authorization (and DPoP) header for the upstream; off by
-	// default, the upstream gets the identity headers instead of a token it could replay.
-	ForwardAuthorization bool
-	// Metadata are claims put into Envoy's dynamic metadata (for rate limit, RBAC, access log).
-	Metadata []ClaimPath
-}
-
-// ClaimHeader sends a claim's value in a header.
-type ClaimHeader struct {
-	Header string // lower-case
-	Claim  ClaimPath
-	// Separator joins an array of scalars (default ",").
-	Separator string
-}
-
-// ClaimPath names a claim: a top-level claim, or a path into objects.
-type ClaimPath struct {
-	// Name is the path as written: "email", "address.country", or a claim whose name holds
-	// dots (e.g. "https://example.com/tenant"), which is looked up whole first.
-	Name string
-	// Segments, when set, is the path as a list of names, none split at dots (for a claim
-	// whose name holds dots inside an object).
-	Segments []string
-}
-
-func (p ClaimPath) String() string {
-	if p.Segments != nil {
-		return strings.Join(p.Segments, " › ")
-	}
-	return p.Name
-}
-
-// lookup finds the claim in decoded claims.
-func (p ClaimPath) lookup(claims map[string]any) (any, bool) {
-	if p.Segments == nil {
-		return lookupClaim(claims, p.Name)
-	}
-	return walkClaims(claims, p.Segments)
-}
 
 // MaxClaimHeaderBytes bounds a claim header's value: a longer value is refused, never cut.
 const MaxClaimHeaderBytes = 4096
 
 // ErrClaimUnforwardable: a claim a header carries cannot go in a header (control characters,
 // or too long). The request is refused rather than forwarded with a broken or cut identity.
-var ErrClaimUnforwardable = &Reason{"claim_unforwardable", "A claim of the access token cannot be forwarded"}
+var ErrClaimUnforwardable = &Reason{Code: "claim_unforwardable", Description: "A claim of the access token cannot be forwarded"}
 
 // renderClaim writes a claim's value for a header: a string as it is; a number or boolean in its
 // JSON form; an array of scalars joined with sep; an object (or an array holding one) as compact
@@ -145,36 +97,48 @@ func compactJSON(v any) (string, error) {
 	return strings.TrimSuffix(buf.String(), "\n"), nil
 }
 
-// renderedIdentity is an identity's claim headers and metadata for one token, kept on the
-// token's Claims so that a token in steady use renders them once.
-type renderedIdentity struct {
-	identity *Identity
-	headers  []Header
-	metadata []Header
-	err      error
+// derived is what a token's claims give under one identity: the claim headers and metadata it
+// renders (or why it cannot), and the upstream headers of an allow, in both forms. It is kept on
+// the claims (token.Claims.Memo), which the token cache shares, so that a token in steady use
+// derives it once: the claims header alone is about a kilobyte of base64.
+type derived struct {
+	identity               *policy.Identity
+	claimHeaders, metadata []Header
+	err                    error
+	// upstream are the headers of an allow (UpstreamHeaders).
+	upstream []Header
+	// httpForm is upstream in net/http's form, built when the HTTP front end first asks.
+	httpOnce sync.Once
+	httpForm httpHeaders
 }
 
-// render returns the claim headers and metadata id asks for, from c.
-func (id *Identity) render(c *Claims) (headers, metadata []Header, err error) {
+// derive returns what c gives under id (nil: the default identity, as a dry-run allow
+// forwards), from the claims' memo when it was derived for id.
+func derive(id *policy.Identity, c *token.Claims) *derived {
+	if d, ok := c.Memo.Load().(*derived); ok && d.identity == id {
+		return d
+	}
+	d := &derived{identity: id}
+	if id != nil {
+		d.claimHeaders, d.metadata, d.err = renderFresh(id, c)
+	}
+	if d.err == nil {
+		d.upstream = upstreamHeaders(id, c, d.claimHeaders)
+	}
+	c.Memo.Store(d)
+	return d
+}
+
+func renderFresh(id *policy.Identity, c *token.Claims) (headers, metadata []Header, err error) {
 	if len(id.Claims) == 0 && len(id.Metadata) == 0 {
 		return nil, nil, nil
 	}
-	if r := c.rendered.Load(); r != nil && r.identity == id {
-		return r.headers, r.metadata, r.err
-	}
-	r := &renderedIdentity{identity: id}
-	r.headers, r.metadata, r.err = id.renderFresh(c)
-	c.rendered.Store(r)
-	return r.headers, r.metadata, r.err
-}
-
-func (id *Identity) renderFresh(c *Claims) (headers, metadata []Header, err error) {
 	all, err := c.All()
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, ch := range id.Claims {
-		v, ok := ch.Claim.lookup(all)
+		v, ok := ch.Claim.Lookup(all)
 		if !ok {
 			continue
 		}
@@ -187,7 +151,7 @@ func (id *Identity) renderFresh(c *Claims) (headers, metadata []Header, err erro
 		}
 	}
 	for _, p := range id.Metadata {
-		v, ok := p.lookup(all)
+		v, ok := p.Lookup(all)
 		if !ok {
 			continue
 		}
@@ -200,87 +164,4 @@ func (id *Identity) renderFresh(c *Claims) (headers, metadata []Header, err erro
 		}
 	}
 	return headers, metadata, nil
-}
-
-// headerName is what a configured header may be called: lower-case letters, digits and dashes.
-// Narrower than HTTP allows on purpose: nginx drops names with "_" (and CGI-style upstreams read
-// "_" as "-"), and its $upstream_http_* variables cannot tell "." or other punctuation from "-",
-// so two such names could copy one header's value into the other.
-var headerName = regexp.MustCompile("^[a-z0-9]+(-[a-z0-9]+)*$")
-
-// reservedHeaders may not carry claims: hop-by-hop headers, headers that frame or route the
-// request, credentials, and what the proxies use themselves.
-var reservedHeaders = []string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-	"te", "trailer", "proxy-authenticate", "proxy-authorization", "host", "authorization", "dpop",
-	"content-length", "content-type", "content-encoding", "cookie", "set-cookie", "expect", "forwarded",
-	"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-uri", "x-forwarded-method",
-	"x-original-uri", "x-original-method", "x-original-host", "x-request-id", "www-authenticate",
-	HeaderSubject, HeaderClientID, HeaderUserID, HeaderScopes, HeaderClaims}
-
-// checkHeaderName says why name cannot carry a claim, or nil.
-func checkHeaderName(name string) error {
-	switch {
-	case !headerName.MatchString(name):
-		return fmt.Errorf("header %q must be lower-case letters, digits and single dashes (x-user-email)", name)
-	case slices.Contains(reservedHeaders, name):
-		return fmt.Errorf("header %q is reserved (hop-by-hop, framing, credentials, a proxy's own, or a fixed identity header)", name)
-	case strings.HasPrefix(name, "x-envoy-"), strings.HasPrefix(name, "x-decision"):
-		return fmt.Errorf("header %q is in a namespace Envoy or the service use", name)
-	}
-	return nil
-}
-
-// identityNames are the lower-case names of every identity header a policy sets: the fixed
-// x-authz-* ones are matched by prefix, the configured claim headers by name. A client's copy of
-// any of them never reaches the upstream.
-type identityNames map[string]bool
-
-// has reports whether a lower-case header name is an identity header.
-func (n identityNames) has(name string) bool {
-	return strings.HasPrefix(name, IdentityHeaderPrefix) || n[name]
-}
-
-// hasFold is has for a name in any case (net/http's canonical keys), without lower-casing
-// every header of every request.
-func (n identityNames) hasFold(name string) bool {
-	if len(name) >= len(IdentityHeaderPrefix) && strings.EqualFold(name[:len(IdentityHeaderPrefix)], IdentityHeaderPrefix) {
-		return true
-	}
-	for k := range n {
-		if strings.EqualFold(k, name) {
-			return true
-		}
-	}
-	return false
-}
-
-var errNoClaim = errors.New("a claim header needs header: and claim:")
-
-// renderedSlot holds a token's last rendered identity (a field of Claims).
-type renderedSlot = atomic.Pointer[renderedIdentity]
-
-// fixedMetadata are the dynamic metadata keys every decision sets (LogFields): configured
-// metadata claims may not take them.
-var fixedMetadata = []string{"decision", "reason", "rule", "dry_run_would_be", "sub", "cid", "jti"}
-
-// ParseClaimHeaders reads the --claim-headers flag: comma-separated header=claim pairs
-// (x-user-email=email,x-user-country=address.country), arrays joined with ",". They are checked
-// as the policy file's claims are.
-func ParseClaimHeaders(s string) ([]ClaimHeader, error) {
-	spec := identitySpec{Claims: []claimHeaderSpec{}}
-	var errs []error
-	for pair := range strings.SplitSeq(s, ",") {
-		if pair = strings.TrimSpace(pair); pair == "" {
-			continue
-		}
-		header, claim, ok := strings.Cut(pair, "=")
-		header, claim = strings.ToLower(strings.TrimSpace(header)), strings.TrimSpace(claim)
-		if !ok || header == "" || claim == "" {
-			errs = append(errs, fmt.Errorf("%q is not header=claim", pair))
-			continue
-		}
-		spec.Claims = append(spec.Claims, claimHeaderSpec{Header: header, Claim: claimPathSpec{ClaimPath{Name: claim}}})
-	}
-	id, idErrs := spec.over(DefaultIdentity(), "claim headers")
-	return id.Claims, errors.Join(append(errs, idErrs...)...)
 }

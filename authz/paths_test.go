@@ -3,8 +3,6 @@ package authz
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,40 +10,14 @@ import (
 	"unicode"
 	"unicode/utf16"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/platformauth/envoy-okta-authz/policy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc/codes"
 )
-
-// pathsPolicy has a public prefix next to protected paths, the shape path confusion attacks.
-const pathsPolicy = `
-rules:
-  - name: public
-    match: { path_prefix: /public }
-    public: true
-  - name: messages
-    match: { path: /api/messages }
-    require: { scopes: [messages:read] }
-  - name: admin
-    match: { path_prefix: /admin/ }
-    require: { scopes: [admin] }
-  - name: reports-get
-    match: { path: /reports, methods: [GET] }
-    require: { scopes: [reports:read] }
-  - name: keys
-    match: { path: /api/keys }
-    require: { scopes: [keys:read] }
-  - name: favicon
-    match: { path: /favicon.ico }
-    public: true
-default:
-  require: {}
-`
 
 func TestPathSpellingsAreJudgedAsTheUpstreamReadsThem(t *testing.T) {
 	e := newEnv(t, nil)
-	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
+	p, err := policy.Load([]byte(pathsPolicy), []string{"default"})
 	require.NoError(t, err)
 	e.az.SetPolicy(p)
 	writer := e.mint(t, map[string]any{"scp": []string{"messages:write"}})
@@ -143,7 +115,7 @@ func TestPathSpellingsAreJudgedAsTheUpstreamReadsThem(t *testing.T) {
 
 func TestUpstreamPathReadingsCanBeTurnedOff(t *testing.T) {
 	e := newEnv(t, nil)
-	p, err := LoadPolicy([]byte(pathsPolicy+"upstream_paths: {case_insensitive: false, trailing_slash: false, path_parameters: false, format_suffix: false}\n"), []string{"default"})
+	p, err := policy.Load([]byte(pathsPolicy+"upstream_paths: {case_insensitive: false, trailing_slash: false, path_parameters: false, format_suffix: false}\n"), []string{"default"})
 	require.NoError(t, err)
 	e.az.SetPolicy(p)
 	writer := e.mint(t, map[string]any{"scp": []string{"messages:write"}})
@@ -161,7 +133,7 @@ func TestEachReadingCanBeTurnedOffAlone(t *testing.T) {
 		"path_parameters": "/api/messages;x=1", "format_suffix": "/api/messages.json"} {
 		t.Run(key, func(t *testing.T) {
 			for _, on := range []bool{true, false} {
-				p, err := LoadPolicy(fmt.Appendf(nil, "%supstream_paths: {%s: %t}\n", pathsPolicy, key, on), []string{"default"})
+				p, err := policy.Load(fmt.Appendf(nil, "%supstream_paths: {%s: %t}\n", pathsPolicy, key, on), []string{"default"})
 				require.NoError(t, err)
 				e.az.SetPolicy(p)
 				d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: path, Authorization: []string{"Bearer " + writer}})
@@ -170,9 +142,9 @@ func TestEachReadingCanBeTurnedOffAlone(t *testing.T) {
 			}
 		})
 	}
-	_, err := LoadPolicy([]byte("upstream_paths: {format_suffix: maybe}\n"), nil)
+	_, err := policy.Load([]byte("upstream_paths: {format_suffix: maybe}\n"), nil)
 	assert.ErrorContains(t, err, "format_suffix")
-	_, err = LoadPolicy([]byte("upstream_paths: {format_suffixes: false}\n"), nil)
+	_, err = policy.Load([]byte("upstream_paths: {format_suffixes: false}\n"), nil)
 	assert.ErrorContains(t, err, `upstream_paths has no key "format_suffixes"; did you mean "format_suffix"?`)
 }
 
@@ -181,10 +153,10 @@ func TestEachReadingCanBeTurnedOffAlone(t *testing.T) {
 // (documented in docs/paths.md; a public rule for the stem, or format_suffix: false, lifts it).
 func TestFormatSuffixResidualCase(t *testing.T) {
 	e := newEnv(t, nil)
-	const policy = "rules:\n  - {name: favicon, match: {path: /favicon.ico}, public: true}\n" +
+	const src = "rules:\n  - {name: favicon, match: {path: /favicon.ico}, public: true}\n" +
 		"  - {name: pages, match: {path_glob: /*}, require: {scopes: [pages]}}\n"
 	for suffix, want := range map[string]Outcome{"": NoCredentials, "upstream_paths: {format_suffix: false}\n": Allow} {
-		p, err := LoadPolicy([]byte(policy+suffix), nil)
+		p, err := policy.Load([]byte(src+suffix), nil)
 		require.NoError(t, err)
 		e.az.SetPolicy(p)
 		d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: "/favicon.ico"})
@@ -196,7 +168,7 @@ func TestFormatSuffixResidualCase(t *testing.T) {
 // their other cases, whichever case the rule was written in.
 func TestNonASCIIPatternsAreFoldedAlike(t *testing.T) {
 	e := newEnv(t, nil)
-	p, err := LoadPolicy([]byte(`
+	p, err := policy.Load([]byte(`
 rules:
   - {name: cafe, match: {path: /caf%C3%A9}, require: {scopes: [cafe]}}
   - {name: ete, match: {path_prefix: /%C3%89T%C3%89}, require: {scopes: [ete]}}
@@ -218,122 +190,6 @@ rules:
 	}
 }
 
-func TestExplainShowsTheNewReadings(t *testing.T) {
-	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
-	require.NoError(t, err)
-	canonical, readings, err := p.Explain(&Request{Method: "GET", Path: "/adm\u0130n.json"})
-	require.NoError(t, err)
-	assert.Equal(t, "/adm%C4%B0n.json", canonical)
-	var got []string
-	for _, rd := range readings {
-		got = append(got, fmt.Sprintf("%s fold=%t slash=%t suffix=%t → %s", rd.Path, rd.Fold, rd.NoTrailingSlash, rd.NoSuffix, rd.Rule))
-	}
-	// pathsPolicy has a pattern with a trailing slash (/admin/), so every path is also read
-	// without one; the suffix readings that select the default rule are left out.
-	assert.Equal(t, []string{
-		"/adm%C4%B0n.json fold=false slash=false suffix=false → default",
-		"/admin.json fold=true slash=false suffix=false → default",
-		"/adm%C4%B0n.json fold=false slash=true suffix=false → default",
-		"/admin.json fold=true slash=true suffix=false → default",
-		"/admin fold=true slash=true suffix=true → admin",
-	}, got)
-
-	_, readings, err = p.Explain(&Request{Method: "GET", Path: "/favicon.ico"})
-	require.NoError(t, err)
-	for _, rd := range readings {
-		assert.False(t, rd.NoSuffix, "/favicon is judged by the default rule only: not a reading that counts (%+v)", rd)
-	}
-}
-
-func TestPolicyPathsMustBeCanonical(t *testing.T) {
-	_, err := LoadPolicy([]byte("rules:\n  - match: {path: /api/%6Dessages}\n"), nil)
-	assert.ErrorContains(t, err, `path "/api/%6Dessages" is not in canonical form: write "/api/messages"`)
-	_, err = LoadPolicy([]byte("rules:\n  - match: {path_prefix: /a/../b}\n"), nil)
-	assert.ErrorContains(t, err, `write "/b"`)
-	_, err = LoadPolicy([]byte("rules:\n  - match: {path: /a%2Fb}\n"), nil)
-	assert.ErrorContains(t, err, "encoded slash")
-}
-
-func TestTwoAuthorizationHeadersAreRefusedOnEveryFrontEnd(t *testing.T) {
-	e := newEnv(t, nil)
-	tok := e.mint(t, nil)
-
-	t.Run("http", func(t *testing.T) {
-		srv := httptest.NewServer(NewHTTPServer(e.az, HTTPOptions{Source: SourceEnvoy}))
-		defer srv.Close()
-		req, err := http.NewRequest("GET", srv.URL+"/api/messages", nil)
-		require.NoError(t, err)
-		req.Header.Add("Authorization", "Basic dXNlcjpwYXNz")
-		req.Header.Add("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		assert.Equal(t, 400, resp.StatusCode)
-		assert.Contains(t, resp.Header.Get("WWW-Authenticate"), `error="invalid_request"`)
-		assert.Empty(t, resp.Header.Get(HeaderSubject))
-	})
-	for name, raw := range map[string]bool{"grpc headers (joined)": false, "grpc header_map": true} {
-		t.Run(name, func(t *testing.T) {
-			client := dialCheck(t, e.az)
-			req := checkRequest("/api/messages", nil, raw)
-			h := req.Attributes.Request.Http
-			if raw {
-				h.HeaderMap.Headers = append(h.HeaderMap.Headers,
-					&corev3.HeaderValue{Key: "authorization", RawValue: []byte("Basic dXNlcjpwYXNz")},
-					&corev3.HeaderValue{Key: "Authorization", RawValue: []byte("Bearer " + tok)})
-			} else {
-				h.Headers["authorization"] = "Basic dXNlcjpwYXNz,Bearer " + tok
-			}
-			resp, err := client.Check(context.Background(), req)
-			require.NoError(t, err)
-			assert.Equal(t, int32(codes.InvalidArgument), resp.GetStatus().GetCode())
-			assert.Equal(t, int32(400), int32(resp.GetDeniedResponse().GetStatus().GetCode()))
-		})
-	}
-}
-
-func TestRefusedPathOverGRPCAndHTTP(t *testing.T) {
-	e := newEnv(t, nil)
-	tok := e.mint(t, nil)
-	resp, err := NewGRPCServer(e.az).Check(context.Background(),
-		checkRequest("/public/..%2Fsecure", map[string]string{"authorization": "Bearer " + tok}, false))
-	require.NoError(t, err)
-	assert.Equal(t, int32(codes.InvalidArgument), resp.GetStatus().GetCode())
-	assert.Equal(t, "path_encoded_slash", resp.GetStatus().GetMessage())
-	denied := resp.GetDeniedResponse()
-	assert.Equal(t, `{"error":"invalid_request","error_description":"The request path has an encoded slash or backslash"}`, denied.GetBody())
-	assert.Nil(t, resp.GetOkResponse())
-
-	srv := httptest.NewServer(NewHTTPServer(e.az, HTTPOptions{Source: SourceNginx}))
-	defer srv.Close()
-	req, err := http.NewRequest("GET", srv.URL+"/_authz", nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Original-URI", "/public/..%2Fsecure")
-	req.Header.Set("X-Original-Method", "GET")
-	req.Header.Set("X-Original-Host", "api")
-	req.Header.Set("Authorization", "Bearer "+tok)
-	hresp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer hresp.Body.Close()
-	assert.Equal(t, 400, hresp.StatusCode)
-	assert.Empty(t, hresp.Header.Get(HeaderSubject))
-}
-
-func TestMissingRequestSourceIsRefused(t *testing.T) {
-	e := newEnv(t, nil)
-	srv := httptest.NewServer(NewHTTPServer(e.az, HTTPOptions{Source: SourceNginx}))
-	defer srv.Close()
-	// nginx.conf without X-Original-URI: the subrequest's own path must not be judged.
-	req, err := http.NewRequest("GET", srv.URL+"/_authz", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+e.mint(t, nil))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	assert.Equal(t, 400, resp.StatusCode)
-	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "The proxy did not say which request to authorize")
-}
-
 // FuzzDecisionOfCanonicalPath: for any request target, the decision equals the decision for
 // its canonical path, or the target is refused; and a target that an upstream routing as Spring
 // with case-insensitive and suffix pattern matching does (modelled by springRoutes) sends to a
@@ -341,7 +197,7 @@ func TestMissingRequestSourceIsRefused(t *testing.T) {
 // fixed; the path varies.
 func FuzzDecisionOfCanonicalPath(f *testing.F) {
 	e := newEnv(f, nil)
-	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
+	p, err := policy.Load([]byte(pathsPolicy), []string{"default"})
 	require.NoError(f, err)
 	e.az.SetPolicy(p)
 	scopes := [][]string{nil, {"messages:read"}, {"messages:write"}, {"admin", "reports:read"}, {"keys:read"}}
@@ -457,7 +313,7 @@ func javaEqualsIgnoreCase(a, b string) bool {
 // (pathsPolicy): an ordinary path, which no reading changes, and one that every reading does.
 func BenchmarkDecidePathReadings(b *testing.B) {
 	e := newEnv(b, nil)
-	p, err := LoadPolicy([]byte(pathsPolicy), []string{"default"})
+	p, err := policy.Load([]byte(pathsPolicy), []string{"default"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,22 +7,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
-)
 
-// The identity headers set on allowed requests for the upstream. Client-sent headers with the
-// IdentityHeaderPrefix are always removed or overwritten, never passed through.
-const (
-	IdentityHeaderPrefix = "x-authz-"
-	HeaderSubject        = "x-authz-subject"
-	HeaderClientID       = "x-authz-client-id"
-	HeaderUserID         = "x-authz-user-id"
-	HeaderScopes         = "x-authz-scopes"
-	HeaderClaims         = "x-authz-claims"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
-
-// FixedIdentityHeaders are the identity headers every allow may set, whatever the policy.
-var FixedIdentityHeaders = []string{HeaderSubject, HeaderClientID, HeaderUserID, HeaderScopes, HeaderClaims}
 
 // RetryAfterSeconds is sent with 503 while no key set is loaded.
 const RetryAfterSeconds = "5"
@@ -37,82 +25,75 @@ func (d *Decision) HTTPStatus() int { return d.Outcome.answer().status }
 // user id (when present), scopes (space-separated), the verified claims (base64url JSON) unless
 // the rule's identity turns them off, and the rule's claim headers. The slice is shared: callers
 // must not modify it.
-func (d *Decision) UpstreamHeaders() []Header { return d.upstream().headers }
+func (d *Decision) UpstreamHeaders() []Header { return d.upstream().upstream }
 
-// upstreamSet is a token's upstream headers under one identity, built once for a token in use
-// and kept on its Claims: the claims header alone is about a kilobyte of base64, and the HTTP
-// front end would otherwise rebuild it, and the header map's entries, on every request.
-type upstreamSet struct {
-	identity *Identity
-	headers  []Header
-	// httpForm is headers in net/http's form, built when the HTTP front end first asks.
-	httpOnce sync.Once
-	httpForm httpHeaders
-}
-
-// httpHeaders are headers in net/http's form: canonical keys, one-value slices with no spare
-// capacity (an append copies instead of writing into the shared array).
-type httpHeaders struct {
-	keys   []string
-	values [][]string
-}
-
-// http returns u's headers in net/http's form.
-func (u *upstreamSet) http() httpHeaders {
+// UpstreamHTTP is UpstreamHeaders in net/http's form: canonical keys, and one-value slices with
+// no spare capacity (an append copies instead of writing into the shared array). Shared too.
+func (d *Decision) UpstreamHTTP() (keys []string, values [][]string) {
+	u := d.upstream()
 	u.httpOnce.Do(func() {
-		n := len(u.headers)
+		n := len(u.upstream)
 		u.httpForm = httpHeaders{make([]string, n), make([][]string, n)}
-		values := make([]string, n) // one array for every one-value slice
-		for i, h := range u.headers {
+		vals := make([]string, n) // one array for every one-value slice
+		for i, h := range u.upstream {
 			key, ok := canonicalIdentityHeaders[h.Name]
 			if !ok {
 				key = http.CanonicalHeaderKey(h.Name)
 			}
-			values[i] = h.Value
-			u.httpForm.keys[i], u.httpForm.values[i] = key, values[i:i+1:i+1]
+			vals[i] = h.Value
+			u.httpForm.keys[i], u.httpForm.values[i] = key, vals[i:i+1:i+1]
 		}
 	})
-	return u.httpForm
+	return u.httpForm.keys, u.httpForm.values
+}
+
+// httpHeaders are headers in net/http's form.
+type httpHeaders struct {
+	keys   []string
+	values [][]string
 }
 
 // canonicalIdentityHeaders are the fixed identity headers' names in net/http's form, computed
 // once rather than for every token.
 var canonicalIdentityHeaders = func() map[string]string {
 	m := map[string]string{}
-	for _, h := range FixedIdentityHeaders {
+	for _, h := range policy.FixedIdentityHeaders {
 		m[h] = http.CanonicalHeaderKey(h)
 	}
 	return m
 }()
 
-var noUpstream = &upstreamSet{}
+var noUpstream = &derived{}
 
-func (d *Decision) upstream() *upstreamSet {
-	c := d.Claims
-	if d.Outcome != Allow || c == nil {
+// upstream is what the allow forwards: derived when the deciding rule judged, or now for a
+// dry-run allow (the default identity's headers).
+func (d *Decision) upstream() *derived {
+	switch {
+	case d.Outcome != Allow || d.Claims == nil:
 		return noUpstream
+	case d.derived != nil:
+		return d.derived
 	}
-	if u := c.upstream.Load(); u != nil && u.identity == d.identity {
-		return u
-	}
-	hs := make([]Header, 0, 5+len(d.claimHeaders))
-	hs = append(hs, Header{HeaderSubject, c.Subject}, Header{HeaderClientID, c.ClientID})
-	if c.UserID != "" {
-		hs = append(hs, Header{HeaderUserID, c.UserID})
-	}
-	hs = append(hs, Header{HeaderScopes, strings.Join(c.Scopes, " ")})
-	if d.identity == nil || d.identity.ClaimsHeader {
-		hs = append(hs, Header{HeaderClaims, base64.RawURLEncoding.EncodeToString(c.Raw)})
-	}
-	hs = slices.Clip(append(hs, d.claimHeaders...))
-	u := &upstreamSet{identity: d.identity, headers: hs}
-	c.upstream.Store(u)
-	return u
+	return derive(d.identity, d.Claims)
 }
 
-// credentialHeaders are removed from an allowed request unless the rule forwards the token:
+// upstreamHeaders builds the upstream headers of an allow under id (nil: the default).
+func upstreamHeaders(id *policy.Identity, c *token.Claims, claimHeaders []Header) []Header {
+	hs := make([]Header, 0, 5+len(claimHeaders))
+	hs = append(hs, Header{policy.HeaderSubject, c.Subject}, Header{policy.HeaderClientID, c.ClientID})
+	if c.UserID != "" {
+		hs = append(hs, Header{policy.HeaderUserID, c.UserID})
+	}
+	hs = append(hs, Header{policy.HeaderScopes, strings.Join(c.Scopes, " ")})
+	if id == nil || id.ClaimsHeader {
+		hs = append(hs, Header{policy.HeaderClaims, base64.RawURLEncoding.EncodeToString(c.Raw)})
+	}
+	return slices.Clip(append(hs, claimHeaders...))
+}
+
+// CredentialHeaders are removed from an allowed request unless the rule forwards the token:
 // the upstream gets the identity, not a token it could replay elsewhere.
-var credentialHeaders = []string{"authorization", "dpop"}
+var CredentialHeaders = []string{"authorization", "dpop"}
 
 // RemovedHeaders are the request headers an allowed request must lose: the client's copies of
 // identity headers the decision does not set (clientSent, lower-case), and the credentials
@@ -121,9 +102,9 @@ func (d *Decision) RemovedHeaders(upstream []Header, clientSent []string) []stri
 	out := headersToRemove(upstream, clientSent)
 	if d.Outcome == Allow && (d.identity == nil || !d.identity.ForwardAuthorization) {
 		if len(out) == 0 {
-			return slices.Clip(credentialHeaders) // the usual case: nothing to build
+			return slices.Clip(CredentialHeaders) // the usual case: nothing to build
 		}
-		out = append(out, credentialHeaders...)
+		out = append(out, CredentialHeaders...)
 	}
 	return out
 }
@@ -217,11 +198,19 @@ func (d *Decision) LogFields() []Header {
 	return fs
 }
 
-// metadataFields are LogFields and, on Allow, the claims the rule's identity puts in metadata
+// MetadataFields are LogFields and, on Allow, the claims the rule's identity puts in metadata
 // (for Envoy's rate limit, RBAC and access log).
-func (d *Decision) metadataFields() []Header {
-	return append(d.LogFields(), d.metadata...)
+func (d *Decision) MetadataFields() []Header {
+	fs := d.LogFields()
+	if d.derived != nil {
+		fs = append(fs, d.derived.metadata...)
+	}
+	return fs
 }
+
+// Identity is what an allow by the deciding rule forwards (nil for other decisions): two
+// decisions with the same claims and identity have the same upstream headers.
+func (d *Decision) Identity() *policy.Identity { return d.identity }
 
 // errorBody is the JSON body of a denial.
 type errorBody struct {

@@ -13,11 +13,11 @@ import (
 // tracerName names this package's tracer.
 const tracerName = "github.com/platformauth/envoy-okta-authz/authz"
 
-// startSpan starts the span of one decision as a child of the caller's trace: the trace context
+// StartSpan starts the span of one decision as a child of the caller's trace: the trace context
 // in the request's own headers (traceparent, which Envoy forwards in the CheckRequest and nginx
 // and Traefik in the subrequest), or else the one already in ctx. With tracing off (a nil
 // tracer) it does nothing and returns a nil span.
-func startSpan(ctx context.Context, tracer trace.Tracer, name string, carrier propagation.TextMapCarrier) (context.Context, trace.Span) {
+func StartSpan(ctx context.Context, tracer trace.Tracer, name string, carrier propagation.TextMapCarrier) (context.Context, trace.Span) {
 	if tracer == nil {
 		return ctx, nil
 	}
@@ -33,9 +33,9 @@ func startSpan(ctx context.Context, tracer trace.Tracer, name string, carrier pr
 // no-op that still costs five allocations per span.
 var untraced = otel.GetTracerProvider()
 
-// newTracer takes the tracer from the global provider once, when a front end is built (after
+// NewTracer takes the tracer from the global provider once, when a front end is built (after
 // tracing is set up), rather than looking it up on every request; nil when tracing is off.
-func newTracer() trace.Tracer {
+func NewTracer() trace.Tracer {
 	tp := otel.GetTracerProvider()
 	if tp == untraced {
 		return nil
@@ -43,8 +43,8 @@ func newTracer() trace.Tracer {
 	return tp.Tracer(tracerName)
 }
 
-// endSpan records the decision on the span and ends it.
-func endSpan(span trace.Span, d *Decision) {
+// EndSpan records the decision on the span and ends it.
+func EndSpan(span trace.Span, d *Decision) {
 	if span == nil {
 		return
 	}

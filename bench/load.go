@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/grpcapi"
 )
 
 // scenario is one kind of load against one server.
@@ -99,7 +99,7 @@ func load(ctx context.Context, e *env, o options) error {
 	// The floor runs with the gRPC server options the service runs with (stream workers), so
 	// the ratios measure the service's own work; the same no-op with gRPC's defaults is shown
 	// for reference.
-	noop, err := e.startNoop("--workers", fmt.Sprint(authz.StreamWorkers))
+	noop, err := e.startNoop("--workers", fmt.Sprint(grpcapi.StreamWorkers))
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func load(ctx context.Context, e *env, o options) error {
 	if err != nil {
 		return err
 	}
-	shaped, err := e.startNoop("--workers", fmt.Sprint(authz.StreamWorkers), "--response", allow)
+	shaped, err := e.startNoop("--workers", fmt.Sprint(grpcapi.StreamWorkers), "--response", allow)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func load(ctx context.Context, e *env, o options) error {
 	wsHTTP := &driverLoad{proto: "http", streams: o.concurrency, mix: mix, wantAllow: true}
 
 	scenarios := []scenario{
-		{name: "floor", server: "noop", payload: "hot", what: fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers), ghz, one connection", authz.StreamWorkers)},
+		{name: "floor", server: "noop", payload: "hot", what: fmt.Sprintf("no-op Check server (same gRPC stack, same %d stream workers), ghz, one connection", grpcapi.StreamWorkers)},
 		{name: "floor-defaults", server: "noop-defaults", payload: "hot", what: "the no-op with gRPC's default server options (reference)", floor: "floor"},
 		{name: "floor-shaped", server: "noop-shaped", payload: "hot", what: "the no-op answering with the service's hot allow response, pre-encoded (reference)", floor: "floor"},
 		{name: "hot", server: "authz", payload: "hot", what: "one valid token, repeated (cache hit)", floor: "floor"},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/platformauth/envoy-okta-authz/policy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -23,8 +24,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
-
-	"github.com/platformauth/envoy-okta-authz/authz"
 )
 
 // documents splits a multi-document YAML file.
@@ -137,7 +136,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	require.Len(t, pod.Volumes, 1)
 	policyMap := configs[pod.Volumes[0].ConfigMap.Name]
-	_, err := authz.LoadPolicy([]byte(policyMap.Data["policy.yaml"]), []string{"default"})
+	_, err := policy.Load([]byte(policyMap.Data["policy.yaml"]), []string{"default"})
 	require.NoError(t, err)
 	mount := c.VolumeMounts[0].MountPath
 	assert.Equal(t, mount+"/policy.yaml", env["AUTHZ_POLICY"], "AUTHZ_POLICY points into the mounted ConfigMap")

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/envoy/envoytest"
+	"github.com/platformauth/envoy-okta-authz/policy"
 )
 
 // TestClaimHeadersReachTheAPI: an operator adds email and groups as x-user-email and
@@ -24,7 +24,7 @@ import (
 // API.
 func TestClaimHeadersReachTheAPI(t *testing.T) {
 	s := startStack(t, "testdata/identity-policy.yaml")
-	headers := append(append([]string{}, authz.FixedIdentityHeaders...), "x-user-email", "x-user-groups")
+	headers := append(append([]string{}, policy.FixedIdentityHeaders...), "x-user-email", "x-user-groups")
 	nginx := startNginxWith(t, s, host(s.apiURL), headers)
 	envoy, err := envoytest.Load("../envoy/envoy.yaml")
 	require.NoError(t, err)

@@ -20,8 +20,12 @@ import (
 	"github.com/platformauth/envoy-okta-authz/demoapi"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
+	"github.com/platformauth/envoy-okta-authz/grpcapi"
+	"github.com/platformauth/envoy-okta-authz/httpapi"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/jwks"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // stack is a running set of the services, each on its own loopback port.
@@ -65,15 +69,15 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 		require.NoError(t, keys.WaitLoaded(wctx))
 	}
 
-	v, err := authz.NewVerifier(authz.VerifierConfig{Issuers: []authz.Issuer{
+	v, err := token.NewVerifier(token.VerifierConfig{Issuers: []token.Issuer{
 		{URL: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys},
 	}, Leeway: 2 * time.Minute})
 	require.NoError(t, err)
-	var pol *authz.Policy
+	var pol *policy.Policy
 	if policyFile != "" {
 		data, err := os.ReadFile(policyFile)
 		require.NoError(t, err)
-		pol, err = authz.LoadPolicy(data, []string{"default"})
+		pol, err = policy.Load(data, []string{"default"})
 		require.NoError(t, err)
 	}
 	// DPoP on, as the service runs by default: proofs remembered in memory.
@@ -83,21 +87,21 @@ func startStackKeys(t *testing.T, policyFile string, loadKeys bool) *stack {
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	check := authz.NewGRPCServer(az)
+	check := grpcapi.New(az)
 	gs := grpc.NewServer(check.ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs, check)
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 
-	decisionAPI := func(opts authz.HTTPOptions) string {
-		srv := httptest.NewServer(authz.NewHTTPServer(az, opts))
+	decisionAPI := func(opts httpapi.Options) string {
+		srv := httptest.NewServer(httpapi.New(az, opts))
 		t.Cleanup(srv.Close)
 		return srv.URL
 	}
 	s := &stack{idp: idp, idpURL: idpSrv.URL, grpcAddr: l.Addr().String(),
-		httpURL:        decisionAPI(authz.HTTPOptions{Source: authz.SourceNginx}),
-		httpTraefikURL: decisionAPI(authz.HTTPOptions{Source: authz.SourceTraefik}),
-		httpEnvoyURL:   decisionAPI(authz.HTTPOptions{Source: authz.SourceEnvoy, PathPrefix: "/authz"}),
+		httpURL:        decisionAPI(httpapi.Options{Source: httpapi.SourceNginx}),
+		httpTraefikURL: decisionAPI(httpapi.Options{Source: httpapi.SourceTraefik}),
+		httpEnvoyURL:   decisionAPI(httpapi.Options{Source: httpapi.SourceEnvoy, PathPrefix: "/authz"}),
 	}
 	api := demoapi.Handler(time.Now)
 	s.api = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

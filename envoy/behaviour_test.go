@@ -24,7 +24,11 @@ import (
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
 	"github.com/platformauth/envoy-okta-authz/envoy/envoytest"
+	"github.com/platformauth/envoy-okta-authz/grpcapi"
+	"github.com/platformauth/envoy-okta-authz/httpapi"
 	"github.com/platformauth/envoy-okta-authz/jwks"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // These tests run the shipped configurations' behaviour through envoytest, which plays Envoy
@@ -51,21 +55,21 @@ func startAuthz(t *testing.T, keysLoaded bool) *authzService {
 	if keysLoaded {
 		require.NoError(t, keys.Refresh(context.Background()))
 	}
-	v, err := authzpkg.NewVerifier(authzpkg.VerifierConfig{Issuers: []authzpkg.Issuer{
+	v, err := token.NewVerifier(token.VerifierConfig{Issuers: []token.Issuer{
 		{URL: idp.Issuer(), Audiences: []string{"api://default"}, Algs: []string{"RS256"}, Keys: keys}}})
 	require.NoError(t, err)
 	data, err := os.ReadFile("../deploy/policy/demo.yaml")
 	require.NoError(t, err)
-	pol, err := authzpkg.LoadPolicy(data, []string{"default"})
+	pol, err := policy.Load(data, []string{"default"})
 	require.NoError(t, err)
 	az := authzpkg.NewAuthorizer(v, authzpkg.Options{Policy: pol})
 
 	// As the README runs it behind envoy-http.yaml: --http-path-prefix /authz --http-request-headers envoy.
-	srv := httptest.NewServer(authzpkg.NewHTTPServer(az, authzpkg.HTTPOptions{PathPrefix: "/authz", Source: authzpkg.SourceEnvoy}))
+	srv := httptest.NewServer(httpapi.New(az, httpapi.Options{PathPrefix: "/authz", Source: httpapi.SourceEnvoy}))
 	t.Cleanup(srv.Close)
 
 	l := bufconn.Listen(1 << 20)
-	check := authzpkg.NewGRPCServer(az)
+	check := grpcapi.New(az)
 	gs := grpc.NewServer(check.ServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs, check)
 	go func() { _ = gs.Serve(l) }()

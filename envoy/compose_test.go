@@ -11,10 +11,9 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/platformauth/envoy-okta-authz/policy"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	authzpkg "github.com/platformauth/envoy-okta-authz/authz"
 )
 
 // loadCompose loads docker-compose.yml with the compose project's own loader (schema validation,
@@ -110,7 +109,7 @@ func TestComposeStack(t *testing.T) {
 	require.NotEmpty(t, policySource, "AUTHZ_POLICY is a mounted file")
 	data, err := os.ReadFile(policySource)
 	require.NoError(t, err)
-	pol, err := authzpkg.LoadPolicy(data, []string{"default"})
+	pol, err := policy.Load(data, []string{"default"})
 	require.NoError(t, err)
 	names := map[string]bool{}
 	for _, r := range pol.Rules {

@@ -17,9 +17,12 @@ import (
 	"github.com/platformauth/envoy-okta-authz/authz"
 	demopolicy "github.com/platformauth/envoy-okta-authz/deploy/policy"
 	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/httpapi"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
 	"github.com/platformauth/envoy-okta-authz/internal/keyalg"
 	"github.com/platformauth/envoy-okta-authz/jwks"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // config is every setting of the service, parsed and validated once in main.
@@ -37,13 +40,13 @@ type config struct {
 	Policy          string
 	// PolicyRules is the parsed --policy file (nil without one); policyDigest is the SHA-256
 	// of the content it was parsed from, so the watcher notices any later change.
-	PolicyRules    *authz.Policy
+	PolicyRules    *policy.Policy
 	policyDigest   []byte
 	Realm          string
 	LogLevel       slog.Level
 	HTTPPathPrefix string
 	// HTTPSource names the proxy whose headers say which request the HTTP decision API judges.
-	HTTPSource   authz.RequestSource
+	HTTPSource   httpapi.RequestSource
 	RequireATJWT bool
 	// DPoP (RFC 9449): accepted proof algorithms (none: the DPoP scheme is off), how old a
 	// proof may be, where proofs are remembered ("memory" or a Redis URL), how long a check
@@ -61,7 +64,7 @@ type config struct {
 	ClientCertHeader string
 	// Identity is what allows forward, as the flags say; the policy file's identity sections
 	// go over it.
-	Identity  authz.Identity
+	Identity  policy.Identity
 	CacheSize int
 	// Limits protects the listeners (see limits.go); ShutdownDrain is how long the service
 	// keeps serving after SIGTERM with readiness and gRPC health NOT_SERVING, ShutdownTimeout
@@ -113,7 +116,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 		c                                                                       config
 		audience, clientIDs, algs, logLevel, httpSource, dpopAlgs, claimHeaders string
 	)
-	c.Identity = authz.DefaultIdentity()
+	c.Identity = policy.DefaultIdentity()
 	fs.StringVar(&c.Issuer, "issuer", "", "issuer URL, matched exactly against the token's iss (required; e.g. https://{yourOktaDomain}/oauth2/default)")
 	fs.StringVar(&audience, "audience", "api://default", "expected audience(s), comma-separated; any one must be in aud")
 	fs.StringVar(&clientIDs, "client-ids", "", "allowed client ids (cid), comma-separated; empty allows any")
@@ -130,7 +133,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.Policy, "policy", "", "route policy file (YAML); without one every route needs a valid token. Reloaded on SIGHUP and when the file changes")
 	fs.StringVar(&c.Realm, "realm", "api", "realm in WWW-Authenticate")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.IntVar(&c.CacheSize, "cache-size", authz.DefaultCacheSize, "verified tokens kept in memory (by SHA-256, never the token); 0 disables the cache")
+	fs.IntVar(&c.CacheSize, "cache-size", token.DefaultCacheSize, "verified tokens kept in memory (by SHA-256, never the token); 0 disables the cache")
 	fs.StringVar(&c.DecisionLog, "decision-log", authz.DecisionLogDenials, "decisions to log: denials, all, off (dry-run denials are always logged)")
 	fs.Float64Var(&c.LogSample, "decision-log-sample", 1, "with --decision-log all, the fraction of allows logged (0 < f ≤ 1)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on the gRPC and HTTP listeners (reloaded when it changes)")
@@ -138,7 +141,7 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA bundle: require client certificates it signed (mutual TLS); needs --tls-cert")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&c.HTTPPathPrefix, "http-path-prefix", "", "prefix to strip from paths on the HTTP decision API (Envoy http_service path_prefix)")
-	fs.StringVar(&httpSource, "http-request-headers", string(authz.SourceAuto), "whose headers name the request on the HTTP decision API: nginx (X-Original-*), traefik (X-Forwarded-*), envoy (the request itself), or auto (exactly one of nginx's or Traefik's sets present; Envoy's with --http-path-prefix)")
+	fs.StringVar(&httpSource, "http-request-headers", string(httpapi.SourceAuto), "whose headers name the request on the HTTP decision API: nginx (X-Original-*), traefik (X-Forwarded-*), envoy (the request itself), or auto (exactly one of nginx's or Traefik's sets present; Envoy's with --http-path-prefix)")
 	fs.StringVar(&dpopAlgs, "dpop-algs", strings.Join(dpop.DefaultAlgs, ","), "DPoP proof algorithms accepted, comma-separated (RS*, PS*, ES*, EdDSA, Ed25519); empty turns the DPoP scheme off (DPoP-bound tokens are still refused as bearer tokens)")
 	fs.DurationVar(&c.DPoPMaxAge, "dpop-max-age", dpop.DefaultMaxAge, "how old a DPoP proof's iat may be (plus --leeway)")
 	fs.StringVar(&c.DPoPReplayStore, "dpop-replay-store", "memory", "where DPoP proofs are remembered against replay: memory (per replica) or redis://[:password@]host:port/db (rediss:// for TLS), shared by replicas")
@@ -186,9 +189,9 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	c.Audiences = splitList(audience)
 	c.ClientIDs = splitList(clientIDs)
 	c.Algs = splitList(algs)
-	c.HTTPSource = authz.RequestSource(httpSource)
+	c.HTTPSource = httpapi.RequestSource(httpSource)
 	c.DPoPAlgs = splitList(dpopAlgs)
-	if hs, err := authz.ParseClaimHeaders(claimHeaders); err != nil {
+	if hs, err := policy.ParseClaimHeaders(claimHeaders); err != nil {
 		errs = append(errs, fmt.Errorf("--claim-headers: %w", err))
 	} else {
 		c.Identity.Claims = hs
@@ -241,7 +244,7 @@ func (c *config) validate() []error {
 			c.devExternal = true
 		}
 		if c.Policy == "" {
-			p, err := authz.LoadPolicyWith(demopolicy.Demo, c.policyOptions())
+			p, err := policy.LoadWith(demopolicy.Demo, c.policyOptions())
 			if err != nil {
 				add("the demo policy: %v", err)
 			}
@@ -353,7 +356,7 @@ func (c *config) validate() []error {
 	if c.HTTPPathPrefix != "" && !strings.HasPrefix(c.HTTPPathPrefix, "/") {
 		add("--http-path-prefix %q must start with /", c.HTTPPathPrefix)
 	}
-	if !slices.Contains(authz.RequestSources, c.HTTPSource) {
+	if !slices.Contains(httpapi.RequestSources, c.HTTPSource) {
 		add("--http-request-headers %q is not auto, nginx, traefik or envoy", c.HTTPSource)
 	}
 	return errs
@@ -375,7 +378,7 @@ func checkAlgs(flag string, algs []string) []error {
 	return errs
 }
 
-func policyIssuers(p *authz.Policy) []authz.IssuerSpec {
+func policyIssuers(p *policy.Policy) []policy.IssuerSpec {
 	if p == nil {
 		return nil
 	}
@@ -392,12 +395,12 @@ func (c *config) flagIssuerNames() []string {
 
 // policyOptions are what the flags give a policy file: the issuers it may name besides its own,
 // and the identity it goes over.
-func (c *config) policyOptions() authz.PolicyOptions {
-	return authz.PolicyOptions{Issuers: c.flagIssuerNames(), Identity: &c.Identity}
+func (c *config) policyOptions() policy.Options {
+	return policy.Options{Issuers: c.flagIssuerNames(), Identity: &c.Identity}
 }
 
 // readPolicy loads a policy file, and returns the SHA-256 of what it read.
-func readPolicy(path string, opts authz.PolicyOptions) (*authz.Policy, []byte, error) {
+func readPolicy(path string, opts policy.Options) (*policy.Policy, []byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
@@ -407,8 +410,8 @@ func readPolicy(path string, opts authz.PolicyOptions) (*authz.Policy, []byte, e
 }
 
 // loadPolicyData parses a policy file's content.
-func loadPolicyData(data []byte, opts authz.PolicyOptions) (*authz.Policy, error) {
-	p, err := authz.LoadPolicyWith(data, opts)
+func loadPolicyData(data []byte, opts policy.Options) (*policy.Policy, error) {
+	p, err := policy.LoadWith(data, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/devidp"
+	"github.com/platformauth/envoy-okta-authz/httpapi"
 )
 
 // Dev-mode client, as in the compose stack's dev issuer and devidp's defaults.
@@ -25,10 +25,10 @@ const (
 // startDev prepares --dev: it starts the dev issuer in process (unless --issuer names a running
 // one) and prints tokens with commands to try them. The issuer stops when ctx ends.
 func startDev(ctx context.Context, c *config, out io.Writer, log *slog.Logger) error {
-	if c.HTTPSource == authz.SourceAuto {
+	if c.HTTPSource == httpapi.SourceAuto {
 		// No proxy in front: the HTTP decision API judges the request it receives, so that
 		// curl can ask it directly.
-		c.HTTPSource = authz.SourceEnvoy
+		c.HTTPSource = httpapi.SourceEnvoy
 	}
 	httpPort := portOf(c.HTTPAddr)
 	if c.devExternal {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // explainRequest is what `authz explain` asks about.
@@ -60,31 +62,31 @@ var checkSteps = []struct {
 }{
 	{"path canonical and unambiguous", append([]*authz.Reason{authz.ErrPathRefused}, authz.PathReasons...)},
 	{"one Authorization header", []*authz.Reason{authz.ErrMultipleCredentials}},
-	{"access token present (Bearer or DPoP scheme)", []*authz.Reason{authz.ErrNoCredentials}},
-	{"token well-formed (compact JWS, ≤ 16 KiB)", []*authz.Reason{authz.ErrMalformed, authz.ErrTooLarge}},
-	{"no token-named keys (jku, x5u, jwk, x5c), no crit", []*authz.Reason{authz.ErrForbiddenHdr}},
-	{"iss is a configured issuer", []*authz.Reason{authz.ErrIssuer}},
-	{"alg allowed (header and key)", []*authz.Reason{authz.ErrAlgorithm}},
-	{"typ at+jwt (when the issuer requires it)", []*authz.Reason{authz.ErrTokenType}},
-	{"kid present", []*authz.Reason{authz.ErrNoKeyID}},
-	{"key set loaded", []*authz.Reason{authz.ErrKeysNotLoaded}},
-	{"kid known to the issuer", []*authz.Reason{authz.ErrUnknownKey}},
-	{"signature", []*authz.Reason{authz.ErrSignature}},
-	{"aud accepted", []*authz.Reason{authz.ErrAudience}},
-	{"exp present and not past", []*authz.Reason{authz.ErrNoExpiry, authz.ErrExpired}},
-	{"nbf not in the future", []*authz.Reason{authz.ErrNotYetValid}},
-	{"iat not in the future", []*authz.Reason{authz.ErrIssuedInFuture}},
-	{"cid allowed", []*authz.Reason{authz.ErrClientID}},
+	{"access token present (Bearer or DPoP scheme)", []*authz.Reason{token.ErrNoCredentials}},
+	{"token well-formed (compact JWS, ≤ 16 KiB)", []*authz.Reason{token.ErrMalformed, token.ErrTooLarge}},
+	{"no token-named keys (jku, x5u, jwk, x5c), no crit", []*authz.Reason{token.ErrForbiddenHdr}},
+	{"iss is a configured issuer", []*authz.Reason{token.ErrIssuer}},
+	{"alg allowed (header and key)", []*authz.Reason{token.ErrAlgorithm}},
+	{"typ at+jwt (when the issuer requires it)", []*authz.Reason{token.ErrTokenType}},
+	{"kid present", []*authz.Reason{token.ErrNoKeyID}},
+	{"key set loaded", []*authz.Reason{token.ErrKeysNotLoaded}},
+	{"kid known to the issuer", []*authz.Reason{token.ErrUnknownKey}},
+	{"signature", []*authz.Reason{token.ErrSignature}},
+	{"aud accepted", []*authz.Reason{token.ErrAudience}},
+	{"exp present and not past", []*authz.Reason{token.ErrNoExpiry, token.ErrExpired}},
+	{"nbf not in the future", []*authz.Reason{token.ErrNotYetValid}},
+	{"iat not in the future", []*authz.Reason{token.ErrIssuedInFuture}},
+	{"cid allowed", []*authz.Reason{token.ErrClientID}},
 	{"token binding (cnf) understood", []*authz.Reason{authz.ErrUnknownConfirmation}},
 	{"DPoP proof: one, typ, alg, public jwk, signature, jti, htm, htu, iat, ath", proofReasons(false)},
 	{"token presented as its binding asks (DPoP key = cnf.jkt)", []*authz.Reason{authz.ErrDPoPBoundAsBearer, authz.ErrNotDPoPBound, authz.ErrDPoPKeyMismatch}},
 	{"client certificate = cnf.x5t#S256 (certificate-bound tokens)", []*authz.Reason{authz.ErrCertificateBinding}},
 	{"DPoP proof not used before", proofReasons(true)},
 	{"rule: sender-constrained token", []*authz.Reason{authz.ErrSenderConstrained}},
-	{"rule: issuer", []*authz.Reason{authz.ErrIssuerNotAllowed}},
-	{"rule: audience", []*authz.Reason{authz.ErrAudienceForRoute}},
-	{"rule: scopes", []*authz.Reason{authz.ErrInsufficientScope}},
-	{"rule: claims", []*authz.Reason{authz.ErrClaimMismatch}},
+	{"rule: issuer", []*authz.Reason{policy.ErrIssuerNotAllowed}},
+	{"rule: audience", []*authz.Reason{policy.ErrAudienceForRoute}},
+	{"rule: scopes", []*authz.Reason{policy.ErrInsufficientScope}},
+	{"rule: claims", []*authz.Reason{policy.ErrClaimMismatch}},
 }
 
 // proofReasons are the DPoP proof reasons about replay (the proof seen before, or the replay
@@ -192,7 +194,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	}
 	upstream := d.UpstreamHeaders()
 	for _, h := range upstream {
-		if h.Name == authz.HeaderClaims {
+		if h.Name == policy.HeaderClaims {
 			fmt.Fprintf(out, "          upstream %s: (the verified payload, base64url, %d bytes)\n", h.Name, len(h.Value))
 			continue
 		}
@@ -211,8 +213,8 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 
 // printReadings shows the canonical path and every reading of the request with the rule it
 // selects: the decision needs each of those rules to allow.
-func printReadings(out io.Writer, p *authz.Policy, r *authz.Request) {
-	canonical, readings, err := p.Explain(r)
+func printReadings(out io.Writer, p *policy.Policy, r *authz.Request) {
+	canonical, readings, err := p.Explain(r.Route())
 	fmt.Fprintln(out, "\nPath:")
 	if err != nil {
 		fmt.Fprintf(out, "  REFUSED: %v (400 invalid_request: upstreams would read it differently)\n", err)

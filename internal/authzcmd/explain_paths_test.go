@@ -8,12 +8,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/policy"
 )
 
 // TestExplainPrintsEveryReading: explain shows the canonical path and each reading the decision
 // judges, with how it was read and the rule it selects.
 func TestExplainPrintsEveryReading(t *testing.T) {
-	p, err := authz.LoadPolicy([]byte(`
+	p, err := policy.Load([]byte(`
 rules:
   - {name: admin, match: {path: /admin}, require: {scopes: [admin]}}
   - {name: keys, match: {path: /api/keys}, require: {scopes: [keys:read]}}

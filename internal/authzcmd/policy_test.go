@@ -3,7 +3,6 @@ package authzcmd
 import (
 	"bytes"
 	"context"
-	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"os"
@@ -13,13 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/devidp/devidptest"
 	"github.com/platformauth/envoy-okta-authz/internal/proxyconf"
+	"github.com/platformauth/envoy-okta-authz/policy"
 )
 
 const policyV1 = "rules:\n  - name: m\n    match: {path: /m}\n    require: {scopes: [messages:read]}\n"
@@ -137,7 +138,7 @@ func TestShippedNginxConfMirrorsTheIdentity(t *testing.T) {
 	require.NoError(t, err)
 	snippet, err := proxySnippet(c, "nginx")
 	require.NoError(t, err)
-	server, location := proxyconf.NginxBlocks(authz.FixedIdentityHeaders, false)
+	server, location := proxyconf.NginxBlocks(policy.FixedIdentityHeaders, false)
 	assert.Contains(t, snippet, server)
 	assert.Contains(t, snippet, location)
 	assert.Contains(t, string(conf), server, "nginx.conf's server block is the generated one")
@@ -223,7 +224,7 @@ func TestSIGHUPDuringAPartialWrite(t *testing.T) {
 	assert.Contains(t, logs.String(), `"removed":"admin,reports"`)
 }
 
-func ruleNamed(p *authz.Policy, name string) *authz.Rule {
+func ruleNamed(p *policy.Policy, name string) *policy.Rule {
 	for _, r := range p.Rules {
 		if r.Name == name {
 			return r

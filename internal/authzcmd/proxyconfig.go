@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/internal/proxyconf"
+	"github.com/platformauth/envoy-okta-authz/policy"
 )
 
 // proxyConfigMain runs `authz proxy-config [flags] nginx|traefik|envoy`: with the service's own
@@ -39,7 +39,7 @@ func proxyConfigMain(args []string, getenv func(string) string, out, errOut io.W
 func proxySnippet(c *config, proxy string) (string, error) {
 	p := c.PolicyRules
 	if p == nil {
-		p = authz.DefaultPolicy(&c.Identity)
+		p = policy.Default(&c.Identity)
 	}
 	return proxyconf.Write(proxy, p.ProxyHeaders(), p.Default.Identity().ForwardAuthorization)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/policy"
 )
 
 // policyPollInterval is how often the policy file is checked for changes. Polling (rather than
@@ -131,8 +132,8 @@ func reloadPolicy(c *config, az *authz.Authorizer, log *slog.Logger, trigger str
 	return sum
 }
 
-func reload(c *config, az *authz.Authorizer, log *slog.Logger, trigger string, p *authz.Policy, err error) {
-	if err == nil && !slices.EqualFunc(p.Issuers, policyIssuers(c.PolicyRules), func(a, b authz.IssuerSpec) bool {
+func reload(c *config, az *authz.Authorizer, log *slog.Logger, trigger string, p *policy.Policy, err error) {
+	if err == nil && !slices.EqualFunc(p.Issuers, policyIssuers(c.PolicyRules), func(a, b policy.IssuerSpec) bool {
 		return reflect.DeepEqual(a, b)
 	}) {
 		err = fmt.Errorf("the issuers section changed; restart the service to change issuers")
@@ -152,10 +153,10 @@ func reload(c *config, az *authz.Authorizer, log *slog.Logger, trigger string, p
 }
 
 // removedRules names the rules of old that new lacks.
-func removedRules(old, new *authz.Policy) []string {
+func removedRules(old, new *policy.Policy) []string {
 	var gone []string
 	for _, r := range old.Rules {
-		if !slices.ContainsFunc(new.Rules, func(n *authz.Rule) bool { return n.Name == r.Name }) {
+		if !slices.ContainsFunc(new.Rules, func(n *policy.Rule) bool { return n.Name == r.Name }) {
 			gone = append(gone, r.Name)
 		}
 	}

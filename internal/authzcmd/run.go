@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -26,8 +25,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/grpcapi"
+	"github.com/platformauth/envoy-okta-authz/httpapi"
 	"github.com/platformauth/envoy-okta-authz/internal/tlsfiles"
 	"github.com/platformauth/envoy-okta-authz/jwks"
+	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // listeners are the service's three sockets, opened before run so that tests can use port 0.
@@ -65,13 +68,13 @@ const grpcServiceName = "envoy.service.auth.v3.Authorization"
 func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*authz.Authorizer, []*jwks.Set, func() error, error) {
 	jwksMetrics := jwks.NewMetrics(reg)
 	// The flags' issuer is "default"; the policy file may add more, in the same shape.
-	var specs []authz.IssuerSpec
+	var specs []policy.IssuerSpec
 	if c.Issuer != "" {
-		specs = append(specs, authz.IssuerSpec{Name: "default", Issuer: c.Issuer, JWKSURL: c.JWKSURL,
+		specs = append(specs, policy.IssuerSpec{Name: "default", Issuer: c.Issuer, JWKSURL: c.JWKSURL,
 			Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs, RequireATJWT: c.RequireATJWT})
 	}
 	specs = append(specs, policyIssuers(c.PolicyRules)...)
-	var issuers []authz.Issuer
+	var issuers []token.Issuer
 	var sets []*jwks.Set
 	for _, is := range specs {
 		keys, err := jwks.New(jwks.Options{
@@ -86,14 +89,14 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 			return nil, nil, nil, fmt.Errorf("issuer %q: %w", is.Name, err)
 		}
 		sets = append(sets, keys)
-		issuers = append(issuers, authz.Issuer{Name: is.Name, URL: is.Issuer, Audiences: is.Audiences,
+		issuers = append(issuers, token.Issuer{Name: is.Name, URL: is.Issuer, Audiences: is.Audiences,
 			ClientIDs: is.ClientIDs, Algs: is.Algs, RequireATJWT: is.RequireATJWT, Keys: keys})
 	}
 	cacheSize := c.CacheSize
 	if cacheSize == 0 {
 		cacheSize = -1 // off
 	}
-	verifier, err := authz.NewVerifier(authz.VerifierConfig{Issuers: issuers, Leeway: c.Leeway, CacheSize: cacheSize})
+	verifier, err := token.NewVerifier(token.VerifierConfig{Issuers: issuers, Leeway: c.Leeway, CacheSize: cacheSize})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -102,11 +105,11 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	policy := c.PolicyRules
-	if policy == nil {
-		policy = authz.DefaultPolicy(&c.Identity)
+	pol := c.PolicyRules
+	if pol == nil {
+		pol = policy.Default(&c.Identity)
 	}
-	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: policy,
+	az := authz.NewAuthorizer(verifier, authz.Options{Realm: c.Realm, Logger: log, Policy: pol,
 		Metrics: authz.NewMetrics(reg), DecisionLog: c.DecisionLog, AllowSampleRate: c.LogSample,
 		DPoP: proofs, PublicURL: c.PublicURL})
 	return az, sets, stop, nil
@@ -133,7 +136,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	defer func() { _ = stopAuthorizer() }() // after the listeners: no check is in flight
 
 	limitedListeners(ls, &c.Limits, reg)
-	check := authz.NewGRPCServer(az)
+	check := grpcapi.New(az)
 	opts := append(check.ServerOptions(), grpc.UnaryInterceptor(recoverUnary(log)))
 	opts = append(opts, c.Limits.grpcOptions(c.ShutdownTimeout)...)
 	var certs *tlsfiles.Reloader
@@ -146,14 +149,14 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 		ls.http = tls.NewListener(ls.http, certs.Config())
 	}
 	gs := grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(gs, check)
+	check.Register(gs)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(grpcServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 
-	decisionSrv := c.Limits.httpServer(authz.NewHTTPServer(az, authz.HTTPOptions{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource,
+	decisionSrv := c.Limits.httpServer(httpapi.New(az, httpapi.Options{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource,
 		ClientCertHeader: c.ClientCertHeader}))
 	var draining atomic.Bool
 	adminSrv := c.Limits.httpServer(adminHandler(sets, reg, c.Pprof, &draining))

@@ -6,12 +6,19 @@ package tokentest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +110,26 @@ func PublicPEM(t testing.TB, k *rsa.PublicKey) []byte {
 	der, err := x509.MarshalPKIXPublicKey(k)
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// ClientCert returns a self-signed client certificate as Envoy passes it (URL-encoded PEM) and
+// its x5t#S256 thumbprint, for certificate-bound tokens (RFC 8705).
+func ClientCert(t testing.TB) (passed, thumbprint string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: T0.Add(-time.Hour), NotAfter: T0.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	sum := sha256.Sum256(der)
+	var escaped strings.Builder // as Envoy's PercentEncoding::urlEncode: every reserved byte
+	for _, c := range pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			escaped.WriteByte(c)
+		} else {
+			fmt.Fprintf(&escaped, "%%%02X", c)
+		}
+	}
+	return escaped.String(), base64.RawURLEncoding.EncodeToString(sum[:])
 }

@@ -1,0 +1,28 @@
+package httpapi
+
+import (
+	"testing"
+
+	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/internal/authztest"
+	"github.com/platformauth/envoy-okta-authz/internal/tokentest"
+)
+
+// env is authztest's: a dev issuer, a verifier, an authorizer (az) on top.
+type env struct {
+	*authztest.Env
+	az *authz.Authorizer
+}
+
+func newEnv(t testing.TB, o *authztest.Options) *env {
+	t.Helper()
+	if o == nil {
+		o = &authztest.Options{}
+	}
+	e := authztest.New(t, *o)
+	return &env{Env: e, az: e.Authorizer}
+}
+
+var t0 = tokentest.T0
+
+func (e *env) mint(t testing.TB, extra map[string]any) string { t.Helper(); return e.Mint(t, extra) }
