@@ -417,7 +417,7 @@ func judgeToken(rule *policy.Rule, cred *credential, forwards bool) Decision {
 		}
 		reason := token.ReasonOf(err)
 		outcome := InvalidToken
-		if reason == token.ErrKeysNotLoaded || reason == token.ErrKeyNotFetched {
+		if reason == token.ErrKeysNotLoaded || reason == token.ErrKeyNotFetched || reason == token.ErrIntrospectionUnavailable {
 			outcome = Unavailable
 		}
 		return Decision{Outcome: outcome, Reason: reason, Detail: err.Error(), Claims: cred.claims}

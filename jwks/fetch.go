@@ -90,7 +90,7 @@ var metadataPaths = []string{"/.well-known/oauth-authorization-server", "/.well-
 // discover reads the issuer's metadata and returns its jwks_uri and issuer identifier. The
 // metadata's issuer must be the configured one (a trailing slash aside), so a mis-typed or
 // impostor issuer fails loudly; tokens are then held to the identifier exactly (IssuerID).
-func (s *Set) discover(ctx context.Context) (jwksURI, issuer string, err error) {
+func (s *Set) discover(ctx context.Context) (md metadata, err error) {
 	base := strings.TrimSuffix(s.opts.Issuer, "/")
 	var errs []error
 	for _, p := range metadataPaths {
@@ -100,26 +100,25 @@ func (s *Set) discover(ctx context.Context) (jwksURI, issuer string, err error) 
 			errs = append(errs, err)
 			continue
 		}
-		var md struct {
-			Issuer  string `json:"issuer"`
-			JWKSURI string `json:"jwks_uri"`
-		}
 		if err := json.Unmarshal(body, &md); err != nil {
 			errs = append(errs, fmt.Errorf("jwks: metadata %s: %w", u, err))
 			continue
 		}
 		if strings.TrimSuffix(md.Issuer, "/") != base {
-			return "", "", fmt.Errorf("jwks: metadata %s names issuer %q, want %q", u, md.Issuer, s.opts.Issuer)
+			return metadata{}, fmt.Errorf("jwks: metadata %s names issuer %q, want %q", u, md.Issuer, s.opts.Issuer)
 		}
 		if md.JWKSURI == "" {
-			return "", "", fmt.Errorf("jwks: metadata %s has no jwks_uri", u)
+			return metadata{}, fmt.Errorf("jwks: metadata %s has no jwks_uri", u)
 		}
 		if err := checkURL(md.JWKSURI, s.opts.AllowHTTP); err != nil {
-			return "", "", fmt.Errorf("jwks: metadata %s: %w", u, err)
+			return metadata{}, fmt.Errorf("jwks: metadata %s: %w", u, err)
 		}
-		return md.JWKSURI, md.Issuer, nil
+		if md.Introspection != "" && checkURL(md.Introspection, s.opts.AllowHTTP) != nil {
+			md.Introspection = "" // not one to send tokens to: as if the metadata named none
+		}
+		return md, nil
 	}
-	return "", "", fmt.Errorf("jwks: discovery for issuer %s failed: %w", s.opts.Issuer, errors.Join(errs...))
+	return metadata{}, fmt.Errorf("jwks: discovery for issuer %s failed: %w", s.opts.Issuer, errors.Join(errs...))
 }
 
 // refreshInterval turns a key set response's Cache-Control into the time until the next

@@ -107,11 +107,21 @@ type Set struct {
 
 	flight singleflight.Group
 
-	mu          sync.Mutex    // guards lastRefetch, refetchDone, jwksURL and issuerID
+	mu          sync.Mutex    // guards lastRefetch, refetchDone, jwksURL, issuerID and introspection
 	lastRefetch time.Time     // last fetch caused by an unknown kid
 	refetchDone chan struct{} // closed when the unknown-kid refetch in flight ends; nil if none
 	jwksURL     string        // discovered or configured key set URL
 	issuerID    string        // the issuer identifier the metadata declared; empty before discovery
+	// introspection is the metadata's introspection_endpoint, empty before discovery or
+	// without one.
+	introspection string
+}
+
+// metadata is what discovery reads of the issuer's metadata (RFC 8414).
+type metadata struct {
+	Issuer        string `json:"issuer"`
+	JWKSURI       string `json:"jwks_uri"`
+	Introspection string `json:"introspection_endpoint"`
 }
 
 // snapshot is one immutable, fully parsed key set.
@@ -415,14 +425,22 @@ func (s *Set) keySetURL(ctx context.Context) (string, error) {
 	if u != "" {
 		return u, nil
 	}
-	u, issuer, err := s.discover(ctx)
+	md, err := s.discover(ctx)
 	if err != nil {
 		return "", err
 	}
 	s.mu.Lock()
-	s.jwksURL, s.issuerID = u, issuer
+	s.jwksURL, s.issuerID, s.introspection = md.JWKSURI, md.Issuer, md.Introspection
 	s.mu.Unlock()
-	return u, nil
+	return md.JWKSURI, nil
+}
+
+// IntrospectionEndpoint is the introspection_endpoint the issuer's metadata declared (RFC 8414),
+// "" before discovery, without one, or with --jwks-url (no discovery).
+func (s *Set) IntrospectionEndpoint() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.introspection
 }
 
 // IssuerID is the issuer identifier tokens' iss must equal exactly (RFC 9068 §4): the one the

@@ -261,6 +261,9 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		if len(is.Algs) == 0 {
 			p.Issuers[i].Algs = []string{"RS256"}
 		}
+		for _, err := range is.Introspection.Check() {
+			fail(line, "issuer %q: introspection: %v", is.Name, err)
+		}
 	}
 
 	names := map[string]bool{}

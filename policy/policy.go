@@ -8,10 +8,13 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/token"
+	"github.com/platformauth/envoy-okta-authz/token/introspect"
+	"go.yaml.in/yaml/v3"
 )
 
 // Policy is a parsed, validated route policy: rules matched first-match-wins, and a default
@@ -77,6 +80,83 @@ type IssuerSpec struct {
 	// RequireATJWT demands the RFC 9068 header typ "at+jwt" (issuers that follow RFC 9068;
 	// Okta's access tokens carry no typ).
 	RequireATJWT bool `yaml:"require_at_jwt"`
+	// Introspection asks the issuer about its tokens (RFC 7662); nil is off.
+	Introspection *IntrospectionSpec `yaml:"introspection"`
+}
+
+// IntrospectionSpec is an issuer's introspection settings, as the --introspection* flags or a
+// policy file's issuer give them. The client secret comes from a file (or, for --issuer, the
+// environment), never from the policy file itself.
+type IntrospectionSpec struct {
+	// Mode is off, opaque or always (token.IntrospectionMode).
+	Mode string `yaml:"mode"`
+	// URL is the endpoint; empty: the issuer metadata's introspection_endpoint.
+	URL string `yaml:"url"`
+	// Auth is the client authentication (introspect.Auth; default client_secret_basic).
+	Auth             string `yaml:"auth"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// ClientSecret is the secret itself, from AUTHZ_INTROSPECTION_CLIENT_SECRET for --issuer;
+	// never from a policy file.
+	ClientSecret string `yaml:"-"`
+	KeyFile      string `yaml:"key_file"`
+	// CacheTTL bounds how long an active answer is reused (the revocation window); Timeout
+	// bounds a call. Zero: the defaults (60s, 2s).
+	CacheTTL Duration `yaml:"cache_ttl"`
+	Timeout  Duration `yaml:"timeout"`
+}
+
+// Check says what is wrong with the settings (nil settings are off, and fine): the mode, the
+// client authentication and what it needs, the URL. Files are read where the client is built.
+func (s *IntrospectionSpec) Check() []error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	mode := token.IntrospectionMode(s.Mode)
+	if !slices.Contains(token.IntrospectionModes, mode) {
+		errs = append(errs, fmt.Errorf("mode %q is not off, opaque or always", s.Mode))
+	}
+	if mode == token.IntrospectOff || mode == "" {
+		return errs
+	}
+	auth := introspect.ClientSecretBasic
+	if s.Auth != "" {
+		a, err := introspect.ParseAuth(s.Auth)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("auth: %v", err))
+		}
+		auth = a
+	}
+	switch auth {
+	case introspect.ClientSecretBasic, introspect.ClientSecretPost, introspect.ClientSecretJWT:
+		if s.ClientID == "" || s.ClientSecretFile == "" && s.ClientSecret == "" {
+			errs = append(errs, fmt.Errorf("auth %s needs a client id and a client secret (a file)", auth))
+		}
+	case introspect.PrivateKeyJWT:
+		if s.ClientID == "" || s.KeyFile == "" {
+			errs = append(errs, fmt.Errorf("auth %s needs a client id and a key file", auth))
+		}
+	}
+	if s.URL != "" {
+		if err := introspect.CheckEndpoint(s.URL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// Duration is a time.Duration written as in Go ("60s", "2m").
+type Duration time.Duration
+
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration (60s, 2m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Request is what the policy reads of a request to choose its rules.

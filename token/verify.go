@@ -40,6 +40,9 @@ type Issuer struct {
 	// and other JWTs signed with the same keys never pass as access tokens.
 	RequireATJWT bool
 	Keys         KeySource
+	// Introspection, when set, asks the issuer about its tokens (RFC 7662): nil is
+	// IntrospectOff.
+	Introspection *Introspection
 }
 
 // issuerIdentifier is the optional KeySource method that names the issuer identifier its
@@ -79,6 +82,8 @@ type Verifier struct {
 	cfg      VerifierConfig
 	byIssuer map[string]*Issuer // keyed by URL without a trailing slash
 	cache    *tokenCache        // nil when disabled
+	// opaque is the issuer that introspects tokens that are not JWTs, if one does.
+	opaque *Issuer
 }
 
 // NewVerifier returns a Verifier. It refuses configurations that could never be safe.
@@ -104,12 +109,18 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		}
 		names[is.Name] = true
 		v.byIssuer[key] = is
+		if is.Introspection.takesOpaque() {
+			if v.opaque != nil {
+				errs = append(errs, errTwoOpaqueIssuers)
+			}
+			v.opaque = is
+		}
 	}
 	if cfg.Leeway < 0 {
 		errs = append(errs, errors.New("leeway must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("authz: %w", err)
+		return nil, fmt.Errorf("token: %w", err)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -125,7 +136,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	cache, err := newTokenCache(cfg.CacheSize, cfg.NegativeCacheSize)
 	if err != nil {
-		return nil, fmt.Errorf("authz: cache: %w", err)
+		return nil, fmt.Errorf("token: cache: %w", err)
 	}
 	v.cfg, v.cache = cfg, cache
 	return v, nil
@@ -161,6 +172,14 @@ func (is *Issuer) validate() []error {
 	}
 	if is.Keys == nil {
 		errs = append(errs, fmt.Errorf("issuer %q: a key source is required", is.Name))
+	}
+	if in := is.Introspection; in != nil {
+		switch {
+		case !slices.Contains(IntrospectionModes, in.Mode):
+			errs = append(errs, fmt.Errorf("issuer %q: introspection %q is not off, opaque or always", is.Name, in.Mode))
+		case in.Mode != IntrospectOff && in.Client == nil:
+			errs = append(errs, fmt.Errorf("issuer %q: introspection %s needs an introspection client", is.Name, in.Mode))
+		}
 	}
 	return errs
 }
@@ -251,9 +270,38 @@ var rawURL = base64.RawURLEncoding.Strict()
 func b64(s string) ([]byte, error) { return rawURL.DecodeString(s) }
 
 // Verify checks token and returns its claims, or an error wrapping one Reason. Claims are
-// returned with an error only when the signature verified (so logs never show forged claims).
-// The claims are shared with the cache: callers must not modify them.
+// returned with an error only when the signature verified, or the issuer vouched for them (so
+// logs never show forged claims). The claims are shared with the caches: callers must not
+// modify them.
+//
+// A compact JWS is verified locally, then introspected when its issuer says IntrospectAlways;
+// any other token goes to the issuer that introspects opaque tokens, or is malformed.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if v.opaque != nil && !looksLikeJWS(token) {
+		return v.verifyOpaque(ctx, token)
+	}
+	c, err := v.verifyJWT(ctx, token)
+	if err != nil || c == nil {
+		return c, err
+	}
+	if is := v.issuerNamed(c.IssuerName); is != nil && is.Introspection != nil && is.Introspection.Mode == IntrospectAlways {
+		return v.introspectJWT(ctx, is, token, c)
+	}
+	return c, nil
+}
+
+// issuerNamed is the issuer configured under name (the verified claims' IssuerName).
+func (v *Verifier) issuerNamed(name string) *Issuer {
+	for i := range v.cfg.Issuers {
+		if v.cfg.Issuers[i].Name == name {
+			return &v.cfg.Issuers[i]
+		}
+	}
+	return nil
+}
+
+// verifyJWT is Verify for a token verified locally, with the token cache.
+func (v *Verifier) verifyJWT(ctx context.Context, token string) (*Claims, error) {
 	if v.cache == nil {
 		c, _, err := v.verify(ctx, token)
 		return c, err

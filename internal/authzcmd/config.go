@@ -48,6 +48,8 @@ type config struct {
 	// HTTPSource names the proxy whose headers say which request the HTTP decision API judges.
 	HTTPSource   httpapi.RequestSource
 	RequireATJWT bool
+	// Introspection is --issuer's (--introspection*, and the secret from secretEnv).
+	Introspection *policy.IntrospectionSpec
 	// DPoP (RFC 9449): accepted proof algorithms (none: the DPoP scheme is off), how old a
 	// proof may be, where proofs are remembered ("memory" or a Redis URL), how long a check
 	// waits for Redis, what a Redis outage means ("deny" or "local"), and how many proofs
@@ -153,6 +155,9 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	fs.StringVar(&claimHeaders, "claim-headers", "", "claims forwarded as headers on allow, comma-separated header=claim pairs (x-user-email=email,x-user-groups=groups); the policy file's identity section can add and override")
 	fs.BoolVar(&c.Identity.ClaimsHeader, "claims-header", true, "forward the whole verified payload in x-authz-claims")
 	fs.BoolVar(&c.Identity.ForwardAuthorization, "forward-authorization", false, "keep the Authorization (and DPoP) header for the upstream; by default it is removed on allow")
+	var introspection policy.IntrospectionSpec
+	var introspectionTTL, introspectionTimeout time.Duration
+	introspectionFlags(fs, &introspection, &introspectionTTL, &introspectionTimeout)
 	fs.BoolVar(&c.RequireATJWT, "require-at-jwt", false, "require the RFC 9068 header typ at+jwt on --issuer's tokens (off for Okta, whose access tokens carry no typ)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: a dev issuer at --dev-addr (started in process unless --issuer names a running one), the demo route policy unless --policy, plain-http issuer allowed; never in production")
 	fs.StringVar(&c.DevAddr, "dev-addr", devidp.DefaultAddr, "--dev: the dev issuer's listener; its issuer is http://localhost:PORT/oauth2/default, as devidp's")
@@ -196,13 +201,24 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	} else {
 		c.Identity.Claims = hs
 	}
+	introspection.CacheTTL, introspection.Timeout = policy.Duration(introspectionTTL), policy.Duration(introspectionTimeout)
+	introspection.ClientSecret = getenv(secretEnv)
+	c.Introspection = &introspection
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 	}
-	drainSet := false
-	fs.Visit(func(f *flag.Flag) { drainSet = drainSet || f.Name == "shutdown-drain" })
-	if c.Dev && !drainSet {
-		c.ShutdownDrain = 0 // nothing routes around a local dev service: Ctrl-C stops it at once
+	set := map[string]bool{} // the flags given, on the command line or in the environment
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.Dev {
+		if !set["shutdown-drain"] {
+			c.ShutdownDrain = 0 // nothing routes around a local dev service: Ctrl-C stops it at once
+		}
+		if !set["introspection"] {
+			// The dev issuer answers introspection: every token is introspected, so that a
+			// revocation (devidp revoke) shows within a few seconds.
+			*c.Introspection = policy.IntrospectionSpec{Mode: string(token.IntrospectAlways), ClientID: devClientID,
+				ClientSecret: devClientSecret, CacheTTL: policy.Duration(devIntrospectionTTL), Timeout: introspection.Timeout}
+		}
 	}
 	errs = append(errs, c.validate()...)
 	if err := errors.Join(errs...); err != nil {
@@ -277,6 +293,30 @@ func (c *config) validate() []error {
 		add("--algs must name at least one algorithm")
 	}
 	errs = append(errs, checkAlgs("--algs", c.Algs)...)
+	for _, err := range c.Introspection.Check() {
+		add("--introspection: %v", err)
+	}
+	if in := c.Introspection; in.Mode != "" && in.Mode != "off" {
+		switch {
+		case c.Issuer == "":
+			add("--introspection needs --issuer (a policy file's issuers take introspection: of their own)")
+		case in.URL == "" && c.JWKSURL != "":
+			add("--introspection-url is needed with --jwks-url: without discovery there is no introspection_endpoint to read")
+		}
+		if in.URL != "" {
+			if err := checkIssuerURL("--introspection-url", in.URL, c.AllowHTTPIssuer); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for name, d := range map[string]policy.Duration{"--introspection-cache-ttl": in.CacheTTL, "--introspection-timeout": in.Timeout} {
+			if d <= 0 || time.Duration(d) > time.Hour {
+				add("%s %s must be between 1ms and 1h", name, time.Duration(d))
+			}
+		}
+		if in.ClientSecretFile != "" && in.ClientSecret != "" {
+			add("--introspection-client-secret-file and %s: give one", secretEnv)
+		}
+	}
 	errs = append(errs, checkAlgs("--dpop-algs", c.DPoPAlgs)...)
 	if c.DPoPMaxAge < time.Second || c.DPoPMaxAge > time.Hour {
 		add("--dpop-max-age %s must be between 1s and 1h", c.DPoPMaxAge)

@@ -14,12 +14,15 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/httpapi"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
-// Dev-mode client, as in the compose stack's dev issuer and devidp's defaults.
+// Dev-mode client, as in the compose stack's dev issuer and devidp's defaults (the service
+// introspects as this client too), and how long --dev reuses an introspection answer.
 const (
-	devClientID     = "demo-client"
-	devClientSecret = "demo-secret"
+	devClientID         = "demo-client"
+	devClientSecret     = "demo-secret"
+	devIntrospectionTTL = 5 * time.Second
 )
 
 // startDev prepares --dev: it starts the dev issuer in process (unless --issuer names a running
@@ -77,6 +80,10 @@ Development mode, with the dev issuer at %[1]s. Try:
 	if err != nil {
 		return err
 	}
+	opaque, err := idp.MintOpaque(devidp.TokenRequest{ClientID: devClientID, Scopes: []string{"messages:read"}})
+	if err != nil {
+		return err
+	}
 	writeOnly, err := idp.Mint(devidp.TokenRequest{ClientID: devClientID, Scopes: []string{"messages:write"}})
 	if err != nil {
 		return err
@@ -99,11 +106,30 @@ receives, as behind Envoy's http_service:
   curl -i -H "Authorization: Bearer $TOKEN_WRITE" localhost:%[7]s/api/messages # 403, lacks messages:read
   curl -i -H "Authorization: Bearer $TOKEN" localhost:%[7]s/api/messages       # 200 with x-authz-* headers
 
-A fresh token: go run ./cmd/devidp token --issuer %[1]s --scope messages:read
+%[8]sA fresh token: go run ./cmd/devidp token --issuer %[1]s --scope messages:read (--opaque: opaque)
 The whole stack (dev issuer, this service, the demo API and nginx in front): go run ./cmd/devstack
 
-`, c.Issuer, devClientID, devClientSecret, read, writeOnly, policy, httpPort)
+`, c.Issuer, devClientID, devClientSecret, read, writeOnly, policy, httpPort, introspectionGuide(c, opaque))
 	return nil
+}
+
+// introspectionGuide is the part of the --dev guide that shows revocation and an opaque token,
+// when introspection is on.
+func introspectionGuide(c *config, opaque string) string {
+	in := c.Introspection
+	if in == nil || in.Mode == "" || in.Mode == string(token.IntrospectOff) {
+		return ""
+	}
+	ttl := time.Duration(in.CacheTTL)
+	return fmt.Sprintf(`Tokens are also introspected (--introspection %[1]s; answers reused for %[2]s): revoke one, and
+%[2]s later it is refused (401, token_inactive):
+  go run ./cmd/devidp revoke --issuer %[3]s "$TOKEN"
+  curl -i -H "Authorization: Bearer $TOKEN" localhost:%[4]s/api/messages       # 401 once the answer expires
+An opaque token (not a JWT: only introspection reads it):
+  export OPAQUE=%[5]s
+  curl -i -H "Authorization: Bearer $OPAQUE" localhost:%[4]s/api/messages      # 200
+
+`, in.Mode, ttl, c.Issuer, portOf(c.HTTPAddr), opaque)
 }
 
 func portOf(addr string) string {

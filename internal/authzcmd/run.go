@@ -67,11 +67,13 @@ const grpcServiceName = "envoy.service.auth.v3.Authorization"
 // authorizer holds (the DPoP replay store's connections) once no check runs any more.
 func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*authz.Authorizer, []*jwks.Set, func() error, error) {
 	jwksMetrics := jwks.NewMetrics(reg)
+	introspectionMetrics := newIntrospectionMetrics(reg)
 	// The flags' issuer is "default"; the policy file may add more, in the same shape.
 	var specs []policy.IssuerSpec
 	if c.Issuer != "" {
 		specs = append(specs, policy.IssuerSpec{Name: "default", Issuer: c.Issuer, JWKSURL: c.JWKSURL,
-			Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs, RequireATJWT: c.RequireATJWT})
+			Audiences: c.Audiences, ClientIDs: c.ClientIDs, Algs: c.Algs, RequireATJWT: c.RequireATJWT,
+			Introspection: c.Introspection})
 	}
 	specs = append(specs, policyIssuers(c.PolicyRules)...)
 	var issuers []token.Issuer
@@ -89,7 +91,11 @@ func buildAuthorizer(c *config, log *slog.Logger, reg prometheus.Registerer) (*a
 			return nil, nil, nil, fmt.Errorf("issuer %q: %w", is.Name, err)
 		}
 		sets = append(sets, keys)
-		issuers = append(issuers, token.Issuer{Name: is.Name, URL: is.Issuer, Audiences: is.Audiences,
+		in, err := buildIntrospection(is.Name, is.Introspection, keys, log, introspectionMetrics)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("issuer %q: %w", is.Name, err)
+		}
+		issuers = append(issuers, token.Issuer{Name: is.Name, URL: is.Issuer, Audiences: is.Audiences, Introspection: in,
 			ClientIDs: is.ClientIDs, Algs: is.Algs, RequireATJWT: is.RequireATJWT, Keys: keys})
 	}
 	cacheSize := c.CacheSize

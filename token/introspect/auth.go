@@ -82,7 +82,7 @@ func ParseAuth(s string) (Auth, error) {
 }
 
 // apply adds the method's form fields and reports whether HTTP Basic must be set.
-func (a Auth) apply(form url.Values, cfg Config, now time.Time) (basic bool, err error) {
+func (a Auth) apply(form url.Values, cfg Config, endpoint string, now time.Time) (basic bool, err error) {
 	switch a {
 	case ClientSecretBasic:
 		return true, nil
@@ -90,7 +90,7 @@ func (a Auth) apply(form url.Values, cfg Config, now time.Time) (basic bool, err
 		form.Set("client_id", cfg.ClientID)
 		form.Set("client_secret", cfg.Secret)
 	case ClientSecretJWT, PrivateKeyJWT:
-		assertion, err := a.assertion(cfg, now)
+		assertion, err := a.assertion(cfg, endpoint, now)
 		if err != nil {
 			return false, err
 		}
@@ -107,10 +107,10 @@ func (a Auth) apply(form url.Values, cfg Config, now time.Time) (basic bool, err
 
 // assertion is an RFC 7523 client assertion: iss and sub the client, aud the endpoint itself
 // (Okta refuses one whose aud is the token endpoint), a fresh jti, a minute's life.
-func (a Auth) assertion(cfg Config, now time.Time) (string, error) {
+func (a Auth) assertion(cfg Config, endpoint string, now time.Time) (string, error) {
 	jti := make([]byte, 16)
 	_, _ = rand.Read(jti)
-	tok, err := jwt.NewBuilder().Issuer(cfg.ClientID).Subject(cfg.ClientID).Audience([]string{cfg.Endpoint}).
+	tok, err := jwt.NewBuilder().Issuer(cfg.ClientID).Subject(cfg.ClientID).Audience([]string{endpoint}).
 		JwtID(hex.EncodeToString(jti)).IssuedAt(now).Expiration(now.Add(assertionTTL)).Build()
 	if err != nil {
 		return "", err

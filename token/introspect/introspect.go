@@ -59,8 +59,10 @@ var ErrUnavailable = errors.New("introspection unavailable")
 
 // Config configures a Client.
 type Config struct {
-	// Endpoint is the introspection URL.
+	// Endpoint is the introspection URL; when empty, Discover names it (the issuer's metadata,
+	// which may not be read yet: calls fail as unavailable until it is).
 	Endpoint string
+	Discover func() string
 	// Auth is how the service authenticates (default ClientSecretBasic).
 	Auth Auth
 	// ClientID is the service's client at the authorization server.
@@ -100,6 +102,9 @@ type Result struct {
 	Members map[string][]byte
 	// Expiry is the exp member, zero when absent.
 	Expiry time.Time
+	// Memo holds what the caller derives from this result once (package token: its Claims),
+	// for as long as the result is cached.
+	Memo atomic.Value
 }
 
 // Client calls one introspection endpoint. It is safe for concurrent use.
@@ -122,9 +127,13 @@ type cached struct {
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
-		return nil, fmt.Errorf("introspect: endpoint %q must be an absolute http(s) URL", cfg.Endpoint)
+	switch {
+	case cfg.Endpoint == "" && cfg.Discover == nil:
+		return nil, errors.New("introspect: an endpoint is required")
+	case cfg.Endpoint != "":
+		if err := CheckEndpoint(cfg.Endpoint); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Auth == "" {
 		cfg.Auth = ClientSecretBasic
@@ -272,10 +281,16 @@ func (c *Client) call(ctx context.Context, token string) (r *Result, err error) 
 		}
 		c.breaker.record(err == nil, c.cfg.Now())
 		if err != nil {
-			c.log.Warn("introspection failed", "endpoint", c.cfg.Endpoint, "error", err.Error())
+			c.log.Warn("introspection failed", "error", err.Error())
 		}
 	}()
-	req, err := c.request(ctx, token)
+	endpoint := c.cfg.Endpoint
+	if endpoint == "" {
+		if endpoint = c.cfg.Discover(); endpoint == "" {
+			return nil, fmt.Errorf("%w: the issuer's metadata names no introspection_endpoint (or is not read yet): set the introspection URL", ErrUnavailable)
+		}
+	}
+	req, err := c.request(ctx, endpoint, token)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -299,13 +314,13 @@ func (c *Client) call(ctx context.Context, token string) (r *Result, err error) 
 }
 
 // request builds the POST of RFC 7662 §2.1 with the client authentication.
-func (c *Client) request(ctx context.Context, token string) (*http.Request, error) {
+func (c *Client) request(ctx context.Context, endpoint, token string) (*http.Request, error) {
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
-	basic, err := c.cfg.Auth.apply(form, c.cfg, c.cfg.Now())
+	basic, err := c.cfg.Auth.apply(form, c.cfg, endpoint, c.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.Endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +331,16 @@ func (c *Client) request(ctx context.Context, token string) (*http.Request, erro
 		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.Secret))
 	}
 	return req, nil
+}
+
+// CheckEndpoint says whether u can be an introspection endpoint: an absolute http(s) URL without
+// user info or fragment.
+func CheckEndpoint(u string) error {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || p.User != nil || p.Fragment != "" {
+		return fmt.Errorf("introspect: endpoint %q must be an absolute http(s) URL", u)
+	}
+	return nil
 }
 
 // redact removes the token from an error that may quote the request (it never should; a

@@ -1,0 +1,188 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/platformauth/envoy-okta-authz/internal/strictjson"
+	"github.com/platformauth/envoy-okta-authz/token/introspect"
+)
+
+// IntrospectionMode says which of an issuer's tokens are introspected (RFC 7662).
+type IntrospectionMode string
+
+// The introspection modes.
+const (
+	// IntrospectOff verifies JWTs locally and refuses anything else (the default).
+	IntrospectOff IntrospectionMode = "off"
+	// IntrospectOpaque verifies JWTs locally and sends every token that is not a compact JWS to
+	// the issuer's introspection endpoint.
+	IntrospectOpaque IntrospectionMode = "opaque"
+	// IntrospectAlways also introspects every JWT that verified locally (a forged or expired one
+	// never reaches the issuer), so that a revoked token is refused within the cache's TTL.
+	IntrospectAlways IntrospectionMode = "always"
+)
+
+// IntrospectionModes lists the modes.
+var IntrospectionModes = []IntrospectionMode{IntrospectOff, IntrospectOpaque, IntrospectAlways}
+
+// Introspection is how an issuer's tokens are introspected.
+type Introspection struct {
+	Mode   IntrospectionMode
+	Client *introspect.Client
+}
+
+// takesOpaque reports whether the issuer is asked about tokens that are not JWTs.
+func (in *Introspection) takesOpaque() bool {
+	return in != nil && (in.Mode == IntrospectOpaque || in.Mode == IntrospectAlways)
+}
+
+// The reasons introspection refuses a token or cannot tell.
+var (
+	// ErrTokenInactive: the issuer says the token is not active — revoked, expired, or never
+	// issued (RFC 7662 §2.2).
+	ErrTokenInactive = &Reason{Code: "token_inactive", Description: "The access token is not active"}
+	// ErrIntrospectionUnavailable: the issuer's introspection endpoint could not answer (down,
+	// slow, rate-limiting, refusing this service's credentials). 503: the token may be fine.
+	ErrIntrospectionUnavailable = &Reason{Code: "introspection_unavailable", Description: "The access token cannot be checked right now"}
+	// ErrNotAccessToken: the issuer says the token is a refresh or ID token.
+	ErrNotAccessToken = &Reason{Code: "not_an_access_token", Description: "The token is not an access token"}
+)
+
+// introspectedKeyID stands in Claims.KeyID for claims that introspection vouched for.
+const introspectedKeyID = "introspection"
+
+// looksLikeJWS reports whether token has the shape of a compact JWS: three non-empty parts.
+// Anything else is an opaque token, which only introspection can read.
+func looksLikeJWS(token string) bool {
+	_, _, _, ok := splitCompact(token)
+	return ok
+}
+
+// verifyOpaque asks the one issuer that takes opaque tokens. An opaque token names no issuer,
+// so it is never sent to another issuer's endpoint to "try".
+func (v *Verifier) verifyOpaque(ctx context.Context, token string) (*Claims, error) {
+	is := v.opaque
+	if is == nil {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	if len(token) > MaxTokenBytes {
+		return nil, ErrTooLarge
+	}
+	r, err := is.Introspection.Client.Introspect(ctx, token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
+	}
+	if !r.Active {
+		return nil, ErrTokenInactive
+	}
+	c, err := introspectedClaims(is, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkIntrospected(is, c, r); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// introspectedClaims reads an active response's members as a token's claims: the response is
+// what the issuer vouches for (x-authz-claims forwards it). They are decoded once per cached
+// result.
+func introspectedClaims(is *Issuer, r *introspect.Result) (*Claims, error) {
+	if c, ok := r.Memo.Load().(*Claims); ok {
+		return c, nil
+	}
+	c, err := decodeClaims(r.Body)
+	if err != nil {
+		return nil, fmt.Errorf("introspection response: %w", err)
+	}
+	c.intern(is, introspectedKeyID)
+	r.Memo.Store(c)
+	return c, nil
+}
+
+// checkIntrospected holds an active response to the rules a JWT is held to, for the members it
+// has (RFC 7662 makes all but active optional): exp, nbf and iat with the leeway; iss the
+// issuer; aud one of the accepted audiences; the client in the allow-list (which needs the
+// member); and not a refresh or ID token.
+func (v *Verifier) checkIntrospected(is *Issuer, c *Claims, r *introspect.Result) error {
+	now, lw := v.cfg.Now(), v.cfg.Leeway
+	has := func(name string) bool { _, ok := r.Members[name]; return ok }
+	switch {
+	case has("iss") && c.Issuer != is.identifier():
+		return fmt.Errorf("%w: %q is not the issuer identifier %q", ErrIssuer, c.Issuer, is.identifier())
+	case has("aud") && !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(is.Audiences, a) }):
+		return fmt.Errorf("%w: %q", ErrAudience, c.Audience)
+	case !c.Expiry.IsZero() && !now.Before(c.Expiry.Add(lw)):
+		return fmt.Errorf("%w: at %s", ErrExpired, c.Expiry.UTC().Format(time.RFC3339))
+	case !c.NotBefore.IsZero() && now.Add(lw).Before(c.NotBefore):
+		return fmt.Errorf("%w: until %s", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
+	case !c.IssuedAt.IsZero() && now.Add(lw).Before(c.IssuedAt):
+		return fmt.Errorf("%w: at %s", ErrIssuedInFuture, c.IssuedAt.UTC().Format(time.RFC3339))
+	case len(is.ClientIDs) > 0 && !slices.Contains(is.ClientIDs, c.ClientID):
+		return fmt.Errorf("%w: %q", ErrClientID, c.ClientID)
+	}
+	for _, member := range []string{"token_type", "token_use"} {
+		if raw, ok := r.Members[member]; ok {
+			s, _ := strictjson.String(raw)
+			if isRefreshOrIDToken(s) {
+				return fmt.Errorf("%w: %s %q", ErrNotAccessToken, member, s)
+			}
+		}
+	}
+	return nil
+}
+
+// isRefreshOrIDToken reports whether a token_type (RFC 7662, RFC 8693 URIs) or Hydra's
+// token_use names a token that must not pass as an access token.
+func isRefreshOrIDToken(s string) bool {
+	s = strings.ToLower(s)
+	s = strings.TrimPrefix(s, "urn:ietf:params:oauth:token-type:")
+	return s == "refresh_token" || s == "id_token"
+}
+
+// introspectJWT asks the issuer about a JWT that verified locally (IntrospectAlways): inactive
+// refuses it; an active answer may narrow it — fewer scopes, an earlier exp — and never widens
+// it. The returned claims are c itself when the answer changes nothing (the front ends key
+// memoised answers by the claims).
+func (v *Verifier) introspectJWT(ctx context.Context, is *Issuer, token string, c *Claims) (*Claims, error) {
+	r, err := is.Introspection.Client.Introspect(ctx, token)
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
+	}
+	if !r.Active {
+		return c, ErrTokenInactive
+	}
+	said, err := introspectedClaims(is, r)
+	if err != nil {
+		return c, err
+	}
+	if err := v.checkIntrospected(is, said, r); err != nil {
+		return c, err
+	}
+	if _, ok := r.Members["scope"]; !ok {
+		return c, nil
+	}
+	var fewer []string
+	for _, s := range c.Scopes {
+		if said.HasScope(s) {
+			fewer = append(fewer, s)
+		}
+	}
+	if len(fewer) == len(c.Scopes) {
+		return c, nil
+	}
+	narrowed := &Claims{Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, ClientID: c.ClientID,
+		UserID: c.UserID, Scopes: fewer, ID: c.ID, KeyID: c.KeyID, IssuerName: c.IssuerName, Expiry: c.Expiry,
+		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, Cnf: c.Cnf, Raw: c.Raw}
+	return narrowed, nil
+}
+
+// errTwoOpaqueIssuers refuses a configuration in which an opaque token could go to either of
+// two issuers.
+var errTwoOpaqueIssuers = errors.New("more than one issuer introspects opaque tokens (introspection opaque or always): an opaque token names no issuer, so it could not be told which to ask; keep it on one")
