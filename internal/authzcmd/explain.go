@@ -126,7 +126,8 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 
 	// explain must not consume the proof in a shared replay store.
 	c.DPoPReplayStore = "memory"
-	az, sets, stop, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	az, sets, stop, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		fmt.Fprintf(out, "configuration: %v\n", err)
 		return 2
@@ -185,7 +186,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 		}
 	}
 
-	printIntrospection(ctx, out, c, sets, token)
+	printIntrospection(ctx, out, c, sets, token, introspected(reg))
 	fmt.Fprintf(out, "\nRule:     %s\n", d.Rule)
 	if d.WouldBe != nil {
 		fmt.Fprintf(out, "Dry run:  would be %s (%d), allowed because the rule is in dry-run mode\n",
@@ -220,13 +221,19 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 }
 
 // printIntrospection shows what --issuer's introspection endpoint says of the token (its answer,
-// which holds no secret of the service's), when introspection is on.
-func printIntrospection(ctx context.Context, out io.Writer, c *config, sets []*jwks.Set, tok string) {
+// which holds no secret of the service's), when introspection is on and the decision asked the
+// endpoint: explain sends a token where the service would, and nowhere else (a JWT under
+// opaque, or one that failed local verification, never reaches the issuer).
+func printIntrospection(ctx context.Context, out io.Writer, c *config, sets []*jwks.Set, tok string, asked bool) {
 	in := c.Introspection
 	if tok == "" || c.Issuer == "" || len(sets) == 0 || in == nil || in.Mode == "" || in.Mode == string(token.IntrospectOff) {
 		return
 	}
 	fmt.Fprintf(out, "\nIntrospection (--introspection %s):\n", in.Mode)
+	if !asked {
+		fmt.Fprintln(out, "  not asked: the service sends this token nowhere (a JWT under opaque, or one local verification refused)")
+		return
+	}
 	intro, err := buildIntrospection("default", in, sets[0], slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		fmt.Fprintf(out, "  configuration: %v\n", err)
@@ -241,6 +248,25 @@ func printIntrospection(ctx context.Context, out io.Writer, c *config, sets []*j
 	default:
 		fmt.Fprintf(out, "  active: %s\n", bytes.TrimSpace(r.Body))
 	}
+}
+
+// introspected reports whether the decision asked --issuer's introspection endpoint (or its
+// cache), from the metrics explain's service registered.
+func introspected(reg prometheus.Gatherer) bool {
+	families, _ := reg.Gather()
+	for _, f := range families {
+		if f.GetName() != "authz_introspection_cache_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "issuer" && l.GetValue() == "default" && m.GetCounter().GetValue() > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // printReadings shows the canonical path and every reading of the request with the rule it
