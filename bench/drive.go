@@ -248,6 +248,7 @@ func driveRound(ctx context.Context, l *driverLoad, addr string, d time.Duration
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, l.streams)
 	errs := make([]error, l.streams)
@@ -259,8 +260,11 @@ func driveRound(ctx context.Context, l *driverLoad, addr string, d time.Duration
 				i := pick()
 				t0 := time.Now()
 				if err := call(ctx, w, i); err != nil {
-					// gRPC may notice the round's deadline before the context does.
-					if c := status.Code(err); ctx.Err() == nil && c != codes.DeadlineExceeded && c != codes.Canceled && !errors.Is(err, context.DeadlineExceeded) {
+					// gRPC may notice the round's deadline before the context does; and the
+					// service answers a call it could not finish by the deadline gRPC sent it
+					// (503, waiting for an introspection call), which can arrive here before
+					// this process's timer has ended the context: the round is over either way.
+					if c := status.Code(err); ctx.Err() == nil && time.Now().Before(deadline) && c != codes.DeadlineExceeded && c != codes.Canceled && !errors.Is(err, context.DeadlineExceeded) {
 						errs[w] = err
 					}
 					return
@@ -324,7 +328,11 @@ func (l *driverLoad) caller(addr string) (func(ctx context.Context, w, i int) er
 				return err
 			}
 			if l.wantAllow && code != 0 {
-				return fmt.Errorf("token %d refused: code %d", i, code)
+				// Decoded only now, for the reason the service gave.
+				var r authv3.CheckResponse
+				_ = proto.Unmarshal(resp, &r)
+				return fmt.Errorf("token %d refused: code %d, reason %q, %s", i, code, r.GetStatus().GetMessage(),
+					r.GetDeniedResponse().GetBody())
 			}
 			return nil
 		}, closeAll, nil

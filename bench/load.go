@@ -42,7 +42,16 @@ type scenario struct {
 }
 
 // roundOf runs one round of sc against srv.
-func (e *env) roundOf(ctx context.Context, sc scenario, srv *server, o options, rep int) (*roundResult, error) {
+func (e *env) roundOf(ctx context.Context, sc scenario, srv *server, o options, rep int) (r *roundResult, err error) {
+	if sc.endpoint != nil {
+		defer func() {
+			if err != nil {
+				// What the service's introspection client saw: its refusals before a call (at
+				// the in-flight limit, with the breaker open) are not logged.
+				fmt.Fprint(os.Stderr, scrapeAll(srv.admin, "authz_introspection_calls_total"), scrapeAll(srv.admin, "authz_introspection_cache_total"))
+			}
+		}()
+	}
 	if sc.drive == nil {
 		return e.ghzRound(srv.grpc, filepath.Join(e.dir, sc.payload+".bin"), o)
 	}
@@ -206,7 +215,8 @@ func load(ctx context.Context, e *env, o options) error {
 			if err != nil {
 				return nil, err
 			}
-			srv, err := e.startAuthz(name, append(args, "--pprof")...)
+			// Warnings on: an introspection call that fails says why in the bench's output.
+			srv, err := e.startAuthz(name, append(args, "--pprof", "--log-level", "warn")...)
 			if err != nil {
 				return nil, err
 			}
