@@ -273,7 +273,7 @@ func load(ctx context.Context, e *env, o options) error {
 		{name: "hot-envoy", server: "authz", drive: envoyHot, what: "one valid token, repeated", floor: "floor-envoy"},
 		{name: "workingset-grpc", server: "ws", drive: wsGRPC, what: fmt.Sprintf("%d tokens drawn Zipf(s=%.1f), one call in %d a new token", o.workingSet, zipfS, freshEvery), floor: "floor-envoy"},
 		{name: "introspection-hit", server: "intro-hit", drive: introHit, endpoint: ep, floor: "floor-envoy",
-			what: fmt.Sprintf("%d opaque tokens drawn Zipf(s=%.1f), each introspected once beforehand (cache TTL %s); endpoint answers in %s", o.workingSet, zipfS, introspectionCacheTTL, introspectionLatency)},
+			what: fmt.Sprintf("%d opaque tokens drawn Zipf(s=%.1f), each introspected once beforehand (cache TTL %gh); endpoint answers in %s", o.workingSet, zipfS, introspectionCacheTTL.Hours(), introspectionLatency)},
 		{name: "introspection-hit-fit", server: "intro-fit", drive: introFit, endpoint: ep, floor: "floor-envoy",
 			what: fmt.Sprintf("the same over %d tokens, as many as the service's introspection cache holds", fitSize)},
 		{name: "introspection-miss", server: "intro-miss", drive: introMiss, endpoint: ep, floor: "floor-envoy",
