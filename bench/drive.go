@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +109,21 @@ func envoyCheckRequest(authorization string) *authv3.CheckRequest {
 	}}
 }
 
+// spliceable encodes an Envoy-shaped request whose token is a placeholder, and returns it with
+// the placeholder's offset: any token of the same length written there makes a valid request,
+// without encoding one per call.
+func spliceable() ([]byte, int, error) {
+	placeholder := strings.Repeat("#", opaqueTokenLen)
+	b, err := proto.Marshal(envoyCheckRequest("Bearer " + placeholder))
+	if err != nil {
+		return nil, 0, err
+	}
+	if bytes.Count(b, []byte(placeholder)) != 1 {
+		return nil, 0, errors.New("the placeholder token is not unique in the encoded request")
+	}
+	return b, bytes.Index(b, []byte(placeholder)), nil
+}
+
 // rawCodec sends pre-encoded messages and hands back the response's bytes undecoded.
 type rawCodec struct{}
 
@@ -167,14 +184,20 @@ type driverLoad struct {
 	conns   int    // gRPC connections (Envoy opens one per worker thread)
 	streams int    // concurrent calls
 	mix     *tokenMix
-	// single is the token of every call when mix is nil ("" for none).
+	// single is the token of every call when mix and stream are nil ("" for none).
 	single string
+	// stream, when set, gives every call a new opaque token, spliced into a pre-encoded
+	// request (gRPC only).
+	stream *tokenStream
 	// wantAllow: every call must be allowed (a refusal is a benchmark failure).
 	wantAllow bool
 
 	once    sync.Once
 	grpcReq [][]byte // encoded CheckRequests, one per token
-	err     error
+	// template is the stream's request, encoded with a placeholder token at tokenAt.
+	template []byte
+	tokenAt  int
+	err      error
 }
 
 func (l *driverLoad) tokens() []string {
@@ -187,6 +210,10 @@ func (l *driverLoad) tokens() []string {
 func (l *driverLoad) prepare() error {
 	l.once.Do(func() {
 		if l.proto != "grpc" {
+			return
+		}
+		if l.stream != nil {
+			l.template, l.tokenAt, l.err = spliceable()
 			return
 		}
 		toks := l.tokens()
@@ -221,6 +248,7 @@ func driveRound(ctx context.Context, l *driverLoad, addr string, d time.Duration
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	var wg sync.WaitGroup
 	lat := make([][]time.Duration, l.streams)
 	errs := make([]error, l.streams)
@@ -232,8 +260,11 @@ func driveRound(ctx context.Context, l *driverLoad, addr string, d time.Duration
 				i := pick()
 				t0 := time.Now()
 				if err := call(ctx, w, i); err != nil {
-					// gRPC may notice the round's deadline before the context does.
-					if c := status.Code(err); ctx.Err() == nil && c != codes.DeadlineExceeded && c != codes.Canceled && !errors.Is(err, context.DeadlineExceeded) {
+					// gRPC may notice the round's deadline before the context does; and the
+					// service answers a call it could not finish by the deadline gRPC sent it
+					// (503, waiting for an introspection call), which can arrive here before
+					// this process's timer has ended the context: the round is over either way.
+					if c := status.Code(err); ctx.Err() == nil && time.Now().Before(deadline) && c != codes.DeadlineExceeded && c != codes.Canceled && !errors.Is(err, context.DeadlineExceeded) {
 						errs[w] = err
 					}
 					return
@@ -282,7 +313,13 @@ func (l *driverLoad) caller(addr string) (func(ctx context.Context, w, i int) er
 		}
 		return func(ctx context.Context, w, i int) error {
 			var resp []byte
-			req := l.grpcReq[i]
+			var req []byte
+			if l.stream != nil {
+				req = slices.Clone(l.template)
+				copy(req[l.tokenAt:], l.stream.tokens.token(l.stream.next.Add(1)))
+			} else {
+				req = l.grpcReq[i]
+			}
 			if err := conns[w%len(conns)].Invoke(ctx, "/envoy.service.auth.v3.Authorization/Check", &req, &resp); err != nil {
 				return err
 			}
@@ -291,7 +328,11 @@ func (l *driverLoad) caller(addr string) (func(ctx context.Context, w, i int) er
 				return err
 			}
 			if l.wantAllow && code != 0 {
-				return fmt.Errorf("token %d refused: code %d", i, code)
+				// Decoded only now, for the reason the service gave.
+				var r authv3.CheckResponse
+				_ = proto.Unmarshal(resp, &r)
+				return fmt.Errorf("token %d refused: code %d, reason %q, %s", i, code, r.GetStatus().GetMessage(),
+					r.GetDeniedResponse().GetBody())
 			}
 			return nil
 		}, closeAll, nil

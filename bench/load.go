@@ -22,6 +22,7 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
 	"github.com/platformauth/envoy-okta-authz/grpcapi"
+	"github.com/platformauth/envoy-okta-authz/token/introspect"
 )
 
 // scenario is one kind of load against one server.
@@ -36,10 +37,21 @@ type scenario struct {
 	drive *driverLoad
 	// floor names the scenario this one's rounds are paired with; empty for a floor.
 	floor string
+	// endpoint, when set, is the introspection stand-in whose calls the rounds count.
+	endpoint *introspectionEndpoint
 }
 
 // roundOf runs one round of sc against srv.
-func (e *env) roundOf(ctx context.Context, sc scenario, srv *server, o options, rep int) (*roundResult, error) {
+func (e *env) roundOf(ctx context.Context, sc scenario, srv *server, o options, rep int) (r *roundResult, err error) {
+	if sc.endpoint != nil {
+		defer func() {
+			if err != nil {
+				// What the service's introspection client saw: its refusals before a call (at
+				// the in-flight limit, with the breaker open) are not logged.
+				fmt.Fprint(os.Stderr, scrapeAll(srv.admin, "authz_introspection_calls_total"), scrapeAll(srv.admin, "authz_introspection_cache_total"))
+			}
+		}()
+	}
 	if sc.drive == nil {
 		return e.ghzRound(srv.grpc, filepath.Join(e.dir, sc.payload+".bin"), o)
 	}
@@ -57,6 +69,9 @@ type measurement struct {
 	cpuPerOp time.Duration
 	// clientPerOp is ghz's CPU time per call.
 	clientPerOp time.Duration
+	// callsPerCheck and connsPerCheck: calls to the introspection endpoint, and connections
+	// the service opened to it, per check (scenarios with an endpoint).
+	callsPerCheck, connsPerCheck float64
 }
 
 func load(ctx context.Context, e *env, o options) error {
@@ -181,6 +196,65 @@ func load(ctx context.Context, e *env, o options) error {
 		}
 	}
 	wsGRPC := &driverLoad{proto: "grpc", conns: 4, streams: o.concurrency, mix: mix, wantAllow: true}
+
+	// Introspection (bench/introspect.go): opaque tokens that the service sends to a stand-in
+	// for Okta's introspection endpoint. Hits: a working set whose answers were cached
+	// beforehand, drawn as above but with no new tokens; the same over a set no larger than the
+	// service's introspection cache; misses: a token never seen before on every call.
+	var ep *introspectionEndpoint
+	var introHit, introFit, introMiss *driverLoad
+	fitSize := min(o.workingSet, introspect.DefaultCacheSize)
+	if o.includes("introspection-hit") || o.includes("introspection-hit-fit") || o.includes("introspection-miss") {
+		opaque := newOpaqueTokens()
+		if ep, err = startIntrospectionEndpoint(e.idp.Issuer(), e.idp.Audience(), opaque); err != nil {
+			return err
+		}
+		defer ep.stop()
+		start := func(name string, ttl time.Duration) (*server, error) {
+			args, err := e.introspectionArgs(ep, ttl)
+			if err != nil {
+				return nil, err
+			}
+			// Warnings on: an introspection call that fails says why in the bench's output.
+			srv, err := e.startAuthz(name, append(args, "--pprof", "--log-level", "warn")...)
+			if err != nil {
+				return nil, err
+			}
+			servers[name] = srv
+			return srv, nil
+		}
+		for _, set := range []struct {
+			name, scenario string
+			from           uint64
+			n              int
+			load           **driverLoad
+		}{{"intro-hit", "introspection-hit", 0, o.workingSet, &introHit}, {"intro-fit", "introspection-hit-fit", 1 << 32, fitSize, &introFit}} {
+			if set.n == 0 || !o.includes(set.scenario) {
+				continue
+			}
+			srv, err := start(set.name, introspectionCacheTTL)
+			if err != nil {
+				return err
+			}
+			defer srv.stop()
+			toks := opaque.tokens(set.from, set.n)
+			fmt.Fprintf(os.Stderr, "introspecting %d opaque tokens for %s…\n", set.n, set.name)
+			if err := prefillOpaque(ctx, srv, toks); err != nil {
+				return err
+			}
+			*set.load = &driverLoad{proto: "grpc", conns: 4, streams: o.concurrency, mix: &tokenMix{set: toks}, wantAllow: true}
+		}
+		if o.includes("introspection-miss") {
+			srv, err := start("intro-miss", introspect.DefaultCacheTTL)
+			if err != nil {
+				return err
+			}
+			defer srv.stop()
+			stream := &tokenStream{tokens: opaque}
+			stream.next.Store(1 << 40) // never one of the sets above
+			introMiss = &driverLoad{proto: "grpc", conns: 4, streams: o.concurrency, stream: stream, wantAllow: true}
+		}
+	}
 	wsHTTP := &driverLoad{proto: "http", streams: o.concurrency, mix: mix, wantAllow: true}
 
 	scenarios := []scenario{
@@ -198,13 +272,19 @@ func load(ctx context.Context, e *env, o options) error {
 		{name: "floor-envoy", server: "noop", drive: envoyHot, what: fmt.Sprintf("no-op Check server, Envoy-shaped CheckRequests, %d streams on 4 connections", o.concurrency)},
 		{name: "hot-envoy", server: "authz", drive: envoyHot, what: "one valid token, repeated", floor: "floor-envoy"},
 		{name: "workingset-grpc", server: "ws", drive: wsGRPC, what: fmt.Sprintf("%d tokens drawn Zipf(s=%.1f), one call in %d a new token", o.workingSet, zipfS, freshEvery), floor: "floor-envoy"},
+		{name: "introspection-hit", server: "intro-hit", drive: introHit, endpoint: ep, floor: "floor-envoy",
+			what: fmt.Sprintf("%d opaque tokens drawn Zipf(s=%.1f), each introspected once beforehand (cache TTL %gh); endpoint answers in %s", o.workingSet, zipfS, introspectionCacheTTL.Hours(), introspectionLatency)},
+		{name: "introspection-hit-fit", server: "intro-fit", drive: introFit, endpoint: ep, floor: "floor-envoy",
+			what: fmt.Sprintf("the same over %d tokens, as many as the service's introspection cache holds", fitSize)},
+		{name: "introspection-miss", server: "intro-miss", drive: introMiss, endpoint: ep, floor: "floor-envoy",
+			what: fmt.Sprintf("a new opaque token every call: one introspection call each, %s", introspectionLatency)},
 
 		{name: "floor-http", server: "noop", drive: httpHot, what: fmt.Sprintf("no-op net/http server, nginx-shaped auth_request subrequests, %d keep-alive connections", o.concurrency)},
 		{name: "hot-http", server: "authz", drive: httpHot, what: "one valid token, repeated", floor: "floor-http"},
 		{name: "workingset-http", server: "ws", drive: wsHTTP, what: "the working set, as above", floor: "floor-http"},
 	}
 	scenarios = slices.DeleteFunc(scenarios, func(sc scenario) bool {
-		return (sc.server == "ws" && mix == nil) || !o.wants(sc)
+		return servers[sc.server] == nil || !o.wants(sc)
 	})
 	byName := map[string]scenario{}
 	for _, sc := range scenarios {
@@ -236,6 +316,10 @@ func load(ctx context.Context, e *env, o options) error {
 			profiled = make(chan error, 1)
 			go func() { profiled <- fetchProfile(srv.admin, o.profile, o.round-time.Second) }()
 		}
+		var calls, conns int64
+		if sc.endpoint != nil {
+			calls, conns = sc.endpoint.calls.Load(), sc.endpoint.conns.Load()
+		}
 		r, err := e.roundOf(ctx, sc, srv, o, rep+1)
 		if profiled != nil {
 			if err := <-profiled; err != nil {
@@ -252,7 +336,13 @@ func load(ctx context.Context, e *env, o options) error {
 		}
 		m := measurement{rps: r.RPS, p50: r.p50, p99: r.p99, cpuPerOp: (after - before) / time.Duration(r.Count),
 			clientPerOp: r.clientCPU / time.Duration(r.Count)}
-		fmt.Fprintf(os.Stderr, "rep %d %-16s %8.0f rps  p50 %-10s p99 %-10s cpu/op %-10s client cpu/op %s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp, m.clientPerOp)
+		extra := ""
+		if sc.endpoint != nil {
+			m.callsPerCheck = float64(sc.endpoint.calls.Load()-calls) / float64(r.Count)
+			m.connsPerCheck = float64(sc.endpoint.conns.Load()-conns) / float64(r.Count)
+			extra = fmt.Sprintf("  endpoint %.0f calls/s, %.3f calls and %.3f new connections per check", m.callsPerCheck*m.rps, m.callsPerCheck, m.connsPerCheck)
+		}
+		fmt.Fprintf(os.Stderr, "rep %d %-16s %8.0f rps  p50 %-10s p99 %-10s cpu/op %-10s client cpu/op %s%s\n", rep+1, sc.name, m.rps, m.p50, m.p99, m.cpuPerOp, m.clientPerOp, extra)
 		return m, nil
 	}
 	results := map[string][]pair{}
@@ -289,6 +379,7 @@ func load(ctx context.Context, e *env, o options) error {
 	}
 
 	printTable(o, scenarios, floors, results)
+	printIntrospection(scenarios, results)
 	if o.memTokens > 0 {
 		return memory(ctx, e, o)
 	}
@@ -438,6 +529,46 @@ func printTable(o options, scenarios []scenario, floors map[string][]measurement
 			}
 			row(sc2, ms, cpu, rps, p99)
 		}
+	}
+	fmt.Println()
+}
+
+// printIntrospection tabulates what the introspection scenarios asked of the endpoint.
+func printIntrospection(scenarios []scenario, results map[string][]pair) {
+	var rows []scenario
+	for _, sc := range scenarios {
+		if sc.endpoint != nil && len(results[sc.name]) > 0 {
+			rows = append(rows, sc)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Printf("Introspection endpoint (stand-in, %s a call), medians and (range over rounds):\n\n", introspectionLatency)
+	fmt.Println("| scenario | checks/s | p99 | CPU × floor | endpoint calls/s | calls per check | new connections per call |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for _, sc := range rows {
+		var rps, p99, cpu, callsPS, calls, connsPerCall []float64
+		for _, p := range results[sc.name] {
+			rps = append(rps, p.m.rps)
+			p99 = append(p99, float64(p.m.p99))
+			cpu = append(cpu, float64(p.m.cpuPerOp)/float64(p.floor.cpuPerOp))
+			callsPS = append(callsPS, p.m.callsPerCheck*p.m.rps)
+			calls = append(calls, p.m.callsPerCheck)
+			if p.m.callsPerCheck > 0 {
+				connsPerCall = append(connsPerCall, p.m.connsPerCheck/p.m.callsPerCheck)
+			}
+		}
+		perCall := "—"
+		if len(connsPerCall) > 0 {
+			perCall = fmt.Sprintf("%.2f (%.2f–%.2f)", medianOf(connsPerCall), slices.Min(connsPerCall), slices.Max(connsPerCall))
+		}
+		fmt.Printf("| %s | %.0f (%.0f–%.0f) | %s (%s–%s) | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %.3f (%.3f–%.3f) | %s |\n", sc.name,
+			medianOf(rps), slices.Min(rps), slices.Max(rps),
+			round(medianOf(p99)), round(slices.Min(p99)), round(slices.Max(p99)),
+			medianOf(cpu), slices.Min(cpu), slices.Max(cpu),
+			medianOf(callsPS), slices.Min(callsPS), slices.Max(callsPS),
+			medianOf(calls), slices.Min(calls), slices.Max(calls), perCall)
 	}
 	fmt.Println()
 }

@@ -71,10 +71,12 @@ type options struct {
 
 // wants reports whether the run includes sc: floors run whenever a scenario paired with them does.
 func (o options) wants(sc scenario) bool {
-	if o.only == "" || sc.floor == "" {
-		return true
-	}
-	return slices.Contains(strings.Split(o.only, ","), sc.name)
+	return sc.floor == "" || o.includes(sc.name)
+}
+
+// includes reports whether the run includes the scenario named name (all do without -scenarios).
+func (o options) includes(name string) bool {
+	return o.only == "" || slices.Contains(strings.Split(o.only, ","), name)
 }
 
 // env is everything a run needs: binaries, the dev issuer, a work directory.

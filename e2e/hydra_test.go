@@ -69,6 +69,9 @@ type hydra struct {
 	// it on loopback).
 	adminURL string
 	client   *http.Client
+	// stop shuts Hydra down and waits for it to exit (an outage, for the tests that need one);
+	// the test's cleanup calls it too.
+	stop func()
 }
 
 // introspectionURL is Hydra's introspection endpoint, on the admin port; the discovery document
@@ -137,9 +140,9 @@ func startHydra(t *testing.T) *hydra {
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
+	h.stop = func() { cancel(); <-exited }
 	t.Cleanup(func() {
-		cancel()
-		<-exited
+		h.stop()
 		if t.Failed() {
 			t.Logf("hydra output:\n%s", out.String())
 		}
