@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,22 +200,23 @@ func load(ctx context.Context, e *env, o options) error {
 
 	// Introspection (bench/introspect.go): opaque tokens that the service sends to a stand-in
 	// for Okta's introspection endpoint. Hits: a working set whose answers were cached
-	// beforehand, drawn as above but with no new tokens; the same over a set no larger than the
-	// service's introspection cache; misses: a token never seen before on every call.
+	// beforehand (the service's --introspection-cache-size holds the set, as an operator sizes
+	// it), drawn as above but with no new tokens; misses: a token never seen before on every
+	// call.
 	var ep *introspectionEndpoint
-	var introHit, introFit, introMiss *driverLoad
-	fitSize := min(o.workingSet, introspect.DefaultCacheSize)
-	if o.includes("introspection-hit") || o.includes("introspection-hit-fit") || o.includes("introspection-miss") {
+	var introHit, introMiss *driverLoad
+	if o.includes("introspection-hit") || o.includes("introspection-miss") {
 		opaque := newOpaqueTokens()
 		if ep, err = startIntrospectionEndpoint(e.idp.Issuer(), e.idp.Audience(), opaque); err != nil {
 			return err
 		}
 		defer ep.stop()
-		start := func(name string, ttl time.Duration) (*server, error) {
+		start := func(name string, ttl time.Duration, extra ...string) (*server, error) {
 			args, err := e.introspectionArgs(ep, ttl)
 			if err != nil {
 				return nil, err
 			}
+			args = append(args, extra...)
 			// Warnings on: an introspection call that fails says why in the bench's output.
 			srv, err := e.startAuthz(name, append(args, "--pprof", "--log-level", "warn")...)
 			if err != nil {
@@ -223,26 +225,18 @@ func load(ctx context.Context, e *env, o options) error {
 			servers[name] = srv
 			return srv, nil
 		}
-		for _, set := range []struct {
-			name, scenario string
-			from           uint64
-			n              int
-			load           **driverLoad
-		}{{"intro-hit", "introspection-hit", 0, o.workingSet, &introHit}, {"intro-fit", "introspection-hit-fit", 1 << 32, fitSize, &introFit}} {
-			if set.n == 0 || !o.includes(set.scenario) {
-				continue
-			}
-			srv, err := start(set.name, introspectionCacheTTL)
+		if o.workingSet > 0 && o.includes("introspection-hit") {
+			srv, err := start("intro-hit", introspectionCacheTTL, "--introspection-cache-size", strconv.Itoa(max(o.workingSet, introspect.DefaultCacheSize)))
 			if err != nil {
 				return err
 			}
 			defer srv.stop()
-			toks := opaque.tokens(set.from, set.n)
-			fmt.Fprintf(os.Stderr, "introspecting %d opaque tokens for %s…\n", set.n, set.name)
+			toks := opaque.tokens(0, o.workingSet)
+			fmt.Fprintf(os.Stderr, "introspecting %d opaque tokens for intro-hit…\n", o.workingSet)
 			if err := prefillOpaque(ctx, srv, toks); err != nil {
 				return err
 			}
-			*set.load = &driverLoad{proto: "grpc", conns: 4, streams: o.concurrency, mix: &tokenMix{set: toks}, wantAllow: true}
+			introHit = &driverLoad{proto: "grpc", conns: 4, streams: o.concurrency, mix: &tokenMix{set: toks}, wantAllow: true}
 		}
 		if o.includes("introspection-miss") {
 			srv, err := start("intro-miss", introspect.DefaultCacheTTL)
@@ -273,9 +267,7 @@ func load(ctx context.Context, e *env, o options) error {
 		{name: "hot-envoy", server: "authz", drive: envoyHot, what: "one valid token, repeated", floor: "floor-envoy"},
 		{name: "workingset-grpc", server: "ws", drive: wsGRPC, what: fmt.Sprintf("%d tokens drawn Zipf(s=%.1f), one call in %d a new token", o.workingSet, zipfS, freshEvery), floor: "floor-envoy"},
 		{name: "introspection-hit", server: "intro-hit", drive: introHit, endpoint: ep, floor: "floor-envoy",
-			what: fmt.Sprintf("%d opaque tokens drawn Zipf(s=%.1f), each introspected once beforehand (cache TTL %gh); endpoint answers in %s", o.workingSet, zipfS, introspectionCacheTTL.Hours(), introspectionLatency)},
-		{name: "introspection-hit-fit", server: "intro-fit", drive: introFit, endpoint: ep, floor: "floor-envoy",
-			what: fmt.Sprintf("the same over %d tokens, as many as the service's introspection cache holds", fitSize)},
+			what: fmt.Sprintf("%d opaque tokens drawn Zipf(s=%.1f), each introspected once beforehand (cache TTL %gh, cache size the set); endpoint answers in %s", o.workingSet, zipfS, introspectionCacheTTL.Hours(), introspectionLatency)},
 		{name: "introspection-miss", server: "intro-miss", drive: introMiss, endpoint: ep, floor: "floor-envoy",
 			what: fmt.Sprintf("a new opaque token every call: one introspection call each, %s", introspectionLatency)},
 

@@ -104,6 +104,9 @@ type IntrospectionSpec struct {
 	// bounds a call. Zero: the defaults (60s, 2s).
 	CacheTTL Duration `yaml:"cache_ttl"`
 	Timeout  Duration `yaml:"timeout"`
+	// CacheSize bounds the active answers kept (0: the default, 10,000); each holds at most
+	// 16 KiB of answer.
+	CacheSize int `yaml:"cache_size"`
 }
 
 // Check says what is wrong with the settings (nil settings are off, and fine): the mode, the

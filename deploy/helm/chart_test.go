@@ -29,6 +29,7 @@ var valueSets = map[string][]string{
 	"introspection, Redis and mutual TLS": append(slices.Clone(minimal),
 		"introspection.mode=always", "introspection.auth=client_secret_basic", "introspection.clientId=authz-service",
 		"introspection.clientSecret.existingSecret=authz-introspection", "introspection.cacheTTL=30s", "introspection.timeout=1s",
+		"introspection.cacheSize=50000",
 		"dpop.replayStore.existingSecret=authz-redis", "tls.existingSecret=authz-tls", "tls.clientCA.existingSecret=envoy-client-ca"),
 	"introspection secrets as files": append(slices.Clone(minimal),
 		"introspection.mode=opaque", "introspection.url=https://example.okta.com/oauth2/default/v1/introspect",

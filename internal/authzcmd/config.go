@@ -217,7 +217,8 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 			// The dev issuer answers introspection: every token is introspected, so that a
 			// revocation (devidp revoke) shows within a few seconds.
 			*c.Introspection = policy.IntrospectionSpec{Mode: string(token.IntrospectAlways), ClientID: devClientID,
-				ClientSecret: devClientSecret, CacheTTL: policy.Duration(devIntrospectionTTL), Timeout: introspection.Timeout}
+				ClientSecret: devClientSecret, CacheTTL: policy.Duration(devIntrospectionTTL), Timeout: introspection.Timeout,
+				CacheSize: introspection.CacheSize}
 		}
 	}
 	errs = append(errs, c.validate()...)
@@ -491,6 +492,9 @@ func checkIntrospection(name string, in *policy.IntrospectionSpec, jwksURL strin
 		if d != 0 && (d < policy.Duration(time.Millisecond) || time.Duration(d) > time.Hour) {
 			errs = append(errs, fmt.Errorf("%s: %s %s must be between 1ms and 1h", name, what, time.Duration(d)))
 		}
+	}
+	if in.CacheSize < 0 || in.CacheSize > 10_000_000 {
+		errs = append(errs, fmt.Errorf("%s: cache size %d must be between 1 and 10000000 (0: the default)", name, in.CacheSize))
 	}
 	return errs
 }

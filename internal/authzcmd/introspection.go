@@ -30,6 +30,7 @@ func introspectionFlags(fs *flag.FlagSet, spec *policy.IntrospectionSpec, cacheT
 	fs.StringVar(&spec.KeyFile, "introspection-key-file", "", "private_key_jwt: the client's private key, a JWK (its kid and alg are used) or PEM file")
 	fs.DurationVar(cacheTTL, "introspection-cache-ttl", introspect.DefaultCacheTTL, "how long an active answer is reused (never past the token's exp): the window in which a revoked token still passes")
 	fs.DurationVar(timeout, "introspection-timeout", introspect.DefaultTimeout, "bounds one introspection call")
+	fs.IntVar(&spec.CacheSize, "introspection-cache-size", introspect.DefaultCacheSize, "active answers kept in memory (by the token's SHA-256), at most 16 KiB each: size it to the tokens in use within the TTL")
 }
 
 // introspectionMetrics count introspection calls, their latency and cache hits, by issuer.
@@ -42,7 +43,7 @@ type introspectionMetrics struct {
 func newIntrospectionMetrics(reg prometheus.Registerer) *introspectionMetrics {
 	m := &introspectionMetrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "authz_introspection_calls_total",
-			Help: "Calls to the issuer's introspection endpoint, by issuer and result (active, inactive, error)."}, []string{"issuer", "result"}),
+			Help: "Calls to the issuer's introspection endpoint, by issuer and result (active, inactive, error; shed: not made, the breaker open or the in-flight limit reached)."}, []string{"issuer", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "authz_introspection_duration_seconds",
 			Help: "Time of an introspection call, by issuer.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"issuer"}),
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "authz_introspection_cache_total",
@@ -60,9 +61,13 @@ func buildIntrospection(name string, spec *policy.IntrospectionSpec, keys *jwks.
 	}
 	cfg := introspect.Config{Endpoint: spec.URL, Auth: introspect.ClientSecretBasic, ClientID: spec.ClientID,
 		Secret: spec.ClientSecret, Timeout: time.Duration(spec.Timeout), CacheTTL: time.Duration(spec.CacheTTL),
-		Logger: log.With("issuer", name)}
+		CacheSize: spec.CacheSize, Logger: log.With("issuer", name)}
 	if spec.Auth != "" {
 		cfg.Auth = introspect.Auth(spec.Auth)
+	}
+	if spec.Mode == string(token.IntrospectOpaque) {
+		// No JWT is introspected: opaque tokens may have every call slot.
+		cfg.MaxInFlight, cfg.OpaqueInFlight = introspect.DefaultMaxInFlight, introspect.DefaultMaxInFlight
 	}
 	if cfg.Endpoint == "" {
 		cfg.Discover = keys.IntrospectionEndpoint
@@ -84,7 +89,9 @@ func buildIntrospection(name string, spec *policy.IntrospectionSpec, keys *jwks.
 	if m != nil {
 		cfg.OnCall = func(result string, d time.Duration) {
 			m.calls.WithLabelValues(name, result).Inc()
-			m.duration.WithLabelValues(name).Observe(d.Seconds())
+			if result != "shed" {
+				m.duration.WithLabelValues(name).Observe(d.Seconds())
+			}
 		}
 		hit, miss := m.cache.WithLabelValues(name, "hit"), m.cache.WithLabelValues(name, "miss")
 		cfg.OnCache = func(result string) {

@@ -185,3 +185,15 @@ func TestExplainShowsTheAnswer(t *testing.T) {
 		})
 	}
 }
+
+// TestIntrospectionCacheSize: --introspection-cache-size and a policy issuer's cache_size
+// reach the client's settings, within bounds.
+func TestIntrospectionCacheSize(t *testing.T) {
+	c, err := parseConfig([]string{"--issuer", "https://idp.example/oauth2/default", "--introspection", "always",
+		"--introspection-client-id", "rs", "--introspection-cache-size", "50000"}, env(map[string]string{secretEnv: "x"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 50000, c.Introspection.CacheSize)
+	_, err = parseConfig([]string{"--issuer", "https://idp.example/oauth2/default", "--introspection", "always",
+		"--introspection-client-id", "rs", "--introspection-cache-size", "-1"}, env(map[string]string{secretEnv: "x"}), io.Discard)
+	assert.ErrorContains(t, err, "cache size -1")
+}

@@ -7,8 +7,9 @@
 // Its callers are of two kinds. A token the caller verified itself (a JWT whose signature,
 // issuer and audience held: IntrospectVerified) took a valid token to make; an opaque token
 // (Introspect) is a string anyone can make up. Opaque tokens get at most half of the calls in
-// flight and a breaker of their own, so a flood of made-up tokens — each a new call, each
-// perhaps a 429 — cannot starve or trip the calls for verified tokens.
+// flight (unless no verified token is introspected: Config.OpaqueInFlight) and a breaker of
+// their own, so a flood of made-up tokens — each a new call, each perhaps a 429 — cannot
+// starve or trip the calls for verified tokens.
 //
 // It judges the response's shape only (Result): whether the token is valid for a resource is
 // the caller's to decide from the members, exactly as for a JWT's claims. The response is
@@ -91,13 +92,16 @@ type Config struct {
 	// DefaultNegativeSize).
 	CacheSize, NegativeSize int
 	// MaxInFlight bounds concurrent calls; a call beyond it fails at once (default
-	// DefaultMaxInFlight). Calls for opaque tokens may hold at most half of them.
-	MaxInFlight int
+	// DefaultMaxInFlight). OpaqueInFlight bounds those for opaque tokens (default half of
+	// MaxInFlight, the other half kept for verified tokens; MaxInFlight when no verified token
+	// is ever introspected).
+	MaxInFlight, OpaqueInFlight int
 	HTTPClient  *http.Client
 	Now         func() time.Time
 	Logger      *slog.Logger
 	// OnCall, when set, hears each call's outcome ("active", "inactive", "error") and duration,
-	// and OnCache each lookup ("hit", "miss"): for metrics.
+	// or "shed" (zero duration) for a call not made: the breaker open or the in-flight limit
+	// reached. OnCache hears each lookup ("hit", "miss"). For metrics.
 	OnCall  func(result string, d time.Duration)
 	OnCache func(result string)
 }
@@ -174,6 +178,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.OpaqueInFlight <= 0 || cfg.OpaqueInFlight > cfg.MaxInFlight {
+		cfg.OpaqueInFlight = max(cfg.MaxInFlight/2, 1)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -182,10 +189,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger.With("component", "introspect"),
 		slots:   make(chan struct{}, cfg.MaxInFlight),
-		opaque:  caller{kind: "opaque", slots: make(chan struct{}, max(cfg.MaxInFlight/2, 1))},
+		opaque:  caller{kind: "opaque", slots: make(chan struct{}, cfg.OpaqueInFlight)},
 		checked: caller{kind: "verified"}}
 	if c.http == nil {
-		c.http = &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+		// A transport of its own that keeps a connection for each call that may be in flight:
+		// the default keeps two per host, so under load most calls would dial (and, against
+		// Okta, shake hands) anew.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = cfg.MaxInFlight, cfg.MaxInFlight
+		c.http = &http.Client{Timeout: cfg.Timeout, Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // a redirect is not an answer: the token must not follow it elsewhere
 		}}
 	}
@@ -290,23 +302,29 @@ func (c *Client) Forget(token string) {
 
 // call asks the endpoint, within the in-flight limits and the caller's breaker.
 func (c *Client) call(ctx context.Context, token string, who *caller) (r *Result, err error) {
+	shed := func(err error) (*Result, error) {
+		if c.cfg.OnCall != nil {
+			c.cfg.OnCall("shed", 0)
+		}
+		return nil, err
+	}
 	if !who.breaker.allow(c.cfg.Now()) {
-		return nil, fmt.Errorf("%w: the endpoint failed repeatedly for %s tokens; not asked again before %s", ErrUnavailable,
-			who.kind, who.breaker.openUntil().Format(time.RFC3339))
+		return shed(fmt.Errorf("%w: the endpoint failed repeatedly for %s tokens; not asked again before %s", ErrUnavailable,
+			who.kind, who.breaker.openUntil().Format(time.RFC3339)))
 	}
 	if who.slots != nil {
 		select {
 		case who.slots <- struct{}{}:
 			defer func() { <-who.slots }()
 		default:
-			return nil, fmt.Errorf("%w: %d calls for %s tokens in flight already", ErrUnavailable, cap(who.slots), who.kind)
+			return shed(fmt.Errorf("%w: %d calls for %s tokens in flight already", ErrUnavailable, cap(who.slots), who.kind))
 		}
 	}
 	select {
 	case c.slots <- struct{}{}:
 		defer func() { <-c.slots }()
 	default:
-		return nil, fmt.Errorf("%w: %d calls in flight already", ErrUnavailable, c.cfg.MaxInFlight)
+		return shed(fmt.Errorf("%w: %d calls in flight already", ErrUnavailable, c.cfg.MaxInFlight))
 	}
 	start := time.Now()
 	defer func() {
@@ -320,7 +338,10 @@ func (c *Client) call(ctx context.Context, token string, who *caller) (r *Result
 		if c.cfg.OnCall != nil {
 			c.cfg.OnCall(result, time.Since(start))
 		}
-		who.breaker.record(err == nil, c.cfg.Now())
+		if who.breaker.record(err == nil, c.cfg.Now()) {
+			c.log.Warn("introspection paused: the endpoint failed repeatedly; calls are shed until a probe succeeds",
+				"tokens", who.kind, "until", who.breaker.openUntil())
+		}
 		if err != nil {
 			c.log.Warn("introspection failed", "error", err.Error())
 		}
@@ -462,19 +483,22 @@ func (b *breaker) allow(now time.Time) bool {
 	return b.probing.CompareAndSwap(false, true) // half-open: one call tries
 }
 
-func (b *breaker) record(ok bool, now time.Time) {
+// record notes a call's outcome, and reports whether the breaker opened because of it (it was
+// closed before).
+func (b *breaker) record(ok bool, now time.Time) (opened bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.probing.Store(false)
 	if ok {
 		b.failures, b.cooldown = 0, 0
-		return
+		return false
 	}
 	b.failures++
 	if b.failures >= breakerThreshold {
 		b.cooldown = min(max(2*b.cooldown, breakerCooldown), breakerMaxCooldown)
 		b.until = now.Add(b.cooldown)
 	}
+	return b.failures == breakerThreshold
 }
 
 func (b *breaker) openUntil() time.Time {

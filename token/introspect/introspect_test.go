@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -281,6 +283,32 @@ func TestOpaqueFailuresDoNotTripVerified(t *testing.T) {
 	assert.True(t, r.Active)
 }
 
+// TestConnectionsAreReused: concurrent calls keep their connections for the next ones (the
+// default transport keeps two per host, and most calls would dial anew).
+func TestConnectionsAreReused(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(5 * time.Millisecond) // a slow endpoint, so that calls overlap
+		_, _ = w.Write([]byte(`{"active":true}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newClient(t, Config{Endpoint: srv.URL, MaxInFlight: 16, CacheTTL: -1})
+	for range 5 {
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() { _, _ = c.IntrospectVerified(context.Background(), fmt.Sprint("t", i)) })
+		}
+		wg.Wait()
+	}
+	assert.LessOrEqual(t, conns.Load(), int64(16), "80 calls, 16 at a time, over at most 16 connections")
+}
+
 // TestLargeAnswersAreNotCached: the cache holds bodies up to MaxCachedBytes, so its memory is
 // bounded well below CacheSize × MaxResponseBytes.
 func TestLargeAnswersAreNotCached(t *testing.T) {
@@ -306,12 +334,20 @@ func TestBreaker(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	e := &endpoint{status: 500}
-	c := newClient(t, Config{Endpoint: e.start(t), Now: clock})
+	var logs bytes.Buffer
+	var omu sync.Mutex
+	seen := map[string]int{}
+	outcomes := func() map[string]int { omu.Lock(); defer omu.Unlock(); return maps.Clone(seen) }
+	c := newClient(t, Config{Endpoint: e.start(t), Now: clock, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		OnCall: func(result string, _ time.Duration) { omu.Lock(); defer omu.Unlock(); seen[result]++ }})
 	for i := range breakerThreshold + 5 {
 		_, err := c.Introspect(context.Background(), fmt.Sprint(i))
 		assert.ErrorIs(t, err, ErrUnavailable)
 	}
 	assert.Equal(t, int64(breakerThreshold), e.calls.Load(), "a dead endpoint is not asked again while the breaker is open")
+	assert.Equal(t, map[string]int{"error": breakerThreshold, "shed": 5}, outcomes(), "calls not made are counted as shed")
+	assert.Contains(t, logs.String(), "introspection paused", "the breaker's opening is logged once")
+	assert.Equal(t, 1, strings.Count(logs.String(), "introspection paused"))
 	e.status, e.body = 200, `{"active":true}`
 	mu.Lock()
 	now = now.Add(breakerCooldown)
