@@ -9,11 +9,14 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
+	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // The policy file, as YAML carries it. Unknown keys are errors.
@@ -22,8 +25,10 @@ type policyFile struct {
 	DryRun        bool              `yaml:"dry_run"`
 	UpstreamPaths upstreamPathsSpec `yaml:"upstream_paths"`
 	Identity      *identitySpec     `yaml:"identity"`
-	Rules         []ruleSpec        `yaml:"rules"`
-	Default       *ruleSpec         `yaml:"default"`
+	// Credentials are the places the rules read a token from, unless a rule says otherwise.
+	Credentials []string   `yaml:"credentials"`
+	Rules       []ruleSpec `yaml:"rules"`
+	Default     *ruleSpec  `yaml:"default"`
 }
 
 // identitySpec is an identity section: the file's, or a rule's over it. What it leaves out
@@ -128,12 +133,13 @@ type upstreamPathsSpec struct {
 func orTrue(b *bool) bool { return b == nil || *b }
 
 type ruleSpec struct {
-	Name     string        `yaml:"name"`
-	Match    matchSpec     `yaml:"match"`
-	Public   bool          `yaml:"public"`
-	Require  requireSpec   `yaml:"require"`
-	Identity *identitySpec `yaml:"identity"`
-	DryRun   bool          `yaml:"dry_run"`
+	Name        string        `yaml:"name"`
+	Match       matchSpec     `yaml:"match"`
+	Public      bool          `yaml:"public"`
+	Require     requireSpec   `yaml:"require"`
+	Credentials []string      `yaml:"credentials"`
+	Identity    *identitySpec `yaml:"identity"`
+	DryRun      bool          `yaml:"dry_run"`
 }
 
 type matchSpec struct {
@@ -144,11 +150,12 @@ type matchSpec struct {
 	PathPrefix string   `yaml:"path_prefix"`
 	PathGlob   string   `yaml:"path_glob"`
 	PathRegex  string   `yaml:"path_regex"`
+	CEL        celSpec  `yaml:"cel"`
 }
 
 func (m *matchSpec) empty() bool {
 	return m.Policy == "" && len(m.Hosts) == 0 && len(m.Methods) == 0 && m.Path == "" &&
-		m.PathPrefix == "" && m.PathGlob == "" && m.PathRegex == ""
+		m.PathPrefix == "" && m.PathGlob == "" && m.PathRegex == "" && len(m.CEL) == 0
 }
 
 type requireSpec struct {
@@ -158,11 +165,87 @@ type requireSpec struct {
 	Issuers           []string    `yaml:"issuers"`
 	Audiences         []string    `yaml:"audiences"`
 	SenderConstrained string      `yaml:"sender_constrained"`
+	CEL               celSpec     `yaml:"cel"`
+	ACR               []string    `yaml:"acr"`
+	MaxAge            *Duration   `yaml:"max_age"`
 }
 
 func (r *requireSpec) empty() bool {
 	return len(r.Scopes) == 0 && len(r.AnyScopes) == 0 && len(r.Claims) == 0 && len(r.Issuers) == 0 &&
-		len(r.Audiences) == 0 && r.SenderConstrained == ""
+		len(r.Audiences) == 0 && r.SenderConstrained == "" && len(r.CEL) == 0 && len(r.ACR) == 0 && r.MaxAge == nil
+}
+
+// celSpec is one CEL expression or a list of them (all must hold), each with its place in the
+// file, so that a mistake is reported at its own line and column.
+type celSpec []celSource
+
+type celSource struct {
+	text         string
+	line, column int
+	style        yaml.Style
+}
+
+func (c *celSpec) UnmarshalYAML(n *yaml.Node) error {
+	if msg := c.shapeError(n); msg != "" {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
+	}
+	for _, item := range celItems(n) {
+		*c = append(*c, celSource{text: item.Value, line: item.Line, column: item.Column, style: item.Style})
+	}
+	return nil
+}
+
+func (*celSpec) shapeError(n *yaml.Node) string {
+	for _, item := range celItems(n) {
+		if item.Kind != yaml.ScalarNode {
+			return "cel must be an expression or a list of expressions"
+		}
+	}
+	return ""
+}
+
+// celItems are the expression nodes of a cel value, aliases resolved.
+func celItems(n *yaml.Node) []*yaml.Node {
+	items := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		items = n.Content
+	}
+	out := make([]*yaml.Node, len(items))
+	for i, item := range items {
+		if item.Kind == yaml.AliasNode && item.Alias != nil {
+			item = item.Alias
+		}
+		out[i] = item
+	}
+	return out
+}
+
+// at is where line and column (1-based) of the expression fall in the file: exactly for an
+// expression on one line (plain or quoted; escapes before the column aside) and for a literal
+// block (|); otherwise the expression's start, and the position within it.
+func (s celSource) at(p expr.Problem, file []string) string {
+	switch s.style {
+	case 0, yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
+		if !strings.Contains(s.text, "\n") && p.Line == 1 {
+			quote := 0
+			if s.style != 0 {
+				quote = 1
+			}
+			return fmt.Sprintf("line %d, column %d", s.line, s.column+quote+p.Column-1)
+		}
+	case yaml.LiteralStyle:
+		if l := s.line + p.Line; l <= len(file) {
+			first := s.line // the block's indentation is its first non-blank line's
+			for first < len(file) && strings.TrimSpace(file[first]) == "" {
+				first++
+			}
+			if first < len(file) {
+				indent := len(file[first]) - len(strings.TrimLeft(file[first], " "))
+				return fmt.Sprintf("line %d, column %d", l, indent+p.Column)
+			}
+		}
+	}
+	return fmt.Sprintf("line %d, column %d (the expression's line %d, column %d)", s.line, s.column, p.Line, p.Column)
 }
 
 type claimSpec struct {
@@ -194,9 +277,36 @@ func DefaultIdentity() Identity { return Identity{ClaimsHeader: true} }
 // Default is the policy without a file: every route needs a valid token, and allows
 // forward id (DefaultIdentity when nil).
 func Default(id *Identity) *Policy {
-	p := &Policy{Default: &Rule{Name: "default"}}
+	p := &Policy{Default: &Rule{Name: "default", Credentials: defaultPlaces}}
 	p.setIdentities(id)
 	return p
+}
+
+// defaultPlaces: a token comes in the Authorization header unless a rule or the file says more.
+var defaultPlaces = []token.Place{token.Authorization}
+
+// parsePlaces reads a credentials list; nil when it is absent.
+func parsePlaces(specs []string) ([]token.Place, []error) {
+	if specs == nil {
+		return nil, nil
+	}
+	if len(specs) == 0 {
+		return nil, []error{errors.New("credentials: name at least one place")}
+	}
+	var out []token.Place
+	var errs []error
+	for _, s := range specs {
+		p, err := token.ParsePlace(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("credentials: %w", err))
+		case slices.Contains(out, p):
+			errs = append(errs, fmt.Errorf("credentials: %s is named twice", p))
+		default:
+			out = append(out, p)
+		}
+	}
+	return out, errs
 }
 
 // Load parses and validates a policy file with the default identity; see LoadWith.
@@ -229,8 +339,16 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		_ = doc.Decode(&f) // best effort: the shape errors say what did not fit
 	}
 	lines := ruleLines(data)
+	file := strings.Split(string(data), "\n")
 	fail := func(line int, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
+	}
+	places, placeErrs := parsePlaces(f.Credentials)
+	for _, err := range placeErrs {
+		fail(lines.credentials, "%v", err)
+	}
+	if places == nil {
+		places = defaultPlaces
 	}
 
 	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers, MethodOverride: orTrue(f.UpstreamPaths.MethodOverride), Paths: reqpath.Options{
@@ -266,6 +384,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		}
 	}
 
+	b := ruleBuilder{issuers: known, places: places, file: file}
 	names := map[string]bool{}
 	for i := range f.Rules {
 		spec := &f.Rules[i]
@@ -280,7 +399,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		if spec.Match.empty() && i < len(f.Rules)-1 {
 			fail(line, "rule %q matches every request, so the rules after it can never match (use default: instead)", spec.Name)
 		}
-		rule, ruleErrs := buildRule(spec, line, known)
+		rule, ruleErrs := b.build(spec, line)
 		errs = append(errs, ruleErrs...)
 		p.Rules = append(p.Rules, rule)
 	}
@@ -295,7 +414,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		errs = append(errs, idErrs...)
 		p.Rules[i].identity = &id
 	}
-	p.Default = &Rule{Name: "default", identity: &global}
+	p.Default = &Rule{Name: "default", identity: &global, Credentials: places}
 	if f.Default != nil {
 		if f.Default.Name == "" {
 			f.Default.Name = "default"
@@ -303,7 +422,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		if !f.Default.Match.empty() {
 			fail(lines.def, "default: has no match (it covers what no rule matches)")
 		}
-		rule, ruleErrs := buildRule(f.Default, lines.def, known)
+		rule, ruleErrs := b.build(f.Default, lines.def)
 		errs = append(errs, ruleErrs...)
 		id, idErrs := f.Default.Identity.over(global, fmt.Sprintf("line %d: default: identity", lines.def))
 		errs = append(errs, idErrs...)
@@ -315,7 +434,19 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		return nil, fmt.Errorf("policy:\n%w", err)
 	}
 	p.setIdentities(nil)
+	p.hidden = map[string]bool{}
 	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
+		for _, pl := range rule.Credentials {
+			p.readsCookies = p.readsCookies || pl.Kind == token.InCookie
+			if pl.Kind == token.InHeader {
+				p.hidden[pl.Name] = true
+			}
+		}
+		p.clock = p.clock || len(rule.MatchCEL) > 0 || len(rule.Conditions) > 0 || rule.StepUp != nil
+		if slices.ContainsFunc(append(slices.Clip(rule.MatchCEL), rule.Conditions...), (*expr.Program).ReadsMethod) {
+			// The method decides: the request is judged under every method it may run as.
+			p.exprReadsMethod, p.MethodReadings = true, true
+		}
 		p.Paths.AlwaysFold = p.Paths.AlwaysFold || rule.paths.hasUpper()
 		p.Paths.AlwaysSlash = p.Paths.AlwaysSlash || rule.paths.hasTrailingSlash()
 		p.MethodReadings = p.MethodReadings || len(rule.Methods) > 0
@@ -333,7 +464,16 @@ var scopeToken = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]+$`)
 
 var methodToken = regexp.MustCompile(`^[A-Z]+$`)
 
-func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []error) {
+// ruleBuilder builds the rules of one file: the issuers they may name, the file's credential
+// places, and its text (for the positions of expressions).
+type ruleBuilder struct {
+	issuers map[string]bool
+	places  []token.Place
+	file    []string
+}
+
+func (b *ruleBuilder) build(spec *ruleSpec, line int) (*Rule, []error) {
+	issuers := b.issuers
 	var errs []error
 	fail := func(format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: rule %q: "+format, append([]any{line, spec.Name}, a...)...))
@@ -443,7 +583,53 @@ func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []erro
 			Contains: normalize(c.Contains), ContainsAny: normalizeAll(c.ContainsAny), Exists: c.Exists,
 		})
 	}
+	rule.MatchCEL = b.compile(m.CEL, expr.Match, "match.cel", spec.Name, &errs)
+	rule.Conditions = b.compile(req.CEL, expr.Require, "require.cel", spec.Name, &errs)
+	if len(req.ACR) > 0 || req.MaxAge != nil {
+		rule.StepUp = &StepUp{ACR: req.ACR}
+		for _, v := range req.ACR {
+			if !acrValue.MatchString(v) {
+				fail("acr %q: a value without spaces, quotes or backslashes (it goes in WWW-Authenticate's acr_values)", v)
+			}
+		}
+		if req.MaxAge != nil {
+			rule.StepUp.MaxAge = time.Duration(*req.MaxAge)
+			if d := rule.StepUp.MaxAge; d < time.Second || d%time.Second != 0 {
+				fail("max_age %s: whole seconds, at least 1s (the challenge names it in seconds)", d)
+			}
+		}
+	}
+	places, placeErrs := parsePlaces(spec.Credentials)
+	for _, err := range placeErrs {
+		fail("%v", err)
+	}
+	rule.Credentials = places
+	if places == nil {
+		rule.Credentials = b.places
+	}
 	return rule, errs
+}
+
+// acrValue is an acr a challenge can name: acr_values is a quoted, space-separated list.
+var acrValue = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]+$`)
+
+// compile compiles a rule's expressions of one kind, adding each problem to errs at its place.
+func (b *ruleBuilder) compile(spec celSpec, kind expr.Kind, where, rule string, errs *[]error) []*expr.Program {
+	var out []*expr.Program
+	for i, src := range spec {
+		prg, problems := expr.Compile(src.text, kind)
+		name := where
+		if len(spec) > 1 {
+			name = fmt.Sprintf("%s[%d]", where, i)
+		}
+		for _, p := range problems {
+			*errs = append(*errs, fmt.Errorf("%s: rule %q: %s: %s", src.at(p, b.file), rule, name, p.Message))
+		}
+		if prg != nil {
+			out = append(out, prg)
+		}
+	}
+	return out
 }
 
 func normalizeAll(vs []any) []any {
@@ -466,10 +652,11 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// policyLines are the lines where each rule, issuer, the default and the identity start.
+// policyLines are the lines where each rule, issuer, the default, the identity and the
+// credentials start.
 type policyLines struct {
-	rules, issuers []int
-	def, identity  int
+	rules, issuers             []int
+	def, identity, credentials int
 }
 
 func lineAt(lines []int, i int) int {
@@ -501,6 +688,8 @@ func ruleLines(data []byte) policyLines {
 			pl.def = val.Line
 		case "identity":
 			pl.identity = val.Line
+		case "credentials":
+			pl.credentials = val.Line
 		}
 	}
 	return pl

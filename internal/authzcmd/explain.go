@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -31,6 +32,34 @@ type explainRequest struct {
 	DPoP string
 	// ClientCert is a PEM file's path, read into clientCert by resolve.
 	ClientCert, clientCert string
+	// Headers are the request's other headers ("Name: value", repeatable): what conditions
+	// read, and a token in a cookie or a header of its own.
+	Headers headerFlags
+}
+
+// headerFlags is the repeatable --header flag, kept as an http.Header.
+type headerFlags http.Header
+
+func (h headerFlags) String() string { return "" }
+
+func (h headerFlags) Set(v string) error {
+	name, value, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("%q is not Name: value", v)
+	}
+	http.Header(h).Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	return nil
+}
+
+// Values and Each read the headers by lower-case name, as the front ends give them.
+func (h headerFlags) Values(name string) []string { return http.Header(h).Values(name) }
+
+func (h headerFlags) Each(fn func(name, value string)) {
+	for k, vs := range h {
+		for _, v := range vs {
+			fn(strings.ToLower(k), v)
+		}
+	}
 }
 
 // resolve applies --url and reads --client-cert.
@@ -62,6 +91,8 @@ var checkSteps = []struct {
 }{
 	{"path canonical and unambiguous", append([]*authz.Reason{authz.ErrPathRefused}, authz.PathReasons...)},
 	{"one Authorization header", []*authz.Reason{authz.ErrMultipleCredentials}},
+	{"one token, in one of the places the rules read", []*authz.Reason{token.ErrMultipleTokens, token.ErrEncodedTokenParameter}},
+	{"rule: match conditions (match.cel) evaluated", nil},
 	{"access token present (Bearer or DPoP scheme)", []*authz.Reason{token.ErrNoCredentials}},
 	{"token well-formed (compact JWS, ≤ 16 KiB)", []*authz.Reason{token.ErrMalformed, token.ErrTooLarge}},
 	{"no token-named keys (jku, x5u, jwk, x5c), no crit", []*authz.Reason{token.ErrForbiddenHdr}},
@@ -87,6 +118,8 @@ var checkSteps = []struct {
 	{"rule: audience", []*authz.Reason{policy.ErrAudienceForRoute}},
 	{"rule: scopes", []*authz.Reason{policy.ErrInsufficientScope}},
 	{"rule: claims", []*authz.Reason{policy.ErrClaimMismatch}},
+	{"rule: conditions (require.cel)", []*authz.Reason{policy.ErrConditionUnmet, policy.ErrConditionError}},
+	{"rule: step-up (acr, auth_time within max_age)", []*authz.Reason{policy.ErrACR, policy.ErrAuthTooOld}},
 }
 
 // proofReasons are the DPoP proof reasons about replay (the proof seen before, or the replay
@@ -143,7 +176,8 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	}
 
 	r := &authz.Request{Method: req.Method, Host: req.Host, Path: req.Path, Scheme: req.Scheme,
-		ClientCert: req.clientCert, ContextExtensions: map[string]string{}}
+		ClientCert: req.clientCert, ContextExtensions: map[string]string{}, Headers: req.Headers,
+		Authorization: req.Headers.Values("Authorization")}
 	if req.RoutePolicy != "" {
 		r.ContextExtensions["policy"] = req.RoutePolicy
 	}
@@ -164,6 +198,9 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	reached := true
 	for _, step := range checkSteps {
 		failed := decided.Reason != nil && slices.Contains(step.reasons, decided.Reason)
+		if step.reasons == nil { // the match conditions: their error is require.cel's reason too
+			failed = decided.Reason == policy.ErrConditionError && strings.HasPrefix(decided.Detail, "match.cel")
+		}
 		mark := "pass"
 		switch {
 		case !reached:
@@ -177,6 +214,8 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 			fmt.Fprintf(out, "               %s\n", decided.Detail)
 		}
 	}
+
+	printConditions(out, az, r, decided.Claims)
 
 	fmt.Fprintf(out, "\nRule:     %s\n", d.Rule)
 	if d.WouldBe != nil {
@@ -214,7 +253,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 // printReadings shows the canonical path and every reading of the request with the rule it
 // selects: the decision needs each of those rules to allow.
 func printReadings(out io.Writer, p *policy.Policy, r *authz.Request) {
-	canonical, readings, err := p.Explain(r.Route())
+	canonical, readings, err := p.Explain(r.Route(), time.Now())
 	fmt.Fprintln(out, "\nPath:")
 	if err != nil {
 		fmt.Fprintf(out, "  REFUSED: %v (400 invalid_request: upstreams would read it differently)\n", err)
@@ -247,6 +286,31 @@ func printReadings(out io.Writer, p *policy.Policy, r *authz.Request) {
 			fmt.Fprintf(out, "  (%s)", strings.Join(how, ", "))
 		}
 		fmt.Fprintln(out)
+	}
+}
+
+// printConditions shows the value of every CEL expression the request meets: each rule's
+// match.cel, and the require.cel of the rules its readings select (with the verified claims).
+func printConditions(out io.Writer, az *authz.Authorizer, r *authz.Request, claims *token.Claims) {
+	p := az.Policy()
+	in, err := p.NewInput(r.Route(), az.Now(), az.Leeway())
+	if err != nil {
+		return
+	}
+	values := p.Conditions(in, claims)
+	if len(values) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "\nConditions:")
+	for _, v := range values {
+		value := fmt.Sprint(v.Value)
+		switch {
+		case v.NotEvaluated != "":
+			value = "not evaluated: " + v.NotEvaluated
+		case v.Err != nil:
+			value = "ERROR: " + v.Err.Error() + " (refuses the request: condition_error)"
+		}
+		fmt.Fprintf(out, "  rule %s, %s under %s %s\n    %s\n    = %s\n", v.Rule, v.Where, v.Method, v.Path, v.Source, value)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
@@ -32,6 +33,33 @@ const (
 	MaxLength = 4096 // code points
 	CostLimit = 100_000
 )
+
+// MaxSize bounds every value a variable may hold: a string's length, a list's or a map's
+// size; and MaxHeaders the names in request.headers. A token's claims are at most a token's
+// size (token.MaxTokenBytes); the request's values are refused (an evaluation error) beyond.
+const (
+	MaxSize    = 16 << 10
+	MaxHeaders = 256
+)
+
+// bounds tells CEL's cost estimate the sizes the variables may have.
+type bounds struct{}
+
+func (bounds) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	path := n.Path()
+	if len(path) == 0 {
+		return nil // not a variable's: CEL's own estimate, or unknown (then the cost is tracked)
+	}
+	size := uint64(MaxSize)
+	if (path[0] == varHeaders || path[0] == varExtensions) && len(path) == 1 {
+		size = MaxHeaders
+	}
+	return &checker.SizeEstimate{Min: 0, Max: size}
+}
+
+func (bounds) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
 
 // Kind says where an expression stands in a rule, and so what it may read.
 type Kind uint8
@@ -109,9 +137,9 @@ var envs = sync.OnceValues(func() ([2]*cel.Env, error) {
 type Program struct {
 	src string
 	prg cel.Program
-	// readsReading: the expression reads request.method or request.path, which differ between
-	// the readings of one request (see policy.EachReading).
-	readsReading bool
+	// readsMethod, readsPath: the expression reads request.method, request.path, which differ
+	// between the readings of one request (see policy.EachReading).
+	readsMethod, readsPath bool
 }
 
 // Problem is a mistake in an expression, at a line (1-based) and column (1-based, in code
@@ -150,14 +178,22 @@ func Compile(src string, kind Kind) (*Program, []Problem) {
 	if t := checked.OutputType(); !t.IsExactType(types.BoolType) {
 		return nil, []Problem{{1, 1, fmt.Sprintf("the expression must be a condition (bool), not %s: compare it (== true) or test it", t)}}
 	}
-	prg, err := env.Program(checked, cel.CostLimit(CostLimit), cel.EvalOptions(cel.OptOptimize))
+	// The cost limit is enforced by tracking an evaluation's cost as it runs, which costs more
+	// than most conditions themselves: an expression whose worst case, over every value the
+	// variables may hold (their sizes are bounded: see Vars), is within the limit runs without.
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if est, err := env.EstimateCost(checked, bounds{}); err != nil || est.Max > CostLimit {
+		opts = append(opts, cel.CostLimit(CostLimit))
+	}
+	prg, err := env.Program(checked, opts...)
 	if err != nil {
 		return nil, []Problem{{1, 1, err.Error()}}
 	}
 	p := &Program{src: src, prg: prg}
 	ast.PostOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
-		if ref, ok := checked.NativeRep().ReferenceMap()[e.ID()]; ok && (ref.Name == varMethod || ref.Name == varPath) {
-			p.readsReading = true
+		if ref, ok := checked.NativeRep().ReferenceMap()[e.ID()]; ok {
+			p.readsMethod = p.readsMethod || ref.Name == varMethod
+			p.readsPath = p.readsPath || ref.Name == varPath
 		}
 	}))
 	return p, nil
@@ -168,7 +204,10 @@ func (p *Program) Source() string { return p.src }
 
 // ReadsReading reports whether the expression reads request.method or request.path: then its
 // value may differ between the readings of one request, and it is evaluated under each.
-func (p *Program) ReadsReading() bool { return p.readsReading }
+func (p *Program) ReadsReading() bool { return p.readsMethod || p.readsPath }
+
+// ReadsMethod reports whether the expression reads request.method.
+func (p *Program) ReadsMethod() bool { return p.readsMethod }
 
 // ErrNotBool: an evaluation that gave something else than a bool (the type check rules it out;
 // kept so that an unforeseen value refuses rather than passes).

@@ -117,6 +117,7 @@ func TestReadsReading(t *testing.T) {
 		p, probs := Compile(src, Require)
 		require.Empty(t, probs, src)
 		assert.Equal(t, want, p.ReadsReading(), src)
+		assert.Equal(t, strings.Contains(src, "request.method"), p.ReadsMethod(), src)
 	}
 }
 

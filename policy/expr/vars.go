@@ -38,15 +38,13 @@ type Vars struct {
 	Scopes                    []string
 	Issuer, ClientID, Subject string
 
-	act *activation // built on the first evaluation
+	act activation
 }
 
 // activation resolves the variables for CEL, building each value once.
 func (v *Vars) activation() *activation {
-	if v.act == nil {
-		v.act = &activation{v: v}
-	}
-	return v.act
+	v.act.v = v
+	return &v.act
 }
 
 type activation struct {
@@ -56,22 +54,31 @@ type activation struct {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
+// str is a request's string as expressions read it: an error beyond MaxSize (whatever reads it
+// refuses the request), which bounds the cost estimate of every expression.
+func str(name, s string) ref.Val {
+	if len(s) > MaxSize {
+		return types.NewErr("%s is longer than %d bytes", name, MaxSize)
+	}
+	return types.String(s)
+}
+
 func (a *activation) ResolveName(name string) (any, bool) {
 	v := a.v
 	switch name {
 	case varMethod:
-		return types.String(v.Method), true
+		return str(name, v.Method), true
 	case varPath:
-		return types.String(v.Path), true
+		return str(name, v.Path), true
 	case varHost:
-		return types.String(v.Host), true
+		return str(name, v.Host), true
 	case varHeaders:
 		if a.headers == nil {
-			a.headers = types.NewStringStringMap(types.DefaultTypeAdapter, v.headerMap())
+			a.headers = stringMap(name, v.headerMap())
 		}
 		return a.headers, true
 	case varExtensions:
-		return types.NewStringStringMap(types.DefaultTypeAdapter, v.ContextExtensions), true
+		return stringMap(name, v.ContextExtensions), true
 	case varNow:
 		return types.Timestamp{Time: v.Now}, true
 	case varClaims:
@@ -85,16 +92,33 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case varScopes:
 		if a.scope == nil {
 			a.scope = types.NewStringList(types.DefaultTypeAdapter, v.Scopes)
+			if len(v.Scopes) > MaxSize {
+				a.scope = types.NewErr("scopes: more than %d", MaxSize)
+			}
 		}
 		return a.scope, true
 	case varTokenIssuer:
-		return types.String(v.Issuer), true
+		return str(name, v.Issuer), true
 	case varTokenClientID:
-		return types.String(v.ClientID), true
+		return str(name, v.ClientID), true
 	case varTokenSubject:
-		return types.String(v.Subject), true
+		return str(name, v.Subject), true
 	}
 	return nil, false
+}
+
+// stringMap is a map of strings as expressions read it: an error beyond MaxHeaders names or
+// MaxSize a name or value.
+func stringMap(name string, m map[string]string) ref.Val {
+	if len(m) > MaxHeaders {
+		return types.NewErr("%s: more than %d names", name, MaxHeaders)
+	}
+	for k, val := range m {
+		if len(k) > MaxSize || len(val) > MaxSize {
+			return types.NewErr("%s: a value longer than %d bytes", name, MaxSize)
+		}
+	}
+	return types.NewStringStringMap(types.DefaultTypeAdapter, m)
 }
 
 // headerMap is request.headers: lower-case names, the values of a repeated header joined with
@@ -125,8 +149,12 @@ type Claims struct {
 	err error
 }
 
-// NewClaims decodes a verified JSON payload.
+// NewClaims decodes a verified JSON payload (at most MaxSize bytes: a token's claims are
+// smaller, an introspection answer that is not is an evaluation error).
 func NewClaims(payload []byte) *Claims {
+	if len(payload) > MaxSize {
+		return &Claims{err: fmt.Errorf("more than %d bytes", MaxSize)}
+	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var m map[string]any
