@@ -315,3 +315,24 @@ func TestForwardedTokenStaysInItsPlace(t *testing.T) {
 		assert.Empty(t, d.RemovedHeaders(d.UpstreamHeaders(), nil))
 	}
 }
+
+// TestQueryTokenNeverLogged: the decision log names the path without its query, whatever the
+// decision, and a detail never holds the token (a malformed one included).
+func TestQueryTokenNeverLogged(t *testing.T) {
+	e := newEnv(t, nil)
+	var logs bytes.Buffer
+	az := NewAuthorizer(e.v, Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		DecisionLog: DecisionLogAll, Policy: loadPolicy(t, "rules:\n  - name: ws\n    match: { path: /ws }\n    credentials: [\"query:access_token\"]\n")})
+	tok := e.mint(t, nil)
+	bad := tok[:len(tok)-4] + "AAAA"
+	for _, target := range []string{"/ws?access_token=" + tok, "/ws?access_token=" + bad, "/ws?access_token=" + tok + "&access_token=" + tok,
+		"/ws?access_token=" + tok[:40] + "%zz", "/other?access_token=" + tok, "/ws?access%5Ftoken=" + tok} {
+		az.Decide(context.Background(), &Request{Method: "GET", Path: target})
+	}
+	out := logs.String()
+	require.Equal(t, 6, strings.Count(out, `"msg":"authz decision"`), out)
+	for _, secret := range []string{tok, bad, tok[:40]} {
+		assert.NotContains(t, out, secret)
+	}
+	assert.Contains(t, out, `"path":"/ws"`)
+}

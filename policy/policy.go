@@ -53,6 +53,20 @@ type Policy struct {
 // decision API tells the proxy, on every allow, the Cookie header the upstream gets.
 func (p *Policy) ReadsCookies() bool { return p.readsCookies }
 
+// CredentialPlaces are the places other than the Authorization header some rule reads a token
+// from: what a proxy must pass to the service, and keep from the upstream.
+func (p *Policy) CredentialPlaces() []token.Place {
+	var out []token.Place
+	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
+		for _, pl := range rule.Credentials {
+			if pl != token.Authorization && !slices.Contains(out, pl) {
+				out = append(out, pl)
+			}
+		}
+	}
+	return out
+}
+
 // NeedsClock reports whether a decision under p reads the time (Input.Now).
 func (p *Policy) NeedsClock() bool { return p.clock }
 
