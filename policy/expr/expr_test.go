@@ -52,6 +52,7 @@ func TestEval(t *testing.T) {
 		{src: `claims.email_verified == true && claims.address.country == "NL"`, want: true},
 		{src: `request.headers[?"x-missing"].orValue("none") == "none"`, want: true},
 		{src: `has(claims.missing)`, want: false},
+		{src: `claims.?tenant.orValue("") == "acme" && claims.?missing.orValue("") == ""`, want: true},
 		{src: `claims.missing == "x"`, wantErr: "no such key"},
 		{src: `request.headers["x-missing"] == "x"`, wantErr: "no such key"},
 		{src: `claims.tenant > 1`, wantErr: "no such overload"},
