@@ -2,9 +2,11 @@ package devidp
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -191,7 +193,10 @@ func (s *Server) verifyOwn(tok string) (map[string]any, error) {
 func (s *Server) authenticateClient(r *http.Request, endpointURL string) (string, error) {
 	fail := &errOAuth{http.StatusUnauthorized, "invalid_client", "Client authentication failed."}
 	if id, secret, ok := r.BasicAuth(); ok {
-		if c, known := s.cfg.Clients[id]; known && c.Secret != "" && c.Secret == secret {
+		// RFC 6749 §2.3.1: both are form-encoded before they are joined and base64-encoded.
+		id, err1 := url.QueryUnescape(id)
+		secret, err2 := url.QueryUnescape(secret)
+		if err1 == nil && err2 == nil && s.secretMatches(id, secret) {
 			return id, nil
 		}
 		return "", fail
@@ -202,7 +207,7 @@ func (s *Server) authenticateClient(r *http.Request, endpointURL string) (string
 	case f.Get("client_assertion_type") == assertionType:
 		return s.checkAssertion(f.Get("client_assertion"), id, endpointURL)
 	case f.Has("client_secret"):
-		if c, known := s.cfg.Clients[id]; known && c.Secret != "" && c.Secret == f.Get("client_secret") {
+		if s.secretMatches(id, f.Get("client_secret")) {
 			return id, nil
 		}
 	case id != "":
@@ -213,9 +218,20 @@ func (s *Server) authenticateClient(r *http.Request, endpointURL string) (string
 	return "", fail
 }
 
+// secretMatches reports whether secret is client id's, in constant time.
+func (s *Server) secretMatches(id, secret string) bool {
+	c, known := s.cfg.Clients[id]
+	return known && c.Secret != "" && subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) == 1
+}
+
+// maxAssertionLife bounds how far ahead an assertion's exp may be: the used jti are kept until
+// then.
+const maxAssertionLife = 5 * time.Minute
+
 // checkAssertion verifies an RFC 7523 client assertion: signed with the client's
 // AssertionKey (private_key_jwt) or, HS256, with its secret (client_secret_jwt); iss and sub
-// the client id; aud the endpoint; not expired; its jti not used before.
+// the client id; aud the endpoint; not expired, nor valid for more than maxAssertionLife; its
+// jti not used before.
 func (s *Server) checkAssertion(assertion, id, endpointURL string) (string, error) {
 	fail := &errOAuth{http.StatusUnauthorized, "invalid_client", "Client authentication failed."}
 	msg, err := jws.Parse([]byte(assertion))
@@ -248,13 +264,18 @@ func (s *Server) checkAssertion(assertion, id, endpointURL string) (string, erro
 	}
 	now := s.cfg.Now()
 	exp := time.Unix(int64(claims.Exp), 0)
-	if err != nil || !now.Before(exp) {
+	if err != nil || !now.Before(exp) || exp.After(now.Add(maxAssertionLife)) {
 		return "", fail
 	}
 	s.intro.mu.Lock()
 	defer s.intro.mu.Unlock()
 	if until, used := s.intro.assertions[claims.Jti]; used && now.Before(until) {
 		return "", fail
+	}
+	for jti, until := range s.intro.assertions { // a dev server: sweep as it goes
+		if !now.Before(until) {
+			delete(s.intro.assertions, jti)
+		}
 	}
 	s.intro.assertions[claims.Jti] = exp
 	return id, nil

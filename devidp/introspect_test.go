@@ -57,6 +57,7 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 		"rs":        {Secret: "rs-secret"},
 		"rs-jwt":    {AssertionKey: &ecKey.PublicKey},
 		"rs-public": {Public: true},
+		"rs:1":      {Secret: "s&ecret"},
 	}})
 	c := srv.Client()
 	introspect := idp.Issuer() + "/v1/introspect"
@@ -118,6 +119,17 @@ func TestIntrospectionAndRevocation(t *testing.T) {
 		assert.Equal(t, 200, status)
 		status, _ = form(t, c, introspect, once)
 		assert.Equal(t, 401, status, "an assertion is used once")
+		long := url.Values{"token": {jwtTok}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {assertion(t, jwa.ES256(), ecKey, "rs-jwt", introspect, time.Now().Add(time.Hour))}}
+		status, _ = form(t, c, introspect, long)
+		assert.Equal(t, 401, status, "an assertion valid for an hour")
+	})
+
+	t.Run("Basic credentials are form-encoded first", func(t *testing.T) {
+		status, _ := form(t, c, introspect, url.Values{"token": {jwtTok}}, "rs%3A1", "s%26ecret")
+		assert.Equal(t, 200, status, "RFC 6749 §2.3.1")
+		status, _ = form(t, c, introspect, url.Values{"token": {jwtTok}}, "rs:1", "s&ecret")
+		assert.Equal(t, 401, status, "a colon in a raw client id splits it")
 	})
 
 	t.Run("inactive", func(t *testing.T) {

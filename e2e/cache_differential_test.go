@@ -144,7 +144,9 @@ func runDifferential(t *testing.T, seed uint64, steps int) {
 	}
 }
 
-func compareJudges(t *testing.T, judges []frontEnds, what, tok, path string, clientIdentity bool) {
+// compareJudges asks every judge about one request, requires the same answers from all, and
+// returns the decision's outcome and reason.
+func compareJudges(t *testing.T, judges []frontEnds, what, tok, path string, clientIdentity bool) string {
 	t.Helper()
 	headers := map[string]string{"authorization": "Bearer " + tok}
 	if clientIdentity {
@@ -187,6 +189,7 @@ func compareJudges(t *testing.T, judges []frontEnds, what, tok, path string, cli
 	for i, a := range answers[1:] {
 		require.Equal(t, answers[0], a, "%s: %s and %s differ", what, judges[0].name, judges[i+1].name)
 	}
+	return answers[0].outcome + " " + answers[0].reason
 }
 
 // envoyCheck is the CheckRequest Envoy sends for a GET of path with headers, on the messages

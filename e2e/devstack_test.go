@@ -64,6 +64,10 @@ func TestDevstackPromises(t *testing.T) {
 			assert.Equal(t, http.StatusUnauthorized, status(t, base+"/api/messages", ""), "# 401: no token")
 			assert.Equal(t, http.StatusForbidden, status(t, base+"/api/messages", s.Tokens["write"]), "# 403: lacks messages:read")
 			assert.Equal(t, http.StatusOK, status(t, base+"/api/messages", s.Tokens["read"]), "# 200")
+			assert.Contains(t, guide, "export REVOKED="+s.Tokens["revoked"])
+			assert.Equal(t, http.StatusUnauthorized, status(t, base+"/api/messages", s.Tokens["revoked"]), "# 401: token_inactive")
+			assert.Contains(t, guide, "export OPAQUE="+s.Tokens["opaque"])
+			assert.Equal(t, http.StatusOK, status(t, base+"/api/messages", s.Tokens["opaque"]), "# 200: an opaque token")
 			assert.True(t, strings.HasPrefix(s.Issuer, "http://localhost:"), "the dev issuer convention")
 		})
 	}

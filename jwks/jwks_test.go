@@ -373,12 +373,16 @@ func TestRunRetriesUntilFirstLoad(t *testing.T) {
 	})
 	var outcomes []error
 	var mu sync.Mutex
+	succeeded, once := make(chan struct{}), sync.Once{}
 	s := newSet(t, Options{Issuer: is.issuerURL(), OnFetch: func(_ Trigger, err error, _ int) {
 		mu.Lock()
 		defer mu.Unlock()
 		outcomes = append(outcomes, err)
 		if len(outcomes) == 1 {
 			is.set(func(is *issuer) { is.status = 0 }) // the issuer recovers after one failure
+		}
+		if err == nil && len(outcomes) > 1 {
+			once.Do(func() { close(succeeded) })
 		}
 	}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -387,6 +391,12 @@ func TestRunRetriesUntilFirstLoad(t *testing.T) {
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
 	require.NoError(t, s.WaitLoaded(wctx))
+	// OnFetch reports after the keys are in place, so the loaded signal can come first.
+	select {
+	case <-succeeded:
+	case <-wctx.Done():
+		t.Fatal("no successful fetch reported")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	require.GreaterOrEqual(t, len(outcomes), 2)

@@ -1,7 +1,9 @@
 package token
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -82,6 +84,7 @@ func (v *Verifier) verifyOpaque(ctx context.Context, token string) (*Claims, err
 	}
 	c, err := introspectedClaims(is, r)
 	if err != nil {
+		is.Introspection.Client.Forget(token)
 		return nil, err
 	}
 	if err := v.checkIntrospected(is, c, r); err != nil {
@@ -92,14 +95,25 @@ func (v *Verifier) verifyOpaque(ctx context.Context, token string) (*Claims, err
 
 // introspectedClaims reads an active response's members as a token's claims: the response is
 // what the issuer vouches for (x-authz-claims forwards it). They are decoded once per cached
-// result.
+// result. An answer whose members are not what they must be (iat a string, scope a list, cid
+// and client_id naming two clients, token_type no string) is the endpoint failing to answer,
+// not a verdict on the token: ErrIntrospectionUnavailable, so the client gets 503, not a 401
+// that calls its token bad; the caller drops the cached answer so that the next request asks
+// again.
 func introspectedClaims(is *Issuer, r *introspect.Result) (*Claims, error) {
 	if c, ok := r.Memo.Load().(*Claims); ok {
 		return c, nil
 	}
 	c, err := decodeClaims(r.Body)
 	if err != nil {
-		return nil, fmt.Errorf("introspection response: %w", err)
+		return nil, fmt.Errorf("%w: the answer's members: %v", ErrIntrospectionUnavailable, err)
+	}
+	for _, member := range []string{"token_type", "token_use"} {
+		if raw, ok := r.Members[member]; ok {
+			if _, ok := strictjson.String(raw); !ok {
+				return nil, fmt.Errorf("%w: the answer's %s is not a string", ErrIntrospectionUnavailable, member)
+			}
+		}
 	}
 	c.intern(is, introspectedKeyID)
 	r.Memo.Store(c)
@@ -129,7 +143,7 @@ func (v *Verifier) checkIntrospected(is *Issuer, c *Claims, r *introspect.Result
 	}
 	for _, member := range []string{"token_type", "token_use"} {
 		if raw, ok := r.Members[member]; ok {
-			s, _ := strictjson.String(raw)
+			s, _ := strictjson.String(raw) // a string: introspectedClaims checked
 			if isRefreshOrIDToken(s) {
 				return fmt.Errorf("%w: %s %q", ErrNotAccessToken, member, s)
 			}
@@ -147,11 +161,16 @@ func isRefreshOrIDToken(s string) bool {
 }
 
 // introspectJWT asks the issuer about a JWT that verified locally (IntrospectAlways): inactive
-// refuses it; an active answer may narrow it — fewer scopes, an earlier exp — and never widens
-// it. The returned claims are c itself when the answer changes nothing (the front ends key
-// memoised answers by the claims).
+// refuses it; an active answer may narrow it and never widens it. Narrowed are the scopes (the
+// answer's scp and scope, when it has either: the token keeps those of its own the answer
+// also names) and the binding (a cnf in the answer binds a bearer JWT; one naming another key
+// than the JWT's refuses it); an earlier exp, or anything else checkIntrospected refuses,
+// refuses the token. The narrowed claims' Raw is the JWT's payload with those members
+// rewritten, so claim rules, claim headers and x-authz-claims see what the scopes say. The
+// returned claims are c itself when the answer changes nothing (the front ends key memoised
+// answers by the claims).
 func (v *Verifier) introspectJWT(ctx context.Context, is *Issuer, token string, c *Claims) (*Claims, error) {
-	r, err := is.Introspection.Client.Introspect(ctx, token)
+	r, err := is.Introspection.Client.IntrospectVerified(ctx, token)
 	if err != nil {
 		return c, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
 	}
@@ -160,27 +179,78 @@ func (v *Verifier) introspectJWT(ctx context.Context, is *Issuer, token string, 
 	}
 	said, err := introspectedClaims(is, r)
 	if err != nil {
+		is.Introspection.Client.Forget(token)
 		return c, err
 	}
 	if err := v.checkIntrospected(is, said, r); err != nil {
 		return c, err
 	}
-	if _, ok := r.Members["scope"]; !ok {
+	scopes, cnf := c.Scopes, c.Cnf
+	_, hasScp := r.Members["scp"]
+	_, hasScope := r.Members["scope"]
+	if hasScp || hasScope {
+		scopes = slices.DeleteFunc(slices.Clone(c.Scopes), func(s string) bool { return !said.HasScope(s) })
+	}
+	switch {
+	case said.Cnf == nil:
+	case cnf == nil:
+		cnf = said.Cnf
+	case *cnf != *said.Cnf:
+		return c, fmt.Errorf("%w: the token and the introspection answer name different confirmation keys", ErrAmbiguousClaims)
+	}
+	if len(scopes) == len(c.Scopes) && cnf == c.Cnf {
 		return c, nil
 	}
-	var fewer []string
-	for _, s := range c.Scopes {
-		if said.HasScope(s) {
-			fewer = append(fewer, s)
+	raw, err := narrowedPayload(c.Raw, scopes, r.Members["cnf"], cnf != c.Cnf)
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return &Claims{Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, ClientID: c.ClientID,
+		UserID: c.UserID, Scopes: scopes, ID: c.ID, KeyID: c.KeyID, IssuerName: c.IssuerName, Expiry: c.Expiry,
+		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, Cnf: cnf, Raw: raw}, nil
+}
+
+// narrowedPayload rewrites a verified payload's scope members to hold only scopes (scp keeps
+// its shape, a list or a string; scope stays a space-separated string), and adds the answer's
+// cnf when bind is set. Every other member is kept as signed.
+func narrowedPayload(payload []byte, scopes []string, cnf []byte, bind bool) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	member := func(name string, value []byte) {
+		if b.Len() > 1 {
+			b.WriteByte(',')
 		}
+		n, _ := json.Marshal(name)
+		b.Write(n)
+		b.WriteByte(':')
+		b.Write(value)
 	}
-	if len(fewer) == len(c.Scopes) {
-		return c, nil
+	err := strictjson.Members(payload, func(name, value []byte) error {
+		switch string(name) {
+		case "scp":
+			if len(value) > 0 && value[0] == '[' {
+				value, _ = json.Marshal(scopes)
+			} else {
+				value, _ = json.Marshal(strings.Join(scopes, " "))
+			}
+		case "scope":
+			value, _ = json.Marshal(strings.Join(scopes, " "))
+		case "cnf":
+			if bind {
+				return errors.New("a payload with a cnf was to get another")
+			}
+		}
+		member(string(name), value)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	narrowed := &Claims{Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, ClientID: c.ClientID,
-		UserID: c.UserID, Scopes: fewer, ID: c.ID, KeyID: c.KeyID, IssuerName: c.IssuerName, Expiry: c.Expiry,
-		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, Cnf: c.Cnf, Raw: c.Raw}
-	return narrowed, nil
+	if bind {
+		member("cnf", cnf)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 // errTwoOpaqueIssuers refuses a configuration in which an opaque token could go to either of

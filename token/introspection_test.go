@@ -170,7 +170,79 @@ func TestIntrospectAlways(t *testing.T) {
 		c, err := e.v.Verify(context.Background(), signed)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"messages:read"}, c.Scopes, "admin is not in the token: not added")
+		all, err := c.All()
+		require.NoError(t, err)
+		assert.Equal(t, []any{"messages:read"}, all["scp"], "claim rules, claim headers and x-authz-claims see the narrowed scopes")
+		assert.Equal(t, "app", all["cid"], "the other claims stay as signed")
 	})
+}
+
+// TestIntrospectionNarrowsAJWT: under always, the answer's scp alone narrows too, its cnf
+// binds a bearer JWT, and a cnf naming another key than the JWT's refuses it.
+func TestIntrospectionNarrowsAJWT(t *testing.T) {
+	e := newIntrospectionEnv(t, IntrospectAlways, nil)
+	answering := func(body string) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(body)) }))
+		t.Cleanup(srv.Close)
+		client, err := introspect.New(introspect.Config{Endpoint: srv.URL, Auth: introspect.None})
+		require.NoError(t, err)
+		e.v.cfg.Issuers[0].Introspection.Client = client
+	}
+	t.Run("scp alone", func(t *testing.T) {
+		answering(`{"active":true,"scp":["messages:write"]}`)
+		c, err := e.v.Verify(context.Background(), e.jwt(t, "messages:read", "messages:write"))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"messages:write"}, c.Scopes)
+	})
+	t.Run("no scope member: nothing to narrow", func(t *testing.T) {
+		answering(`{"active":true}`)
+		c, err := e.v.Verify(context.Background(), e.jwt(t, "messages:read", "messages:write"))
+		require.NoError(t, err)
+		assert.Equal(t, []string{"messages:read", "messages:write"}, c.Scopes)
+	})
+	t.Run("the answer binds a bearer JWT", func(t *testing.T) {
+		answering(`{"active":true,"token_type":"DPoP","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}`)
+		c, err := e.v.Verify(context.Background(), e.jwt(t, "messages:read"))
+		require.NoError(t, err)
+		require.NotNil(t, c.Cnf, "a bound token must prove its key")
+		assert.Equal(t, "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", c.Cnf.JKT)
+		all, err := c.All()
+		require.NoError(t, err)
+		assert.Contains(t, all, "cnf")
+	})
+	t.Run("another key than the JWT's", func(t *testing.T) {
+		answering(`{"active":true,"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}`)
+		bound, err := e.idp.Mint(devidp.TokenRequest{ClientID: "app", Scopes: []string{"messages:read"},
+			Extra: map[string]any{"cnf": map[string]any{"jkt": "another-thumbprint-aaaaaaaaaaaaaaaaaaaaaaaaaa"}}})
+		require.NoError(t, err)
+		_, err = e.v.Verify(context.Background(), bound)
+		assert.Equal(t, ErrAmbiguousClaims, ReasonOf(err), "%v", err)
+	})
+}
+
+// TestMalformedAnswerIsAskedAgain: an active answer with a malformed member is 503 and is not
+// served from the cache for its TTL: the next request asks again.
+func TestMalformedAnswerIsAskedAgain(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 {
+			_, _ = w.Write([]byte(`{"active":true,"iat":"yesterday"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"active":true}`))
+	}))
+	defer srv.Close()
+	client, err := introspect.New(introspect.Config{Endpoint: srv.URL, Auth: introspect.None, Now: func() time.Time { return t0 }})
+	require.NoError(t, err)
+	v, err := NewVerifier(VerifierConfig{Issuers: []Issuer{{URL: "ISS", Audiences: []string{"api://default"}, Algs: []string{"RS256"},
+		Keys: staticKeys{}, Introspection: &Introspection{Mode: IntrospectOpaque, Client: client}}}, Now: func() time.Time { return t0 },
+		CacheSize: -1})
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), "opaque-token")
+	assert.Equal(t, ErrIntrospectionUnavailable, ReasonOf(err))
+	_, err = v.Verify(context.Background(), "opaque-token")
+	assert.NoError(t, err)
+	assert.Equal(t, int64(2), calls.Load())
 }
 
 // TestIntrospectionAnswersAreHeldToTheRules: an active answer whose members break the rules a
@@ -193,7 +265,15 @@ func TestIntrospectionAnswersAreHeldToTheRules(t *testing.T) {
 		{"a refresh token", `{"active":true,"token_type":"refresh_token"}`, ErrNotAccessToken, nil},
 		{"Hydra's refresh token", `{"active":true,"token_type":"Bearer","token_use":"refresh_token"}`, ErrNotAccessToken, nil},
 		{"an ID token, as a URI", `{"active":true,"token_type":"urn:ietf:params:oauth:token-type:id_token"}`, ErrNotAccessToken, nil},
-		{"a case variant of a registered claim", `{"active":true,"Sub":"admin"}`, ErrAmbiguousClaims, nil},
+		// An answer whose members are not what they must be is the endpoint failing to answer:
+		// 503, not a 401 that calls the client's token bad.
+		{"a case variant of a registered claim", `{"active":true,"Sub":"admin"}`, ErrIntrospectionUnavailable, nil},
+		{"iat a string", `{"active":true,"iat":"yesterday"}`, ErrIntrospectionUnavailable, nil},
+		{"sub a number", `{"active":true,"sub":42}`, ErrIntrospectionUnavailable, nil},
+		{"scope a list", `{"active":true,"scope":["a"]}`, ErrIntrospectionUnavailable, nil},
+		{"cid and client_id disagree", `{"active":true,"cid":"a","client_id":"b"}`, ErrIntrospectionUnavailable, nil},
+		{"token_type a list", `{"active":true,"token_type":["refresh_token"]}`, ErrIntrospectionUnavailable, nil},
+		{"token_use a number", `{"active":true,"token_use":1}`, ErrIntrospectionUnavailable, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(tc.body)) }))

@@ -17,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/platformauth/envoy-okta-authz/authz"
+	"github.com/platformauth/envoy-okta-authz/policy"
 )
 
 // minimal is what docs/kubernetes.md's helm install sets: an issuer and an audience.
@@ -60,11 +60,6 @@ var secretEnv = []string{"AUTHZ_INTROSPECTION_CLIENT_SECRET", "AUTHZ_DPOP_REPLAY
 
 func TestChartRendersValidGuardedDeployments(t *testing.T) {
 	flags := serviceFlags(t)
-	for _, f := range landing {
-		if !flags[f] {
-			t.Logf("--%s is not in authz --help yet: the service ignores AUTHZ_%s", f, strings.ToUpper(strings.ReplaceAll(f, "-", "_")))
-		}
-	}
 	for _, name := range slices.Sorted(maps.Keys(valueSets)) {
 		set := valueSets[name]
 		t.Run(name, func(t *testing.T) {
@@ -256,7 +251,7 @@ func checkEnvironment(t *testing.T, o objects, vals map[string]any, flags map[st
 		}
 		flag, ok := flagOfEnv(e.Name)
 		require.True(t, ok, "%s is not an AUTHZ_ variable", e.Name)
-		known := flags[flag] || slices.Contains(landing, flag) || slices.Contains(envOnly, e.Name)
+		known := flags[flag] || slices.Contains(envOnly, e.Name)
 		assert.True(t, known, "%s is not the twin of a flag of authz --help", e.Name)
 		if slices.Contains(secretEnv, e.Name) {
 			require.NotNil(t, e.ValueFrom, "%s comes from a Secret", e.Name)
@@ -343,7 +338,7 @@ func checkMounts(t *testing.T, o objects, vals map[string]any, env map[string]st
 			name = o.Deployments[0].Name + "-policy"
 			cm, ok := rendered[name]
 			require.True(t, ok, "the chart renders the policy ConfigMap %s", name)
-			_, err := authz.LoadPolicy([]byte(cm.Data[key]), []string{"default"})
+			_, err := policy.Load([]byte(cm.Data[key]), []string{"default"})
 			assert.NoError(t, err, "the inline policy is one the service loads")
 		} else {
 			assert.NotContains(t, rendered, name, "an existing ConfigMap is not rendered")

@@ -12,14 +12,6 @@ import (
 	"github.com/platformauth/envoy-okta-authz/internal/authzcmd"
 )
 
-// landing are flags other work adds while the chart already passes them (as environment
-// variables, which a service without the flag ignores): the introspection client. Once
-// `authz --help` lists one, it is checked like every other flag; its entry here may then go.
-var landing = []string{
-	"introspection", "introspection-url", "introspection-auth", "introspection-client-id",
-	"introspection-client-secret-file", "introspection-key-file", "introspection-cache-ttl", "introspection-timeout",
-}
-
 // envOnly are variables the service reads that are no flag's twin: the introspection client
 // secret, kept out of the command line.
 var envOnly = []string{"AUTHZ_INTROSPECTION_CLIENT_SECRET"}

@@ -293,29 +293,19 @@ func (c *config) validate() []error {
 		add("--algs must name at least one algorithm")
 	}
 	errs = append(errs, checkAlgs("--algs", c.Algs)...)
-	for _, err := range c.Introspection.Check() {
-		add("--introspection: %v", err)
-	}
 	if in := c.Introspection; in.Mode != "" && in.Mode != "off" {
-		switch {
-		case c.Issuer == "":
+		if c.Issuer == "" {
 			add("--introspection needs --issuer (a policy file's issuers take introspection: of their own)")
-		case in.URL == "" && c.JWKSURL != "":
-			add("--introspection-url is needed with --jwks-url: without discovery there is no introspection_endpoint to read")
-		}
-		if in.URL != "" {
-			if err := checkIssuerURL("--introspection-url", in.URL, c.AllowHTTPIssuer); err != nil {
-				errs = append(errs, err)
-			}
 		}
 		for name, d := range map[string]policy.Duration{"--introspection-cache-ttl": in.CacheTTL, "--introspection-timeout": in.Timeout} {
-			if d <= 0 || time.Duration(d) > time.Hour {
+			if d <= 0 {
 				add("%s %s must be between 1ms and 1h", name, time.Duration(d))
 			}
 		}
-		if in.ClientSecretFile != "" && in.ClientSecret != "" {
-			add("--introspection-client-secret-file and %s: give one", secretEnv)
-		}
+	}
+	errs = append(errs, checkIntrospection("--introspection", c.Introspection, c.JWKSURL, c.AllowHTTPIssuer)...)
+	if c.Introspection.ClientSecretFile != "" && c.Introspection.ClientSecret != "" {
+		add("--introspection-client-secret-file and %s: give one", secretEnv)
 	}
 	errs = append(errs, checkAlgs("--dpop-algs", c.DPoPAlgs)...)
 	if c.DPoPMaxAge < time.Second || c.DPoPMaxAge > time.Hour {
@@ -371,6 +361,7 @@ func (c *config) validate() []error {
 					add("policy issuer %q: algorithm %q is not supported", is.Name, a)
 				}
 			}
+			errs = append(errs, checkIntrospection(fmt.Sprintf("policy issuer %q: introspection", is.Name), is.Introspection, is.JWKSURL, c.AllowHTTPIssuer)...)
 		}
 	}
 	if c.Realm == "" || strings.ContainsAny(c.Realm, "\"\\") || strings.ContainsFunc(c.Realm, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
@@ -473,8 +464,42 @@ func checkAddr(addr string) error {
 	return nil
 }
 
+// checkIntrospection checks an issuer's introspection settings, from flags or a policy file,
+// alike: their shape, an endpoint that can be found (a jwks_url means no discovery, so no
+// introspection_endpoint to read), https unless a local stack allows http (the token and the
+// client's credentials travel to it), and durations within bounds (zero: the default).
+func checkIntrospection(name string, in *policy.IntrospectionSpec, jwksURL string, allowHTTP bool) []error {
+	if in == nil {
+		return nil
+	}
+	var errs []error
+	for _, err := range in.Check() {
+		errs = append(errs, fmt.Errorf("%s: %v", name, err))
+	}
+	if in.Mode == "" || in.Mode == "off" {
+		return errs
+	}
+	if in.URL == "" && jwksURL != "" {
+		errs = append(errs, fmt.Errorf("%s: an introspection URL is needed with a key URL: without discovery there is no introspection_endpoint to read", name))
+	}
+	if in.URL != "" {
+		if err := checkIssuerURL(name+" URL", in.URL, allowHTTP); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for what, d := range map[string]policy.Duration{"cache TTL": in.CacheTTL, "timeout": in.Timeout} {
+		if d != 0 && (d < policy.Duration(time.Millisecond) || time.Duration(d) > time.Hour) {
+			errs = append(errs, fmt.Errorf("%s: %s %s must be between 1ms and 1h", name, what, time.Duration(d)))
+		}
+	}
+	return errs
+}
+
 func checkIssuerURL(name, raw string, allowHTTP bool) error {
 	u, err := url.Parse(raw)
+	if err == nil && u.User != nil { // not quoted: the user info may be a password
+		return fmt.Errorf("%s must not hold user info (user:password@)", name)
+	}
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return fmt.Errorf("%s %q must be an absolute https URL", name, raw)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/jwks"
 	"github.com/platformauth/envoy-okta-authz/policy"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
@@ -90,24 +91,30 @@ var checkSteps = []struct {
 	reasons []*authz.Reason
 }{
 	{"path canonical and unambiguous", append([]*authz.Reason{authz.ErrPathRefused}, authz.PathReasons...)},
+	{"host a valid host[:port]", []*authz.Reason{authz.ErrInvalidHost}},
+	{"at most eight methods named (overrides)", []*authz.Reason{policy.ErrMethodOverrides}},
 	{"one Authorization header", []*authz.Reason{authz.ErrMultipleCredentials}},
 	{"one token, in one of the places the rules read", []*authz.Reason{token.ErrMultipleTokens, token.ErrEncodedTokenParameter}},
 	{"rule: match conditions (match.cel) evaluated", nil},
 	{"access token present (Bearer or DPoP scheme)", []*authz.Reason{token.ErrNoCredentials}},
-	{"token well-formed (compact JWS, ≤ 16 KiB)", []*authz.Reason{token.ErrMalformed, token.ErrTooLarge}},
+	{"token well-formed (compact JWS, ≤ 16 KiB; or opaque, when introspected)", []*authz.Reason{token.ErrMalformed, token.ErrTooLarge}},
+	{"claim names unambiguous", []*authz.Reason{token.ErrAmbiguousClaims}},
 	{"no token-named keys (jku, x5u, jwk, x5c), no crit", []*authz.Reason{token.ErrForbiddenHdr}},
 	{"iss is a configured issuer", []*authz.Reason{token.ErrIssuer}},
 	{"alg allowed (header and key)", []*authz.Reason{token.ErrAlgorithm}},
 	{"typ at+jwt (when the issuer requires it)", []*authz.Reason{token.ErrTokenType}},
 	{"kid present", []*authz.Reason{token.ErrNoKeyID}},
 	{"key set loaded", []*authz.Reason{token.ErrKeysNotLoaded}},
-	{"kid known to the issuer", []*authz.Reason{token.ErrUnknownKey}},
+	{"kid known to the issuer", []*authz.Reason{token.ErrUnknownKey, token.ErrKeyNotFetched}},
 	{"signature", []*authz.Reason{token.ErrSignature}},
 	{"aud accepted", []*authz.Reason{token.ErrAudience}},
 	{"exp present and not past", []*authz.Reason{token.ErrNoExpiry, token.ErrExpired}},
 	{"nbf not in the future", []*authz.Reason{token.ErrNotYetValid}},
 	{"iat not in the future", []*authz.Reason{token.ErrIssuedInFuture}},
 	{"cid allowed", []*authz.Reason{token.ErrClientID}},
+	{"introspection: the issuer answers", []*authz.Reason{token.ErrIntrospectionUnavailable}},
+	{"introspection: active", []*authz.Reason{token.ErrTokenInactive}},
+	{"introspection: an access token", []*authz.Reason{token.ErrNotAccessToken}},
 	{"token binding (cnf) understood", []*authz.Reason{authz.ErrUnknownConfirmation}},
 	{"DPoP proof: one, typ, alg, public jwk, signature, jti, htm, htu, iat, ath", proofReasons(false)},
 	{"token presented as its binding asks (DPoP key = cnf.jkt)", []*authz.Reason{authz.ErrDPoPBoundAsBearer, authz.ErrNotDPoPBound, authz.ErrDPoPKeyMismatch}},
@@ -152,7 +159,8 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 
 	// explain must not consume the proof in a shared replay store.
 	c.DPoPReplayStore = "memory"
-	az, sets, stop, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	az, sets, stop, err := buildAuthorizer(c, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		fmt.Fprintf(out, "configuration: %v\n", err)
 		return 2
@@ -216,7 +224,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	}
 
 	printConditions(out, az, r, decided.Claims)
-
+	printIntrospection(ctx, out, c, sets, token, introspected(reg))
 	fmt.Fprintf(out, "\nRule:     %s\n", d.Rule)
 	if d.WouldBe != nil {
 		fmt.Fprintf(out, "Dry run:  would be %s (%d), allowed because the rule is in dry-run mode\n",
@@ -248,6 +256,55 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 		return 0
 	}
 	return 1
+}
+
+// printIntrospection shows what --issuer's introspection endpoint says of the token (its answer,
+// which holds no secret of the service's), when introspection is on and the decision asked the
+// endpoint: explain sends a token where the service would, and nowhere else (a JWT under
+// opaque, or one that failed local verification, never reaches the issuer).
+func printIntrospection(ctx context.Context, out io.Writer, c *config, sets []*jwks.Set, tok string, asked bool) {
+	in := c.Introspection
+	if tok == "" || c.Issuer == "" || len(sets) == 0 || in == nil || in.Mode == "" || in.Mode == string(token.IntrospectOff) {
+		return
+	}
+	fmt.Fprintf(out, "\nIntrospection (--introspection %s):\n", in.Mode)
+	if !asked {
+		fmt.Fprintln(out, "  not asked: the service sends this token nowhere (a JWT under opaque, or one local verification refused)")
+		return
+	}
+	intro, err := buildIntrospection("default", in, sets[0], slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		fmt.Fprintf(out, "  configuration: %v\n", err)
+		return
+	}
+	r, err := intro.Client.Introspect(ctx, tok)
+	switch {
+	case err != nil:
+		fmt.Fprintf(out, "  no answer: %v\n", err)
+	case !r.Active:
+		fmt.Fprintln(out, "  inactive (revoked, expired or unknown to the issuer)")
+	default:
+		fmt.Fprintf(out, "  active: %s\n", bytes.TrimSpace(r.Body))
+	}
+}
+
+// introspected reports whether the decision asked --issuer's introspection endpoint (or its
+// cache), from the metrics explain's service registered.
+func introspected(reg prometheus.Gatherer) bool {
+	families, _ := reg.Gather()
+	for _, f := range families {
+		if f.GetName() != "authz_introspection_cache_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "issuer" && l.GetValue() == "default" && m.GetCounter().GetValue() > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // printReadings shows the canonical path and every reading of the request with the rule it

@@ -99,9 +99,11 @@ func (l *limits) decision() connlimit.Limits {
 	return connlimit.Limits{Max: l.MaxConns, PerClient: l.MaxConnsPerClient}
 }
 
-// limitedListeners wraps the three listeners, and exposes their counts as metrics on reg:
-// authz_connections_open{listener} and authz_connections_refused_total{listener,reason}.
-func limitedListeners(ls *listeners, l *limits, reg prometheus.Registerer) {
+// limitedListeners returns the three listeners wrapped, and exposes their counts as metrics on
+// reg: authz_connections_open{listener} and authz_connections_refused_total{listener,reason}.
+// ls itself is left as it is: its owner (a test, or main) may still read its addresses.
+func limitedListeners(in *listeners, l *limits, reg prometheus.Registerer) *listeners {
+	ls := *in
 	wrap := func(name string, raw net.Listener, lim connlimit.Limits) net.Listener {
 		w := connlimit.Wrap(raw, lim)
 		reg.MustRegister(
@@ -119,4 +121,5 @@ func limitedListeners(ls *listeners, l *limits, reg prometheus.Registerer) {
 	ls.grpc = wrap("grpc", ls.grpc, l.decision())
 	ls.http = wrap("http", ls.http, l.decision())
 	ls.admin = wrap("admin", ls.admin, adminLimits)
+	return &ls
 }

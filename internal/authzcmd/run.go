@@ -141,7 +141,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	}
 	defer func() { _ = stopAuthorizer() }() // after the listeners: no check is in flight
 
-	limitedListeners(ls, &c.Limits, reg)
+	ls = limitedListeners(ls, &c.Limits, reg)
 	check := grpcapi.New(az)
 	opts := append(check.ServerOptions(), grpc.UnaryInterceptor(recoverUnary(log)))
 	opts = append(opts, c.Limits.grpcOptions(c.ShutdownTimeout)...)

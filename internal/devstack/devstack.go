@@ -173,10 +173,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 
 	s.Tokens = map[string]string{}
-	for name, scope := range map[string]string{"read": "messages:read", "write": "messages:write"} {
+	for name, scope := range map[string]string{"read": "messages:read", "write": "messages:write", "revoked": "messages:read"} {
 		if s.Tokens[name], err = idp.Mint(devidp.TokenRequest{ClientID: s.ClientID, Scopes: []string{scope}}); err != nil {
 			return nil, err
 		}
+	}
+	// The service introspects every token (authz --dev): a revoked one is refused, an opaque one
+	// is read by introspection alone.
+	idp.Revoke(s.Tokens["revoked"])
+	if s.Tokens["opaque"], err = idp.MintOpaque(devidp.TokenRequest{ClientID: s.ClientID, Scopes: []string{"messages:read"}}); err != nil {
+		return nil, err
 	}
 	started = true
 	go func() {
@@ -308,6 +314,12 @@ func (s *Stack) Guide() string {
 	fmt.Fprintf(&b, "\n  curl -i %s/api/messages                                         # 401: no token\n", base)
 	fmt.Fprintf(&b, "  curl -i -H \"Authorization: Bearer $TOKEN_WRITE\" %s/api/messages  # 403: lacks messages:read\n", base)
 	fmt.Fprintf(&b, "  curl -i -H \"Authorization: Bearer $TOKEN\" %s/api/messages        # 200\n", base)
+	fmt.Fprintf(&b, "\nEvery token is also introspected at the dev issuer (answers reused for 5 s). A revoked token:\n")
+	fmt.Fprintf(&b, "  export REVOKED=%s\n", s.Tokens["revoked"])
+	fmt.Fprintf(&b, "  curl -i -H \"Authorization: Bearer $REVOKED\" %s/api/messages      # 401: token_inactive\n", base)
+	fmt.Fprintf(&b, "Revoke $TOKEN, and 5 s later it is refused too: go run ./cmd/devidp revoke \"$TOKEN\"\n")
+	fmt.Fprintf(&b, "An opaque token, which only introspection reads:\n  export OPAQUE=%s\n", s.Tokens["opaque"])
+	fmt.Fprintf(&b, "  curl -i -H \"Authorization: Bearer $OPAQUE\" %s/api/messages       # 200\n", base)
 	fmt.Fprintf(&b, "\nMore tokens: go run ./cmd/devidp token --scope messages:read\n")
 	return b.String()
 }

@@ -184,6 +184,9 @@ func LoadKey(path string) (*SigningKey, error) {
 		kid = base64.RawURLEncoding.EncodeToString(tp)
 	}
 	sk := &SigningKey{Private: signer, KeyID: kid}
+	if k, ok := signer.(*rsa.PrivateKey); ok && k.N.BitLen() < 2048 {
+		return nil, fmt.Errorf("introspect: key file %s: an RSA key of fewer than 2048 bits", path)
+	}
 	if alg == "" {
 		alg, err = defaultAlg(signer)
 		if err != nil {
@@ -216,9 +219,6 @@ func parsePEMKey(block *pem.Block) (crypto.Signer, error) {
 func defaultAlg(s crypto.Signer) (string, error) {
 	switch k := s.(type) {
 	case *rsa.PrivateKey:
-		if k.N.BitLen() < 2048 {
-			return "", errors.New("an RSA key of fewer than 2048 bits")
-		}
 		return "RS256", nil
 	case *ecdsa.PrivateKey:
 		switch k.Curve.Params().Name {

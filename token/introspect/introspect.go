@@ -4,6 +4,12 @@
 // cache of results, one call per token however many requests carry it, a limit on calls in
 // flight and a circuit breaker, so that a slow or dead endpoint costs no pile-up.
 //
+// Its callers are of two kinds. A token the caller verified itself (a JWT whose signature,
+// issuer and audience held: IntrospectVerified) took a valid token to make; an opaque token
+// (Introspect) is a string anyone can make up. Opaque tokens get at most half of the calls in
+// flight and a breaker of their own, so a flood of made-up tokens — each a new call, each
+// perhaps a 429 — cannot starve or trip the calls for verified tokens.
+//
 // It judges the response's shape only (Result): whether the token is valid for a resource is
 // the caller's to decide from the members, exactly as for a JWT's claims. The response is
 // untrusted input until then: read by exact member names, bounded in size, and only a JSON
@@ -47,6 +53,10 @@ const (
 	DefaultMaxInFlight  = 64
 	// MaxResponseBytes caps a response body.
 	MaxResponseBytes = 64 << 10
+	// MaxCachedBytes caps the body of an answer the cache keeps (the cache holds at most
+	// CacheSize × MaxCachedBytes of bodies: 160 MiB at the defaults). Larger answers are used
+	// once and asked for again.
+	MaxCachedBytes = 16 << 10
 	// breakerThreshold consecutive failures open the breaker for breakerCooldown (doubling up to
 	// breakerMaxCooldown while the endpoint keeps failing).
 	breakerThreshold   = 5
@@ -81,7 +91,7 @@ type Config struct {
 	// DefaultNegativeSize).
 	CacheSize, NegativeSize int
 	// MaxInFlight bounds concurrent calls; a call beyond it fails at once (default
-	// DefaultMaxInFlight).
+	// DefaultMaxInFlight). Calls for opaque tokens may hold at most half of them.
 	MaxInFlight int
 	HTTPClient  *http.Client
 	Now         func() time.Time
@@ -116,8 +126,19 @@ type Client struct {
 	// inactive holds tokens the endpoint called inactive, until their entry expires.
 	inactive *lru.Cache[[32]byte, time.Time]
 	flight   singleflight.Group
-	slots    chan struct{}
-	breaker  breaker
+	// slots bounds every call in flight; opaque the calls for opaque tokens, which must also
+	// hold one of slots. Each kind of caller has its breaker.
+	slots   chan struct{}
+	opaque  caller
+	checked caller
+}
+
+// caller is what one kind of token has of its own: a breaker, and for opaque tokens a share of
+// the call slots.
+type caller struct {
+	kind    string
+	slots   chan struct{} // nil: only the client's slots bound it
+	breaker breaker
 }
 
 type cached struct {
@@ -160,7 +181,9 @@ func New(cfg Config) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger.With("component", "introspect"),
-		slots: make(chan struct{}, cfg.MaxInFlight)}
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		opaque:  caller{kind: "opaque", slots: make(chan struct{}, max(cfg.MaxInFlight/2, 1))},
+		checked: caller{kind: "verified"}}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // a redirect is not an answer: the token must not follow it elsewhere
@@ -177,10 +200,20 @@ func setDefault(d *time.Duration, def time.Duration) {
 	}
 }
 
-// Introspect returns the endpoint's answer for token: from the cache while it is fresh,
-// otherwise from one call shared by every concurrent request with the same token. A failure
-// wraps ErrUnavailable and is never cached.
+// Introspect returns the endpoint's answer for an opaque token: from the cache while it is
+// fresh, otherwise from one call shared by every concurrent request with the same token. A
+// failure wraps ErrUnavailable and is never cached.
 func (c *Client) Introspect(ctx context.Context, token string) (*Result, error) {
+	return c.introspect(ctx, token, &c.opaque)
+}
+
+// IntrospectVerified is Introspect for a token whose signature, issuer and audience the caller
+// verified: its calls do not compete with those for opaque tokens.
+func (c *Client) IntrospectVerified(ctx context.Context, token string) (*Result, error) {
+	return c.introspect(ctx, token, &c.checked)
+}
+
+func (c *Client) introspect(ctx context.Context, token string, who *caller) (*Result, error) {
 	key := sha256.Sum256([]byte(token))
 	now := c.cfg.Now()
 	if e, ok := c.active.Get(key); ok {
@@ -202,7 +235,7 @@ func (c *Client) Introspect(ctx context.Context, token string) (*Result, error) 
 		// The call outlives a request that gives up waiting: the others may still want it.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
 		defer cancel()
-		r, err := c.call(cctx, token)
+		r, err := c.call(cctx, token, who)
 		if err != nil {
 			return nil, err
 		}
@@ -236,7 +269,7 @@ func (c *Client) remember(key [32]byte, r *Result) {
 		}
 		return
 	}
-	if c.cfg.CacheTTL <= 0 {
+	if c.cfg.CacheTTL <= 0 || len(r.Body) > MaxCachedBytes {
 		return
 	}
 	until := now.Add(c.cfg.CacheTTL)
@@ -255,11 +288,19 @@ func (c *Client) Forget(token string) {
 	c.inactive.Remove(key)
 }
 
-// call asks the endpoint, within the in-flight limit and the breaker.
-func (c *Client) call(ctx context.Context, token string) (r *Result, err error) {
-	if !c.breaker.allow(c.cfg.Now()) {
-		return nil, fmt.Errorf("%w: the endpoint failed repeatedly; not asked again before %s", ErrUnavailable,
-			c.breaker.openUntil().Format(time.RFC3339))
+// call asks the endpoint, within the in-flight limits and the caller's breaker.
+func (c *Client) call(ctx context.Context, token string, who *caller) (r *Result, err error) {
+	if !who.breaker.allow(c.cfg.Now()) {
+		return nil, fmt.Errorf("%w: the endpoint failed repeatedly for %s tokens; not asked again before %s", ErrUnavailable,
+			who.kind, who.breaker.openUntil().Format(time.RFC3339))
+	}
+	if who.slots != nil {
+		select {
+		case who.slots <- struct{}{}:
+			defer func() { <-who.slots }()
+		default:
+			return nil, fmt.Errorf("%w: %d calls for %s tokens in flight already", ErrUnavailable, cap(who.slots), who.kind)
+		}
 	}
 	select {
 	case c.slots <- struct{}{}:
@@ -279,7 +320,7 @@ func (c *Client) call(ctx context.Context, token string) (r *Result, err error) 
 		if c.cfg.OnCall != nil {
 			c.cfg.OnCall(result, time.Since(start))
 		}
-		c.breaker.record(err == nil, c.cfg.Now())
+		who.breaker.record(err == nil, c.cfg.Now())
 		if err != nil {
 			c.log.Warn("introspection failed", "error", err.Error())
 		}
@@ -337,7 +378,13 @@ func (c *Client) request(ctx context.Context, endpoint, token string) (*http.Req
 // user info or fragment.
 func CheckEndpoint(u string) error {
 	p, err := url.Parse(u)
-	if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || p.User != nil || p.Fragment != "" {
+	switch {
+	case err != nil:
+		return errors.New("introspect: the endpoint is not a URL") // url's error quotes it, credentials and all
+	case p.User != nil:
+		p.User = nil
+		return fmt.Errorf("introspect: endpoint %q must not hold credentials (user info): the client authentication carries them", p.Redacted())
+	case (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || p.Fragment != "":
 		return fmt.Errorf("introspect: endpoint %q must be an absolute http(s) URL", u)
 	}
 	return nil

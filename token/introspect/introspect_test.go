@@ -6,11 +6,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -237,19 +241,64 @@ func TestOneCallPerToken(t *testing.T) {
 	assert.Equal(t, int64(1), e.calls.Load(), "50 concurrent requests with one token make one call")
 }
 
-func TestInFlightLimit(t *testing.T) {
+// TestInFlightLimits: calls beyond the limit fail at once, and opaque tokens — strings anyone
+// can make up — hold at most half of the slots, so calls for verified tokens always have the
+// other half.
+func TestInFlightLimits(t *testing.T) {
 	e := &endpoint{status: 200, body: `{"active":true}`, block: make(chan struct{})}
-	c := newClient(t, Config{Endpoint: e.start(t), MaxInFlight: 2})
+	c := newClient(t, Config{Endpoint: e.start(t), MaxInFlight: 4})
 	var wg sync.WaitGroup
 	for i := range 2 {
-		wg.Go(func() { _, _ = c.Introspect(context.Background(), fmt.Sprint("slow-", i)) })
+		wg.Go(func() { _, _ = c.Introspect(context.Background(), fmt.Sprint("made-up-", i)) })
 	}
 	require.Eventually(t, func() bool { return e.calls.Load() == 2 }, 5*time.Second, time.Millisecond)
-	_, err := c.Introspect(context.Background(), "third")
+	_, err := c.Introspect(context.Background(), "made-up-3")
+	assert.ErrorIs(t, err, ErrUnavailable, "opaque tokens hold half of the slots at most")
+	for i := range 2 {
+		wg.Go(func() { _, _ = c.IntrospectVerified(context.Background(), fmt.Sprint("verified-", i)) })
+	}
+	require.Eventually(t, func() bool { return e.calls.Load() == 4 }, 5*time.Second, time.Millisecond)
+	_, err = c.IntrospectVerified(context.Background(), "verified-3")
 	assert.ErrorIs(t, err, ErrUnavailable, "no pile-up behind a slow endpoint")
-	assert.Equal(t, int64(2), e.calls.Load())
+	assert.Equal(t, int64(4), e.calls.Load())
 	close(e.block)
 	wg.Wait()
+}
+
+// TestOpaqueFailuresDoNotTripVerified: a flood of made-up tokens that the endpoint refuses
+// (Okta's 429) opens the opaque tokens' breaker only.
+func TestOpaqueFailuresDoNotTripVerified(t *testing.T) {
+	e := &endpoint{status: http.StatusTooManyRequests}
+	c := newClient(t, Config{Endpoint: e.start(t)})
+	for i := range breakerThreshold + 3 {
+		_, err := c.Introspect(context.Background(), fmt.Sprint("made-up-", i))
+		assert.ErrorIs(t, err, ErrUnavailable)
+	}
+	assert.Equal(t, int64(breakerThreshold), e.calls.Load(), "the opaque breaker opened")
+	e.status, e.body = 200, `{"active":true}`
+	r, err := c.IntrospectVerified(context.Background(), "verified")
+	require.NoError(t, err, "verified tokens are still asked about")
+	assert.True(t, r.Active)
+}
+
+// TestLargeAnswersAreNotCached: the cache holds bodies up to MaxCachedBytes, so its memory is
+// bounded well below CacheSize × MaxResponseBytes.
+func TestLargeAnswersAreNotCached(t *testing.T) {
+	big := `{"active":true,"pad":"` + strings.Repeat("x", MaxCachedBytes) + `"}`
+	e := &endpoint{status: 200, body: big}
+	c := newClient(t, Config{Endpoint: e.start(t)})
+	for range 2 {
+		r, err := c.IntrospectVerified(context.Background(), "big")
+		require.NoError(t, err)
+		assert.True(t, r.Active)
+	}
+	assert.Equal(t, int64(2), e.calls.Load())
+	e.body = `{"active":true}`
+	for range 2 {
+		_, err := c.IntrospectVerified(context.Background(), "small")
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int64(3), e.calls.Load(), "a small answer is cached")
 }
 
 func TestBreaker(t *testing.T) {
@@ -296,10 +345,30 @@ func TestConfigChecks(t *testing.T) {
 		_, err := New(cfg)
 		assert.Error(t, err, "%+v", cfg)
 	}
-	_, err := ParseAuth("client_secret_post")
+	_, err := New(Config{Endpoint: "https://rs:hunter2@x/introspect", Auth: None})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "hunter2", "the user info may be a password")
+	_, err = ParseAuth("client_secret_post")
 	assert.NoError(t, err)
 	_, err = ParseAuth("basic")
 	assert.Error(t, err)
+}
+
+// TestLoadKeyRefusesWeakRSA: an RSA key under 2048 bits is refused whether or not its JWK
+// names an algorithm.
+func TestLoadKeyRefusesWeakRSA(t *testing.T) {
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	require.NoError(t, err)
+	weak.Precompute()
+	enc := func(n *big.Int) string { return base64.RawURLEncoding.EncodeToString(n.Bytes()) }
+	b, err := json.Marshal(map[string]string{"kty": "RSA", "alg": "RS256", "n": enc(weak.N), "e": enc(big.NewInt(int64(weak.E))),
+		"d": enc(weak.D), "p": enc(weak.Primes[0]), "q": enc(weak.Primes[1]), "dp": enc(weak.Precomputed.Dp),
+		"dq": enc(weak.Precomputed.Dq), "qi": enc(weak.Precomputed.Qinv)})
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "weak.jwk")
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	_, err = LoadKey(path)
+	assert.ErrorContains(t, err, "2048")
 }
 
 func FuzzParse(f *testing.F) {
