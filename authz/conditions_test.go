@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -97,13 +98,13 @@ func TestConditionsAndStepUp(t *testing.T) {
 		{name: "groups not a list: an error, refused", host: "acme.api.example", path: "/admin/x", claims: with(map[string]any{"groups": 7}),
 			want: InsufficientScope, reason: policy.ErrConditionError},
 		{name: "password only: step up", host: "acme.api.example", path: "/admin/x", claims: with(map[string]any{"acr": "urn:okta:loa:1fa:pwd"}),
-			want: InsufficientAuthentication, reason: policy.ErrACR,
+			want: InsufficientAuthentication, reason: stepup.ErrACR,
 			www: `Bearer realm="api", error="insufficient_user_authentication", error_description="A stronger authentication is required for this resource", acr_values="urn:okta:loa:2fa:any", max_age=600`},
 		{name: "second factor too long ago", host: "acme.api.example", path: "/admin/x", claims: with(map[string]any{"auth_time": t0.Add(-13 * time.Minute).Unix()}),
-			want: InsufficientAuthentication, reason: policy.ErrAuthTooOld},
+			want: InsufficientAuthentication, reason: stepup.ErrAuthTooOld},
 		{name: "within max_age and the leeway", host: "acme.api.example", path: "/admin/x", claims: with(map[string]any{"auth_time": t0.Add(-11 * time.Minute).Unix()}), want: Allow},
 		{name: "no auth_time", host: "acme.api.example", path: "/admin/x", claims: with(map[string]any{"auth_time": nil}),
-			want: InsufficientAuthentication, reason: policy.ErrAuthTooOld},
+			want: InsufficientAuthentication, reason: stepup.ErrAuthTooOld},
 		{name: "not a member and weak: the condition first", host: "acme.api.example", path: "/admin/x",
 			claims: with(map[string]any{"groups": []string{}, "acr": "urn:okta:loa:1fa:pwd"}), want: InsufficientScope, reason: policy.ErrConditionUnmet},
 		{name: "missing scope and weak: the scope first", path: "/scopes-first", claims: member, want: InsufficientScope, reason: policy.ErrInsufficientScope},

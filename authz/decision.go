@@ -23,6 +23,7 @@ import (
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -146,7 +147,7 @@ type Decision struct {
 	// Scope lists the scopes the route needs, for insufficient_scope answers.
 	Scope string
 	// StepUp is what an insufficient_user_authentication answer asks for.
-	StepUp *policy.StepUp
+	StepUp *stepup.StepUp
 	// Credential is the place the request's token came from (token.Authorization when none):
 	// an allow removes it from what the upstream receives, unless the rule forwards the token.
 	Credential token.Place

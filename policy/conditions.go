@@ -7,6 +7,7 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -53,6 +54,16 @@ func (p *Policy) Input(r *Request, host string, methods []string, path reqpath.P
 // Methods are every method the upstream may run the request as, its own first.
 func (in *Input) Methods() []string { return in.methods[:in.nMethods] }
 
+// Vars are the variables of in's expressions read with method and path, and the token's claims
+// c when not nil (explain evaluates them one by one).
+func (in *Input) Vars(method, path string, c *token.Claims) *expr.Vars {
+	v := in.vars(method, path)
+	if c != nil {
+		setToken(v, c)
+	}
+	return v
+}
+
 // vars are the expression variables of in read with method and path.
 func (in *Input) vars(method, path string) *expr.Vars {
 	v := in.ev
@@ -79,12 +90,12 @@ type Refusal struct {
 	// Scope is what the insufficient_scope challenge names; StepUp what the
 	// insufficient_user_authentication challenge asks for.
 	Scope  string
-	StepUp *StepUp
+	StepUp *stepup.StepUp
 	// Detail is for logs, never for the client.
 	Detail string
 }
 
-// Reasons a rule's conditions refuse a valid token (403), and its step-up requirement (401).
+// Reasons a rule's conditions refuse a valid token (403).
 var (
 	// ErrConditionUnmet: an expression is false. The description is fixed: the expression is
 	// the operator's, never the client's to read.
@@ -92,8 +103,6 @@ var (
 	// ErrConditionError: an expression could not be evaluated (a missing key, a value of
 	// another type, the cost limit): the request is refused, never let through.
 	ErrConditionError = &token.Reason{Code: "condition_error", Description: "A condition of this resource could not be evaluated"}
-	ErrACR            = &token.Reason{Code: "acr_not_accepted", Description: "A stronger authentication is required for this resource"}
-	ErrAuthTooOld     = &token.Reason{Code: "authentication_too_old", Description: "A more recent authentication is required for this resource"}
 )
 
 // Judge applies rule's requirements to verified claims, in the order a request meets them:
@@ -110,7 +119,7 @@ func (p *Policy) Judge(rule *Rule, c *token.Claims, in *Input) Refusal {
 		}
 	}
 	if s := rule.StepUp; s != nil {
-		if reason, detail := s.check(c, in.Now, in.Leeway); reason != nil {
+		if reason, detail := s.Check(c, in.Now, in.Leeway); reason != nil {
 			return Refusal{Reason: reason, StepUp: s, Detail: detail}
 		}
 	}
@@ -152,85 +161,4 @@ func setToken(v *expr.Vars, c *token.Claims) {
 		c.Values.Store(ec)
 	}
 	v.Claims, v.Scopes, v.Issuer, v.ClientID, v.Subject = ec, c.Scopes, c.IssuerName, c.ClientID, c.Subject
-}
-
-// StepUp is a rule's demand on how and how recently the user authenticated (RFC 9470).
-type StepUp struct {
-	// ACR are the accepted authentication context classes (acr), any of; empty: any.
-	ACR []string
-	// MaxAge is the longest time since the user authenticated (auth_time); zero: any.
-	MaxAge time.Duration
-}
-
-// MaxAgeSeconds is max_age as the challenge names it (0: none).
-func (s *StepUp) MaxAgeSeconds() int { return int(s.MaxAge / time.Second) }
-
-// check: the acr is one of the accepted; auth_time is present, no older than MaxAge and no
-// later than now, each with the leeway the token's own times get.
-func (s *StepUp) check(c *token.Claims, now time.Time, leeway time.Duration) (*token.Reason, string) {
-	if len(s.ACR) > 0 && !slices.Contains(s.ACR, c.ACR) {
-		return ErrACR, fmt.Sprintf("acr %q is not one of %q", c.ACR, s.ACR)
-	}
-	switch {
-	case s.MaxAge == 0:
-	case c.AuthTime.IsZero():
-		return ErrAuthTooOld, "the token has no auth_time (a NumericDate)"
-	case now.Sub(c.AuthTime) > s.MaxAge+leeway:
-		return ErrAuthTooOld, fmt.Sprintf("auth_time is %s old, more than max_age %s (leeway %s)", now.Sub(c.AuthTime).Round(time.Second), s.MaxAge, leeway)
-	case c.AuthTime.After(now.Add(leeway)):
-		return ErrAuthTooOld, fmt.Sprintf("auth_time is %s in the future (leeway %s)", c.AuthTime.Sub(now).Round(time.Second), leeway)
-	}
-	return nil, ""
-}
-
-// ConditionValue is one expression's value for one reading of a request (explain).
-type ConditionValue struct {
-	Rule, Where string // where: "match.cel[i]" or "require.cel[i]"
-	Source      string
-	Method      string
-	Path        string
-	Value       bool
-	Err         error
-	// NotEvaluated says why a condition had no value (no verified token for require.cel).
-	NotEvaluated string
-}
-
-// Conditions evaluates, under each reading of in's request, the match expressions of every rule
-// (why a rule did or did not match) and the conditions of the rule the reading selects, with
-// verified claims c (nil: not evaluated); an expression that reads neither the reading's method
-// nor its path is evaluated once.
-func (p *Policy) Conditions(in *Input, c *token.Claims) []ConditionValue {
-	var out []ConditionValue
-	seen := map[string]bool{}
-	add := func(rule *Rule, where string, prg *expr.Program, m, path string, require bool) {
-		if !prg.ReadsReading() {
-			m, path = in.methods[0], in.Path.Canonical
-		}
-		if key := fmt.Sprint(rule.Name, where, m, path); !seen[key] {
-			seen[key] = true
-			cv := ConditionValue{Rule: rule.Name, Where: where, Source: prg.Source(), Method: m, Path: path}
-			v := in.vars(m, path)
-			switch {
-			case !require:
-				cv.Value, cv.Err = prg.Eval(v)
-			case c == nil:
-				cv.NotEvaluated = "no verified token"
-			default:
-				setToken(v, c)
-				cv.Value, cv.Err = prg.Eval(v)
-			}
-			out = append(out, cv)
-		}
-	}
-	p.EachReading(in, func(m string, rd reqpath.Reading, selected *Rule, _ error) {
-		for _, rule := range p.Rules {
-			for i, prg := range rule.MatchCEL {
-				add(rule, fmt.Sprintf("match.cel[%d]", i), prg, m, rd.Path, false)
-			}
-		}
-		for i, prg := range selected.Conditions {
-			add(selected, fmt.Sprintf("require.cel[%d]", i), prg, m, rd.Path, true)
-		}
-	})
-	return out
 }

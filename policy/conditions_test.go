@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -74,6 +75,8 @@ rules:
   - name: neg
     match: { path: /neg }
     require: { max_age: -1m }
+  - name: shape
+    match: { path: /shape, cel: { a: b } }
 `), []string{"default"})
 	require.Error(t, err)
 	for _, want := range []string{
@@ -89,7 +92,8 @@ rules:
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
-	assert.Contains(t, err.Error(), `"-1m" is not a duration`)
+	assert.Contains(t, err.Error(), `line 18, column 25: rules[4].require.max_age: "-1m" is not a duration`)
+	assert.Contains(t, err.Error(), `line 20, column 33: rules[5].match.cel: cel must be an expression or a list of expressions`)
 
 	p, err := Load([]byte(`credentials: [authorization, "cookie:at"]
 rules:
@@ -103,7 +107,7 @@ rules:
 `), []string{"default"})
 	require.NoError(t, err)
 	assert.Equal(t, []token.Place{{Kind: token.InQuery, Name: "access_token"}}, p.Rules[0].Credentials)
-	assert.Equal(t, &StepUp{ACR: []string{"urn:okta:loa:2fa:any"}, MaxAge: 10 * time.Minute}, p.Rules[0].StepUp)
+	assert.Equal(t, &stepup.StepUp{ACR: []string{"urn:okta:loa:2fa:any"}, MaxAge: 10 * time.Minute}, p.Rules[0].StepUp)
 	assert.Equal(t, 600, p.Rules[0].StepUp.MaxAgeSeconds())
 	assert.Equal(t, []token.Place{token.Authorization, {Kind: token.InCookie, Name: "at"}}, p.Default.Credentials, "the file's places")
 	assert.True(t, p.ReadsCookies())
@@ -116,44 +120,4 @@ rules:
 	assert.Equal(t, []token.Place{token.Authorization}, Default(nil).Default.Credentials)
 	assert.False(t, d.ReadsCookies())
 	assert.False(t, d.NeedsClock(), "no expression, no step-up: no clock read")
-}
-
-func TestStepUpEdges(t *testing.T) {
-	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	const leeway = 2 * time.Minute
-	s := &StepUp{ACR: []string{"urn:okta:loa:2fa:any", "phr"}, MaxAge: 10 * time.Minute}
-	tests := []struct {
-		name     string
-		acr      string
-		authTime time.Time
-		want     *token.Reason
-	}{
-		{"fresh second factor", "urn:okta:loa:2fa:any", now.Add(-time.Minute), nil},
-		{"the other accepted acr", "phr", now.Add(-time.Minute), nil},
-		{"exactly max_age", "phr", now.Add(-10 * time.Minute), nil},
-		{"max_age plus the leeway", "phr", now.Add(-12 * time.Minute), nil},
-		{"a second past max_age and leeway", "phr", now.Add(-12*time.Minute - time.Second), ErrAuthTooOld},
-		{"no auth_time", "phr", time.Time{}, ErrAuthTooOld},
-		{"auth_time within the leeway ahead", "phr", now.Add(time.Minute), nil},
-		{"auth_time in the future", "phr", now.Add(3 * time.Minute), ErrAuthTooOld},
-		{"password only", "urn:okta:loa:1fa:pwd", now, ErrACR},
-		{"no acr", "", now, ErrACR},
-		{"acr in another case", "PHR", now, ErrACR},
-		{"weak and old: acr first", "urn:okta:loa:1fa:any", now.Add(-time.Hour), ErrACR},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			reason, detail := s.check(&token.Claims{ACR: tt.acr, AuthTime: tt.authTime}, now, leeway)
-			assert.Equal(t, tt.want, reason, detail)
-			if tt.want != nil {
-				assert.NotEmpty(t, detail)
-			}
-		})
-	}
-	only := &StepUp{MaxAge: time.Minute}
-	reason, _ := only.check(&token.Claims{AuthTime: now}, now, 0)
-	assert.Nil(t, reason, "max_age alone takes any acr")
-	only = &StepUp{ACR: []string{"phr"}}
-	reason, _ = only.check(&token.Claims{ACR: "phr"}, now, 0)
-	assert.Nil(t, reason, "acr alone needs no auth_time")
 }

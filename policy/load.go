@@ -16,6 +16,7 @@ import (
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -143,14 +144,14 @@ type ruleSpec struct {
 }
 
 type matchSpec struct {
-	Policy     string   `yaml:"policy"`
-	Hosts      []string `yaml:"hosts"`
-	Methods    []string `yaml:"methods"`
-	Path       string   `yaml:"path"`
-	PathPrefix string   `yaml:"path_prefix"`
-	PathGlob   string   `yaml:"path_glob"`
-	PathRegex  string   `yaml:"path_regex"`
-	CEL        celSpec  `yaml:"cel"`
+	Policy     string    `yaml:"policy"`
+	Hosts      []string  `yaml:"hosts"`
+	Methods    []string  `yaml:"methods"`
+	Path       string    `yaml:"path"`
+	PathPrefix string    `yaml:"path_prefix"`
+	PathGlob   string    `yaml:"path_glob"`
+	PathRegex  string    `yaml:"path_regex"`
+	CEL        expr.Spec `yaml:"cel"`
 }
 
 func (m *matchSpec) empty() bool {
@@ -165,7 +166,7 @@ type requireSpec struct {
 	Issuers           []string    `yaml:"issuers"`
 	Audiences         []string    `yaml:"audiences"`
 	SenderConstrained string      `yaml:"sender_constrained"`
-	CEL               celSpec     `yaml:"cel"`
+	CEL               expr.Spec   `yaml:"cel"`
 	ACR               []string    `yaml:"acr"`
 	MaxAge            *Duration   `yaml:"max_age"`
 }
@@ -173,79 +174,6 @@ type requireSpec struct {
 func (r *requireSpec) empty() bool {
 	return len(r.Scopes) == 0 && len(r.AnyScopes) == 0 && len(r.Claims) == 0 && len(r.Issuers) == 0 &&
 		len(r.Audiences) == 0 && r.SenderConstrained == "" && len(r.CEL) == 0 && len(r.ACR) == 0 && r.MaxAge == nil
-}
-
-// celSpec is one CEL expression or a list of them (all must hold), each with its place in the
-// file, so that a mistake is reported at its own line and column.
-type celSpec []celSource
-
-type celSource struct {
-	text         string
-	line, column int
-	style        yaml.Style
-}
-
-func (c *celSpec) UnmarshalYAML(n *yaml.Node) error {
-	if msg := c.shapeError(n); msg != "" {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
-	}
-	for _, item := range celItems(n) {
-		*c = append(*c, celSource{text: item.Value, line: item.Line, column: item.Column, style: item.Style})
-	}
-	return nil
-}
-
-func (*celSpec) shapeError(n *yaml.Node) string {
-	for _, item := range celItems(n) {
-		if item.Kind != yaml.ScalarNode {
-			return "cel must be an expression or a list of expressions"
-		}
-	}
-	return ""
-}
-
-// celItems are the expression nodes of a cel value, aliases resolved.
-func celItems(n *yaml.Node) []*yaml.Node {
-	items := []*yaml.Node{n}
-	if n.Kind == yaml.SequenceNode {
-		items = n.Content
-	}
-	out := make([]*yaml.Node, len(items))
-	for i, item := range items {
-		if item.Kind == yaml.AliasNode && item.Alias != nil {
-			item = item.Alias
-		}
-		out[i] = item
-	}
-	return out
-}
-
-// at is where line and column (1-based) of the expression fall in the file: exactly for an
-// expression on one line (plain or quoted; escapes before the column aside) and for a literal
-// block (|); otherwise the expression's start, and the position within it.
-func (s celSource) at(p expr.Problem, file []string) string {
-	switch s.style {
-	case 0, yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
-		if !strings.Contains(s.text, "\n") && p.Line == 1 {
-			quote := 0
-			if s.style != 0 {
-				quote = 1
-			}
-			return fmt.Sprintf("line %d, column %d", s.line, s.column+quote+p.Column-1)
-		}
-	case yaml.LiteralStyle:
-		if l := s.line + p.Line; l <= len(file) {
-			first := s.line // the block's indentation is its first non-blank line's
-			for first < len(file) && strings.TrimSpace(file[first]) == "" {
-				first++
-			}
-			if first < len(file) {
-				indent := len(file[first]) - len(strings.TrimLeft(file[first], " "))
-				return fmt.Sprintf("line %d, column %d", l, indent+p.Column)
-			}
-		}
-	}
-	return fmt.Sprintf("line %d, column %d (the expression's line %d, column %d)", s.line, s.column, p.Line, p.Column)
 }
 
 type claimSpec struct {
@@ -285,30 +213,6 @@ func Default(id *Identity) *Policy {
 // defaultPlaces: a token comes in the Authorization header unless a rule or the file says more.
 var defaultPlaces = []token.Place{token.Authorization}
 
-// parsePlaces reads a credentials list; nil when it is absent.
-func parsePlaces(specs []string) ([]token.Place, []error) {
-	if specs == nil {
-		return nil, nil
-	}
-	if len(specs) == 0 {
-		return nil, []error{errors.New("credentials: name at least one place")}
-	}
-	var out []token.Place
-	var errs []error
-	for _, s := range specs {
-		p, err := token.ParsePlace(s)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("credentials: %w", err))
-		case slices.Contains(out, p):
-			errs = append(errs, fmt.Errorf("credentials: %s is named twice", p))
-		default:
-			out = append(out, p)
-		}
-	}
-	return out, errs
-}
-
 // Load parses and validates a policy file with the default identity; see LoadWith.
 func Load(data []byte, issuerNames []string) (*Policy, error) {
 	return LoadWith(data, Options{Issuers: issuerNames})
@@ -343,7 +247,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 	fail := func(line int, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
 	}
-	places, placeErrs := parsePlaces(f.Credentials)
+	places, placeErrs := token.ParsePlaces(f.Credentials)
 	for _, err := range placeErrs {
 		fail(lines.credentials, "%v", err)
 	}
@@ -583,23 +487,19 @@ func (b *ruleBuilder) build(spec *ruleSpec, line int) (*Rule, []error) {
 			Contains: normalize(c.Contains), ContainsAny: normalizeAll(c.ContainsAny), Exists: c.Exists,
 		})
 	}
-	rule.MatchCEL = b.compile(m.CEL, expr.Match, "match.cel", spec.Name, &errs)
-	rule.Conditions = b.compile(req.CEL, expr.Require, "require.cel", spec.Name, &errs)
+	var exprErrs, stepErrs []error
+	where := fmt.Sprintf("rule %q: ", spec.Name)
+	rule.MatchCEL, exprErrs = m.CEL.Compile(expr.Match, where+"match.cel", b.file)
+	errs = append(errs, exprErrs...)
+	rule.Conditions, exprErrs = req.CEL.Compile(expr.Require, where+"require.cel", b.file)
+	errs = append(errs, exprErrs...)
 	if len(req.ACR) > 0 || req.MaxAge != nil {
-		rule.StepUp = &StepUp{ACR: req.ACR}
-		for _, v := range req.ACR {
-			if !acrValue.MatchString(v) {
-				fail("acr %q: a value without spaces, quotes or backslashes (it goes in WWW-Authenticate's acr_values)", v)
-			}
-		}
-		if req.MaxAge != nil {
-			rule.StepUp.MaxAge = time.Duration(*req.MaxAge)
-			if d := rule.StepUp.MaxAge; d < time.Second || d%time.Second != 0 {
-				fail("max_age %s: whole seconds, at least 1s (the challenge names it in seconds)", d)
-			}
+		rule.StepUp, stepErrs = stepup.New(req.ACR, (*time.Duration)(req.MaxAge))
+		for _, err := range stepErrs {
+			fail("%v", err)
 		}
 	}
-	places, placeErrs := parsePlaces(spec.Credentials)
+	places, placeErrs := token.ParsePlaces(spec.Credentials)
 	for _, err := range placeErrs {
 		fail("%v", err)
 	}
@@ -608,28 +508,6 @@ func (b *ruleBuilder) build(spec *ruleSpec, line int) (*Rule, []error) {
 		rule.Credentials = b.places
 	}
 	return rule, errs
-}
-
-// acrValue is an acr a challenge can name: acr_values is a quoted, space-separated list.
-var acrValue = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]+$`)
-
-// compile compiles a rule's expressions of one kind, adding each problem to errs at its place.
-func (b *ruleBuilder) compile(spec celSpec, kind expr.Kind, where, rule string, errs *[]error) []*expr.Program {
-	var out []*expr.Program
-	for i, src := range spec {
-		prg, problems := expr.Compile(src.text, kind)
-		name := where
-		if len(spec) > 1 {
-			name = fmt.Sprintf("%s[%d]", where, i)
-		}
-		for _, p := range problems {
-			*errs = append(*errs, fmt.Errorf("%s: rule %q: %s: %s", src.at(p, b.file), rule, name, p.Message))
-		}
-		if prg != nil {
-			out = append(out, prg)
-		}
-	}
-	return out
 }
 
 func normalizeAll(vs []any) []any {

@@ -13,6 +13,7 @@ import (
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 	"github.com/platformauth/envoy-okta-authz/token/introspect"
 	"go.yaml.in/yaml/v3"
@@ -182,7 +183,7 @@ type Duration time.Duration
 // UnmarshalYAML reads a duration string. A mistake is a *yaml.TypeError, which lets the
 // decoder go on: the shape check reports it with the file's other mistakes.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if msg := d.shapeError(n); msg != "" {
+	if msg := d.ShapeError(n); msg != "" {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
 	}
 	v, _ := time.ParseDuration(n.Value)
@@ -190,7 +191,8 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-func (*Duration) shapeError(n *yaml.Node) string {
+// ShapeError says what is wrong with a duration's shape ("" when nothing is).
+func (*Duration) ShapeError(n *yaml.Node) string {
 	if v, err := time.ParseDuration(n.Value); n.Kind != yaml.ScalarNode || err != nil || v < 0 {
 		return fmt.Sprintf("%q is not a duration (60s, 2m)", n.Value)
 	}
@@ -261,7 +263,7 @@ type Rule struct {
 	// Conditions are require.cel's expressions: all must hold.
 	Conditions []*expr.Program
 	// StepUp asks how and how recently the user authenticated (nil: no matter).
-	StepUp *StepUp
+	StepUp *stepup.StepUp
 	DryRun bool
 	// identity is what an allow by this rule forwards (never nil once loaded).
 	identity *Identity

@@ -62,8 +62,8 @@ func (w *shapeWalk) walk(n *yaml.Node, t reflect.Type, where string) {
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		// Decodes itself; what says its shape is reported here, with every other mistake.
-		if c, ok := reflect.New(t).Interface().(interface{ shapeError(*yaml.Node) string }); ok {
-			if msg := c.shapeError(n); msg != "" {
+		if c, ok := reflect.New(t).Interface().(interface{ ShapeError(*yaml.Node) string }); ok {
+			if msg := c.ShapeError(n); msg != "" {
 				fail("%s: %s", where, msg)
 			}
 		}

@@ -92,6 +92,30 @@ func ParsePlace(s string) (Place, error) {
 	return Place{}, fmt.Errorf("%q is not authorization, query:NAME, cookie:NAME or header:NAME", s)
 }
 
+// ParsePlaces reads a list of places (a policy's credentials); nil when the list is absent.
+func ParsePlaces(specs []string) ([]Place, []error) {
+	if specs == nil {
+		return nil, nil
+	}
+	if len(specs) == 0 {
+		return nil, []error{errors.New("credentials: name at least one place")}
+	}
+	var out []Place
+	var errs []error
+	for _, s := range specs {
+		p, err := ParsePlace(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("credentials: %w", err))
+		case slices.Contains(out, p):
+			errs = append(errs, fmt.Errorf("credentials: %s is named twice", p))
+		default:
+			out = append(out, p)
+		}
+	}
+	return out, errs
+}
+
 // Reasons a request's tokens cannot be told apart (400 invalid_request, RFC 6750 §3.1).
 var (
 	// ErrMultipleTokens: tokens in two of the places a request is read from, or a place given

@@ -19,8 +19,11 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -126,7 +129,7 @@ var checkSteps = []struct {
 	{"rule: scopes", []*authz.Reason{policy.ErrInsufficientScope}},
 	{"rule: claims", []*authz.Reason{policy.ErrClaimMismatch}},
 	{"rule: conditions (require.cel)", []*authz.Reason{policy.ErrConditionUnmet, policy.ErrConditionError}},
-	{"rule: step-up (acr, auth_time within max_age)", []*authz.Reason{policy.ErrACR, policy.ErrAuthTooOld}},
+	{"rule: step-up (acr, auth_time within max_age)", []*authz.Reason{stepup.ErrACR, stepup.ErrAuthTooOld}},
 }
 
 // proofReasons are the DPoP proof reasons about replay (the proof seen before, or the replay
@@ -346,29 +349,51 @@ func printReadings(out io.Writer, p *policy.Policy, r *authz.Request) {
 	}
 }
 
-// printConditions shows the value of every CEL expression the request meets: each rule's
-// match.cel, and the require.cel of the rules its readings select (with the verified claims).
+// printConditions shows the value of every CEL expression the request meets, under each
+// reading of it: every rule's match.cel (why a rule did or did not match), and the require.cel
+// of the rule the reading selects, with the verified claims (none: not evaluated). An
+// expression that reads neither the reading's method nor its path is shown once.
 func printConditions(out io.Writer, az *authz.Authorizer, r *authz.Request, claims *token.Claims) {
 	p := az.Policy()
 	in, err := p.NewInput(r.Route(), az.Now(), az.Leeway())
 	if err != nil {
 		return
 	}
-	values := p.Conditions(in, claims)
-	if len(values) == 0 {
-		return
-	}
-	fmt.Fprintln(out, "\nConditions:")
-	for _, v := range values {
-		value := fmt.Sprint(v.Value)
-		switch {
-		case v.NotEvaluated != "":
-			value = "not evaluated: " + v.NotEvaluated
-		case v.Err != nil:
-			value = "ERROR: " + v.Err.Error() + " (refuses the request: condition_error)"
+	seen := map[string]bool{}
+	header := false
+	show := func(rule *policy.Rule, where string, prg *expr.Program, m, path string, require bool) {
+		if !prg.ReadsReading() {
+			m, path = in.Methods()[0], in.Path.Canonical
 		}
-		fmt.Fprintf(out, "  rule %s, %s under %s %s\n    %s\n    = %s\n", v.Rule, v.Where, v.Method, v.Path, v.Source, value)
+		key := rule.Name + " " + where + " " + m + " " + path
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		value := "not evaluated: no verified token"
+		if !require || claims != nil {
+			ok, err := prg.Eval(in.Vars(m, path, claims))
+			value = fmt.Sprint(ok)
+			if err != nil {
+				value = "ERROR: " + err.Error() + " (refuses the request: condition_error)"
+			}
+		}
+		if !header {
+			fmt.Fprintln(out, "\nConditions:")
+			header = true
+		}
+		fmt.Fprintf(out, "  rule %s, %s under %s %s\n    %s\n    = %s\n", rule.Name, where, m, path, prg.Source(), value)
 	}
+	p.EachReading(in, func(m string, rd reqpath.Reading, selected *policy.Rule, _ error) {
+		for _, rule := range p.Rules {
+			for i, prg := range rule.MatchCEL {
+				show(rule, fmt.Sprintf("match.cel[%d]", i), prg, m, rd.Path, false)
+			}
+		}
+		for i, prg := range selected.Conditions {
+			show(selected, fmt.Sprintf("require.cel[%d]", i), prg, m, rd.Path, true)
+		}
+	})
 }
 
 // printDecoded shows the token's header and claims as they are, before any verification.
