@@ -9,6 +9,7 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -416,8 +417,10 @@ func (a *Authorizer) credential(ctx context.Context, r *Request, host reqhost.Ho
 	}
 	if err != nil {
 		c.err = err
-		if r := token.ReasonOf(err); r == token.ErrMultipleTokens || r == token.ErrEncodedTokenParameter {
-			c.err, c.detail = r, err.Error()
+		for _, r := range []*token.Reason{token.ErrMultipleTokens, token.ErrEncodedTokenParameter} {
+			if err != r && errors.Is(err, r) { // (errors.Is: ReasonOf's errors.As would allocate for every request without a token)
+				c.err, c.detail = r, err.Error()
+			}
 		}
 		return c
 	}
