@@ -138,6 +138,9 @@ func FuzzLoadPolicy(f *testing.F) {
 	f.Add([]byte("rules:\n  - match: {path_regex: '(a+)+'}\n"))
 	f.Add([]byte("rules: &a [*a]\n"))
 	f.Add([]byte("default: {public: true}\n"))
+	f.Add([]byte("credentials: [authorization, \"cookie:at\"]\nrules:\n  - match: {path: /a, cel: 'request.method == \"GET\"'}\n" +
+		"    credentials: [\"query:t\"]\n    require:\n      cel: [claims.a == 1, 'request.headers[\"x\"] == \"y\"']\n      acr: [a]\n      max_age: 10m\n"))
+	f.Add([]byte("rules:\n  - match: {path: /a}\n    require:\n      cel: |\n        request.host ==\n          1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Load(data, []string{"default"})
 		if err != nil {

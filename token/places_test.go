@@ -120,3 +120,37 @@ func TestWithout(t *testing.T) {
 	assert.Equal(t, "", WithoutCookie([]string{"at=t"}, "at"))
 	assert.Equal(t, "xat=1; at_=2", WithoutCookie([]string{"xat=1;at=t, at_=2"}, "at"))
 }
+
+// FuzzFind reads tokens from hostile requests — any query string, Cookie and header values —
+// under every place: never a panic; a token found is one token68 value within the size limit;
+// what the upstream gets instead never holds the token's parameter or cookie.
+func FuzzFind(f *testing.F) {
+	f.Add("/ws?room=1&access_token=a.b.c", "theme=dark; at=a.b.c", "a.b.c", "Bearer a.b.c")
+	f.Add("/ws?access%5Ftoken=x&access_token=y", "at=\"x\",at=y", "a,b", "")
+	f.Add("/ws?&&=&access_token", ";;=;at", " ", "DPoP x")
+	places := []Place{Authorization, {InQuery, "access_token"}, {InCookie, "at"}, {InHeader, "x-api-token"}}
+	f.Fuzz(func(t *testing.T, target, cookie, header, authorization string) {
+		h := headers{"Cookie": {cookie}, "X-Api-Token": {header}}
+		for i := range places {
+			found, err := Find(places[i:i+1], []string{authorization}, target, h)
+			if err == nil && (found.Place != places[i] || found.Token == "" || len(found.Token) > MaxTokenBytes || !isToken68(found.Token)) {
+				t.Fatalf("%s: found %+v", places[i], found)
+			}
+		}
+		_, _ = Find(places, []string{authorization}, target, h)
+		rest := WithoutQueryParameter(target, "access_token")
+		if _, q, ok := strings.Cut(rest, "?"); ok {
+			for pair := range strings.SplitSeq(q, "&") {
+				if k, _, _ := strings.Cut(pair, "="); k == "access_token" {
+					t.Fatalf("%q still has the parameter: %q", target, rest)
+				}
+			}
+		}
+		if !strings.Contains(target, "?") && rest != target {
+			t.Fatalf("a target without a query changed: %q → %q", target, rest)
+		}
+		if vs := cookieValues([]string{WithoutCookie([]string{cookie}, "at")}, "at"); len(vs) > 0 {
+			t.Fatalf("%q still has the cookie", cookie)
+		}
+	})
+}
