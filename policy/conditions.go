@@ -30,7 +30,6 @@ type Input struct {
 	Now    time.Time
 	Leeway time.Duration
 
-	policy *Policy
 	// ev are the expression variables, built up front when the policy has expressions (from
 	// the arguments of Policy.Input, never from the Input itself, so that a decision's Input
 	// stays on its stack).
@@ -40,7 +39,7 @@ type Input struct {
 // Input is the input of r, whose host (reqhost), methods (Policy.Methods) and canonical path
 // (reqpath) the caller read, judged at now with leeway.
 func (p *Policy) Input(r *Request, host string, methods []string, path reqpath.Path, now time.Time, leeway time.Duration) Input {
-	in := Input{Request: *r, Host: host, Path: path, Now: now, Leeway: leeway, policy: p}
+	in := Input{Request: *r, Host: host, Path: path, Now: now, Leeway: leeway}
 	in.nMethods = copy(in.methods[:], methods)
 	if p.clock {
 		in.ev = &expr.Vars{Host: host, ContextExtensions: r.ContextExtensions, Now: now, Hidden: p.isHidden}
