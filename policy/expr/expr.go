@@ -149,10 +149,6 @@ type Problem struct {
 	Message      string
 }
 
-func (p Problem) Error() string {
-	return fmt.Sprintf("expression line %d, column %d: %s", p.Line, p.Column, p.Message)
-}
-
 // Compile parses and type-checks src for kind: it must be a condition (its type bool) that reads
 // only the variables of its kind. It returns every problem found.
 func Compile(src string, kind Kind) (*Program, []Problem) {
