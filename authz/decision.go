@@ -9,6 +9,7 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -43,8 +45,13 @@ const (
 	// InvalidProof: a DPoP proof that is malformed, forged, stale, replayed or for another
 	// request. 401 with error="invalid_dpop_proof".
 	InvalidProof
-	// InsufficientScope: a valid token that lacks what the route needs. 403.
+	// InsufficientScope: a valid token that lacks what the route needs, or a request that does
+	// not meet its conditions (or whose conditions cannot be evaluated). 403.
 	InsufficientScope
+	// InsufficientAuthentication: a valid token whose authentication is too weak or too old
+	// for the route (RFC 9470): 401 with error="insufficient_user_authentication" and the
+	// acr_values and max_age to authenticate with.
+	InsufficientAuthentication
 	// Allow: forward the request with the identity headers.
 	Allow
 )
@@ -67,7 +74,9 @@ var outcomeAnswers = [...]outcomeAnswer{
 	InvalidToken:      {"invalid_token", http.StatusUnauthorized, codes.Unauthenticated, "invalid_token"},
 	InvalidProof:      {"invalid_dpop_proof", http.StatusUnauthorized, codes.Unauthenticated, "invalid_dpop_proof"},
 	InsufficientScope: {"insufficient_scope", http.StatusForbidden, codes.PermissionDenied, "insufficient_scope"},
-	Allow:             {"allow", http.StatusOK, codes.OK, ""},
+	InsufficientAuthentication: {"insufficient_user_authentication", http.StatusUnauthorized, codes.Unauthenticated,
+		"insufficient_user_authentication"},
+	Allow: {"allow", http.StatusOK, codes.OK, ""},
 }
 
 // answer is o's answer; an outcome outside the table is answered as Unavailable — a denial,
@@ -91,6 +100,9 @@ type Request struct {
 	Path   string // request target as received, query string included; canonicalised by Decide
 	// Authorization holds every value of the Authorization header (normally one).
 	Authorization []string
+	// Headers are the request's headers, read only when a rule needs them (its conditions, a
+	// token in a cookie or a header); nil: none but the fields here.
+	Headers policy.Headers
 	// DPoP holds every value of the DPoP header (one proof, with the DPoP scheme).
 	DPoP []string
 	// Scheme is the URI scheme the client used ("https", "http"), for a DPoP proof's htu.
@@ -122,7 +134,7 @@ type Request struct {
 // Route is what the policy reads of r to choose its rules.
 func (r *Request) Route() *policy.Request {
 	return &policy.Request{Method: r.Method, Host: r.Host, Path: r.Path, ContextExtensions: r.ContextExtensions,
-		MethodOverrides: r.MethodOverrides, ContentType: r.ContentType, Body: r.Body}
+		MethodOverrides: r.MethodOverrides, ContentType: r.ContentType, Body: r.Body, Headers: r.Headers}
 }
 
 // Decision is the answer for one request. Front ends turn it into their wire format through the
@@ -135,6 +147,13 @@ type Decision struct {
 	Detail string
 	// Scope lists the scopes the route needs, for insufficient_scope answers.
 	Scope string
+	// StepUp is what an insufficient_user_authentication answer asks for.
+	StepUp *stepup.StepUp
+	// Credential is the place the request's token came from (token.Authorization when none):
+	// an allow removes it from what the upstream receives, unless the rule forwards the token.
+	Credential token.Place
+	// upstreamCookie is the request's Cookie without the token's cookie (Credential a cookie).
+	upstreamCookie string
 	// Claims are the verified claims (nil unless the signature verified). On Allow they are the
 	// identity forwarded upstream; an anonymous allow (public route) has none.
 	Claims *token.Claims
@@ -244,6 +263,12 @@ func (a *Authorizer) Policy() *policy.Policy { return a.policy.Load() }
 // IssuerNames returns the names of the trusted issuers, in configuration order.
 func (a *Authorizer) IssuerNames() []string { return a.verifier.IssuerNames() }
 
+// Now is the clock decisions are made at, and Leeway the clock skew they allow (the verifier's).
+func (a *Authorizer) Now() time.Time { return a.verifier.Now() }
+
+// Leeway is the clock skew allowed on a token's times and on a rule's max_age.
+func (a *Authorizer) Leeway() time.Duration { return a.verifier.Leeway() }
+
 // Realm returns the realm used in WWW-Authenticate.
 func (a *Authorizer) Realm() string { return a.challenge.Realm }
 
@@ -294,33 +319,61 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 	if !ok {
 		return Decision{Outcome: InvalidRequest, Reason: policy.ErrMethodOverrides, Path: path.Canonical}
 	}
-	cred := a.credential(ctx, r, host)
-	if cred.err == token.ErrMultipleCredentials {
-		return Decision{Outcome: InvalidRequest, Reason: token.ErrMultipleCredentials, Path: path.Canonical}
-	}
-
 	var (
-		decided  Decision
-		buf      [16]*policy.Rule // the rules judged so far; more than a few is rare
-		judged   = buf[:0]
-		severity = -1
+		now    time.Time
+		leeway time.Duration
 	)
-	pol.EachReading(pr, host.Name, methods, path, func(_ string, _ reqpath.Reading, rule *policy.Rule) {
-		if slices.Contains(judged, rule) {
+	if pol.NeedsClock() {
+		now, leeway = a.verifier.Now(), a.verifier.Leeway()
+	}
+	in := pol.Input(pr, host.Name, methods, path, now, leeway)
+
+	// The rules of every reading, and the places their tokens may come from: the token is read
+	// once, from all of those places, so that every rule judges the same token, and a request
+	// with tokens in two of them is refused whichever rule would read which.
+	var (
+		rbuf      [16]*policy.Rule // the rules judged; more than a few is rare
+		ebuf      [16]error
+		pbuf      [4]token.Place
+		judged    = rbuf[:0]
+		matchErrs = ebuf[:0] // the error of a match expression that selected the rule
+		places    = pbuf[:0]
+	)
+	pol.EachReading(&in, func(_ string, _ reqpath.Reading, rule *policy.Rule, matchErr error) {
+		if i := slices.Index(judged, rule); i >= 0 {
+			if matchErrs[i] == nil {
+				matchErrs[i] = matchErr
+			}
 			return
 		}
+		judged, matchErrs = append(judged, rule), append(matchErrs, matchErr)
+		for _, pl := range rule.Credentials {
+			if !slices.Contains(places, pl) {
+				places = append(places, pl)
+			}
+		}
+	})
+	cred := a.credential(ctx, r, host, places)
+	switch cred.err {
+	case token.ErrMultipleCredentials:
+		return Decision{Outcome: InvalidRequest, Reason: token.ErrMultipleCredentials, Path: path.Canonical}
+	case token.ErrMultipleTokens, token.ErrEncodedTokenParameter:
+		return Decision{Outcome: InvalidRequest, Reason: token.ReasonOf(cred.err), Path: path.Canonical, Detail: cred.detail}
+	}
+
+	var decided Decision
+	severity := -1
+	for i, rule := range judged {
 		// Only the canonical reading's rule can be the one whose allow forwards an identity; the
 		// other rules judge whether the request may pass, not what the upstream is told.
-		forwards := len(judged) == 0
-		judged = append(judged, rule)
-		d := decideRule(rule, pol.DryRun, &cred, forwards)
+		d := decideRule(pol, rule, matchErrs[i], &cred, i == 0, &in)
 		// Refusals first, then dry-run allows (so their would-be is logged), then allows;
 		// among equals the earliest reading (the canonical one first).
 		if s := d.severity(); s > severity {
 			decided, severity = d, s
 		}
-	})
-	decided.Path, decided.Scheme = path.Canonical, cred.scheme
+	}
+	decided.Path, decided.Scheme, decided.Credential, decided.upstreamCookie = path.Canonical, cred.scheme, cred.place, cred.cookie
 	return decided
 }
 
@@ -329,23 +382,52 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 type credential struct {
 	scheme string // token.SchemeBearer or SchemeDPoP; empty without usable credentials
 	err    error  // errNoCredentials, a malformed header, or the verification's or binding's error
+	// detail explains err for the log (which places), never naming the token.
+	detail string
 	claims *token.Claims
 	parsed bool         // a token was found and verified (err is then the verification's or binding's)
 	bound  policy.Bound // the sender constraints the request proved
+	// place is where the token was found; cookie the Cookie header without it (a cookie place).
+	place  token.Place
+	cookie string
 }
 
-func (a *Authorizer) credential(ctx context.Context, r *Request, host reqhost.Host) credential {
-	scheme, tok, err := token.ParseAuthorization(r.Authorization)
-	if err == nil && scheme == token.SchemeDPoP && a.dpop == nil {
-		err, scheme = token.ErrNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
+// credential finds the token in places (the Authorization header alone, usually) and verifies
+// it.
+func (a *Authorizer) credential(ctx context.Context, r *Request, host reqhost.Host, places []token.Place) credential {
+	var (
+		f   token.Found
+		err error
+	)
+	if len(places) == 1 && places[0] == token.Authorization {
+		f.Scheme, f.Token, err = token.ParseAuthorization(r.Authorization) // the common case, as it always was
+	} else {
+		var h token.HeaderReader
+		if r.Headers != nil {
+			h = r.Headers
+		}
+		f, err = token.Find(places, r.Authorization, r.Path, h)
+	}
+	if err == nil && f.Scheme == token.SchemeDPoP && a.dpop == nil {
+		err, f.Scheme = token.ErrNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
+	}
+	c := credential{scheme: f.Scheme, place: f.Place}
+	if f.Place.Kind == token.InCookie && r.Headers != nil {
+		c.cookie = token.WithoutCookie(r.Headers.Values("cookie"), f.Place.Name)
 	}
 	if err != nil {
-		return credential{scheme: scheme, err: err}
+		c.err = err
+		for _, r := range []*token.Reason{token.ErrMultipleTokens, token.ErrEncodedTokenParameter} {
+			if err != r && errors.Is(err, r) { // (errors.Is: ReasonOf's errors.As would allocate for every request without a token)
+				c.err, c.detail = r, err.Error()
+			}
+		}
+		return c
 	}
-	c := credential{scheme: scheme, parsed: true}
-	c.claims, c.err = a.verifier.Verify(ctx, tok)
+	c.parsed = true
+	c.claims, c.err = a.verifier.Verify(ctx, f.Token)
 	if c.err == nil {
-		c.bound, c.err = a.bind(ctx, r, host, scheme, tok, c.claims)
+		c.bound, c.err = a.bind(ctx, r, host, f.Scheme, f.Token, c.claims)
 	}
 	return c
 }
@@ -363,24 +445,24 @@ func (d *Decision) severity() int {
 
 // decideRule is the decision of one rule on a request's credential: the token, its
 // verification, then the rule's requirements; in dry run a refusal becomes an allow that
-// remembers it.
-func decideRule(rule *policy.Rule, dryRun bool, cred *credential, forwards bool) Decision {
-	d := judge(rule, cred, forwards)
+// remembers it. matchErr is the error of a match expression that selected the rule.
+func decideRule(pol *policy.Policy, rule *policy.Rule, matchErr error, cred *credential, forwards bool, in *policy.Input) Decision {
+	d := judge(pol, rule, matchErr, cred, forwards, in)
 	d.Rule = rule.Name
-	if d.Outcome != Allow && (rule.DryRun || dryRun) {
+	if d.Outcome != Allow && (rule.DryRun || pol.DryRun) {
 		// Dry run: say what would have happened, let the request through. Only a fully valid
 		// token's identity is forwarded.
 		would := d
 		d = Decision{Outcome: Allow, Rule: rule.Name, WouldBe: &would}
-		if would.Outcome == InsufficientScope {
+		if would.Outcome == InsufficientScope || would.Outcome == InsufficientAuthentication {
 			d.Claims = would.Claims
 		}
 	}
 	return d
 }
 
-func judge(rule *policy.Rule, cred *credential, forwards bool) Decision {
-	d := judgeToken(rule, cred, forwards)
+func judge(pol *policy.Policy, rule *policy.Rule, matchErr error, cred *credential, forwards bool, in *policy.Input) Decision {
+	d := judgeToken(pol, rule, matchErr, cred, forwards, in)
 	d.identity = rule.Identity()
 	// The challenge is DPoP's when the client used DPoP or only DPoP can help, and Bearer's
 	// when the rule asks for a certificate-bound token.
@@ -395,8 +477,17 @@ func judge(rule *policy.Rule, cred *credential, forwards bool) Decision {
 
 // judgeToken is judge without the challenge. With forwards, an allow renders the rule's
 // identity (a claim it cannot forward refuses the request); without, the rule only judges.
-func judgeToken(rule *policy.Rule, cred *credential, forwards bool) Decision {
+func judgeToken(pol *policy.Policy, rule *policy.Rule, matchErr error, cred *credential, forwards bool, in *policy.Input) Decision {
+	if matchErr != nil {
+		// The rule cannot tell whether it covers the request: it refuses it, public or not, rather
+		// than let it fall to another rule.
+		return Decision{Outcome: InsufficientScope, Reason: policy.ErrConditionError, Detail: matchErr.Error()}
+	}
 	err := cred.err
+	if err != token.ErrNoCredentials && !slices.Contains(rule.Credentials, cred.place) {
+		// A token in a place this rule does not read (another reading's rule does): none, here.
+		err = token.ErrNoCredentials
+	}
 	switch {
 	case err == nil:
 	case rule.Public && cred.parsed:
@@ -405,7 +496,11 @@ func judgeToken(rule *policy.Rule, cred *credential, forwards bool) Decision {
 	case rule.Public:
 		return Decision{Outcome: Allow}
 	case err == token.ErrNoCredentials:
-		return Decision{Outcome: NoCredentials, Reason: token.ErrNoCredentials}
+		d := Decision{Outcome: NoCredentials, Reason: token.ErrNoCredentials}
+		if cred.err != token.ErrNoCredentials {
+			d.Detail = "the token is in " + cred.place.String() + ", which the rule does not read"
+		}
+		return d
 	case !cred.parsed:
 		return Decision{Outcome: InvalidToken, Reason: token.ReasonOf(err), Detail: err.Error()}
 	default:
@@ -426,8 +521,12 @@ func judgeToken(rule *policy.Rule, cred *credential, forwards bool) Decision {
 		return Decision{Outcome: InvalidToken, Reason: ErrSenderConstrained, Claims: cred.claims,
 			Detail: "the rule requires a " + string(rule.SenderConstrained) + "-bound token"}
 	}
-	if reason, scope, detail := rule.Check(cred.claims); reason != nil {
-		return Decision{Outcome: InsufficientScope, Reason: reason, Scope: scope, Detail: detail, Claims: cred.claims}
+	if ref := pol.Judge(rule, cred.claims, in); ref.Reason != nil {
+		outcome := InsufficientScope
+		if ref.StepUp != nil {
+			outcome = InsufficientAuthentication
+		}
+		return Decision{Outcome: outcome, Reason: ref.Reason, Scope: ref.Scope, StepUp: ref.StepUp, Detail: ref.Detail, Claims: cred.claims}
 	}
 	if !forwards {
 		return Decision{Outcome: Allow, Claims: cred.claims}

@@ -29,7 +29,7 @@ func TestTroubleshootingListsEveryReason(t *testing.T) {
 		reasons[r.Code] = r.Description
 	}
 	var files []string
-	for _, dir := range []string{".", "../token", "../token/introspect", "../policy", "../grpcapi", "../httpapi"} {
+	for _, dir := range []string{".", "../token", "../token/introspect", "../policy", "../policy/stepup", "../grpcapi", "../httpapi"} {
 		fs, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		require.NoError(t, err)
 		files = append(files, fs...)

@@ -97,16 +97,47 @@ var CredentialHeaders = []string{"authorization", "dpop"}
 
 // RemovedHeaders are the request headers an allowed request must lose: the client's copies of
 // identity headers the decision does not set (clientSent, lower-case), and the credentials
-// unless the rule forwards them.
+// unless the rule forwards them — a token from a header of its own too, and the Cookie header
+// when the token was its only cookie.
 func (d *Decision) RemovedHeaders(upstream []Header, clientSent []string) []string {
 	out := headersToRemove(upstream, clientSent)
-	if d.Outcome == Allow && (d.identity == nil || !d.identity.ForwardAuthorization) {
-		if len(out) == 0 {
+	if d.removesToken() {
+		switch c := d.Credential; {
+		case c.Kind == token.InHeader:
+			out = append(append(out, CredentialHeaders...), c.Name)
+		case c.Kind == token.InCookie && d.upstreamCookie == "":
+			out = append(append(out, CredentialHeaders...), "cookie")
+		case len(out) == 0:
 			return slices.Clip(CredentialHeaders) // the usual case: nothing to build
+		default:
+			out = append(out, CredentialHeaders...)
 		}
-		out = append(out, CredentialHeaders...)
 	}
 	return out
+}
+
+// removesToken: an allow whose rule does not forward the token.
+func (d *Decision) removesToken() bool {
+	return d.Outcome == Allow && (d.identity == nil || !d.identity.ForwardAuthorization)
+}
+
+// UpstreamCookie is the Cookie header an allow sets on the upstream request when the token came
+// in a cookie: the request's other cookies (ok false otherwise, and when none remains: then
+// RemovedHeaders names cookie).
+func (d *Decision) UpstreamCookie() (string, bool) {
+	if !d.removesToken() || d.Credential.Kind != token.InCookie || d.upstreamCookie == "" {
+		return "", false
+	}
+	return d.upstreamCookie, true
+}
+
+// RemovedQueryParameter is the query parameter an allow removes from the upstream request (the
+// token's), or "".
+func (d *Decision) RemovedQueryParameter() string {
+	if !d.removesToken() || d.Credential.Kind != token.InQuery {
+		return ""
+	}
+	return d.Credential.Name
 }
 
 // headersToRemove returns the client-sent identity headers (lower-case names) that an allowed
@@ -174,6 +205,15 @@ func (d *Decision) ClientHeaders(ch Challenges) []Header {
 	challenge += fmt.Sprintf(`, error=%q, error_description=%q`, d.Outcome.answer().errCode, d.Reason.Description)
 	if d.Outcome == InsufficientScope && d.Scope != "" {
 		challenge += fmt.Sprintf(", scope=%q", d.Scope)
+	}
+	if s := d.StepUp; d.Outcome == InsufficientAuthentication && s != nil {
+		// RFC 9470 §3: what the client must authenticate with, and how recently.
+		if len(s.ACR) > 0 {
+			challenge += fmt.Sprintf(", acr_values=%q", strings.Join(s.ACR, " "))
+		}
+		if s.MaxAge > 0 {
+			challenge += fmt.Sprintf(", max_age=%d", s.MaxAgeSeconds())
+		}
 	}
 	return append(hs, Header{"www-authenticate", challenge})
 }

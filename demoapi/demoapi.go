@@ -1,6 +1,10 @@
 // Package demoapi is the protected API of Okta's Node/Express resource-server quickstart, as a
 // Go HTTP handler: GET /api/messages returns messages, GET /secure echoes the caller's verified
-// identity, GET /healthz is for probes.
+// identity, GET /healthz is for probes. Two routes show the route policy's step-up and
+// credential places: GET /api/settings echoes the identity too (the demo policy asks a second
+// factor in the last 10 minutes for it), and GET /api/events is a WebSocket (browsers cannot
+// set Authorization on one: the demo policy takes its token from the query string) that sends
+// one message saying what the API received, and closes.
 //
 // It does no token verification of its own: the proxy in front (Envoy, nginx) asks the authz
 // service and forwards the identity in x-authz-* headers. As defence in depth, the protected
@@ -9,6 +13,7 @@
 package demoapi
 
 import (
+	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -57,7 +62,62 @@ func Handler(now func() time.Time) http.Handler {
 	mux.Handle("GET /secure", requireIdentity(func(w http.ResponseWriter, _ *http.Request, id *Identity) {
 		writeJSON(w, http.StatusOK, id)
 	}))
+	mux.Handle("GET /api/settings", requireIdentity(func(w http.ResponseWriter, _ *http.Request, id *Identity) {
+		writeJSON(w, http.StatusOK, id)
+	}))
+	mux.Handle("GET /api/events", requireIdentity(events))
 	return mux
+}
+
+// Event is what /api/events sends: the request target and the headers the API received, so
+// that a client sees that the proxy kept its token from the API.
+type Event struct {
+	Subject   string `json:"sub"`
+	Target    string `json:"target"`
+	WebSocket bool   `json:"websocket"`
+	// Credentials are the credential headers that reached the API (none should).
+	Credentials []string `json:"credentials"`
+}
+
+// events answers a WebSocket handshake (RFC 6455 §4.2.2) with one text message, the Event,
+// then a close frame; a plain GET gets the Event as JSON.
+func events(w http.ResponseWriter, r *http.Request, id *Identity) {
+	ev := Event{Subject: id.Subject, Target: r.URL.RequestURI(), Credentials: []string{}}
+	for _, h := range []string{"Authorization", "Dpop", "Cookie", "X-Api-Token"} {
+		if len(r.Header.Values(h)) > 0 {
+			ev.Credentials = append(ev.Credentials, h)
+		}
+	}
+	key := r.Header.Get("Sec-Websocket-Key")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
+		writeJSON(w, http.StatusOK, ev)
+		return
+	}
+	ev.WebSocket = true
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	defer conn.Close()
+	accept := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	payload, _ := json.Marshal(ev)
+	_, _ = buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(accept[:]) + "\r\n\r\n")
+	_, _ = buf.Write(textFrame(payload))
+	_, _ = buf.Write([]byte{0x88, 0x00}) // close
+	_ = buf.Flush()
+}
+
+// textFrame is an unmasked WebSocket text frame (a server's) holding payload (under 64 KiB).
+func textFrame(payload []byte) []byte {
+	frame := []byte{0x81}
+	if n := len(payload); n < 126 {
+		frame = append(frame, byte(n))
+	} else {
+		frame = append(frame, 126, byte(n>>8), byte(n))
+	}
+	return append(frame, payload...)
 }
 
 // requireIdentity reads the identity the proxy forwarded and answers 401 without one.

@@ -1,8 +1,11 @@
 package demoapi
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -26,7 +29,7 @@ func serve(t *testing.T, path string, headers map[string]string) *httptest.Respo
 }
 
 func TestProtectedRoutesNeedIdentity(t *testing.T) {
-	for _, p := range []string{"/api/messages", "/secure"} {
+	for _, p := range []string{"/api/messages", "/secure", "/api/settings", "/api/events"} {
 		rec := serve(t, p, nil)
 		assert.Equal(t, http.StatusUnauthorized, rec.Code, p)
 	}
@@ -59,4 +62,33 @@ func TestSecureEchoesIdentity(t *testing.T) {
 	assert.Equal(t, "00u-1", id.UserID)
 	assert.Equal(t, []string{"messages:read", "profile"}, id.Scopes)
 	assert.Equal(t, "AT.1", id.Claims["jti"])
+}
+
+func TestEventsSaysWhatArrived(t *testing.T) {
+	rec := serve(t, "/api/events?room=1", map[string]string{headerSubject: "00u-1", "Cookie": "theme=dark"})
+	require.Equal(t, http.StatusOK, rec.Code)
+	var ev Event
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &ev))
+	assert.Equal(t, Event{Subject: "00u-1", Target: "/api/events?room=1", Credentials: []string{"Cookie"}}, ev)
+
+	srv := httptest.NewServer(Handler(now))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("GET /api/events?room=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Authz-Subject: 00u-1\r\n\r\n"))
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	assert.Equal(t, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", resp.Header.Get("Sec-Websocket-Accept"), "RFC 6455's example")
+	frame, err := io.ReadAll(br) // the frames follow the handshake; the server then closes
+	require.NoError(t, err)
+	require.Greater(t, len(frame), 4)
+	assert.Equal(t, byte(0x81), frame[0], "a text frame")
+	require.NoError(t, json.Unmarshal(frame[2:2+int(frame[1])], &ev))
+	assert.Equal(t, Event{Subject: "00u-1", Target: "/api/events?room=1", WebSocket: true, Credentials: []string{}}, ev)
+	assert.Equal(t, []byte{0x88, 0x00}, frame[2+int(frame[1]):], "then a close frame")
 }

@@ -225,3 +225,28 @@ func TestSigningKeyFileKeepsTokensValid(t *testing.T) {
 	_, _, err = devidp.LoadSigningKey(path)
 	assert.ErrorContains(t, err, "is not PEM")
 }
+
+// TestTokenEndpointStandsForASignIn: acr and auth_time (devidp token --acr, --auth-time) land
+// in the token as Okta puts them after a user's sign-in; a token without them has neither.
+func TestTokenEndpointStandsForASignIn(t *testing.T) {
+	idp, srv := devidptest.Start(t, devidp.Config{})
+	at := time.Unix(1796069938, 0)
+	tok, err := devidp.RequestTokenWith(context.Background(), srv.Client(), idp.Issuer(), "test-client", "test-secret",
+		devidp.TokenOptions{Scope: "messages:read", ACR: "urn:okta:loa:2fa:any", AuthTime: at})
+	require.NoError(t, err)
+	_, c := claimsOf(t, tok)
+	assert.Equal(t, "urn:okta:loa:2fa:any", c["acr"])
+	assert.Equal(t, float64(at.Unix()), c["auth_time"])
+
+	tok, err = devidp.RequestToken(context.Background(), srv.Client(), idp.Issuer(), "test-client", "test-secret", "messages:read")
+	require.NoError(t, err)
+	_, c = claimsOf(t, tok)
+	assert.NotContains(t, c, "acr")
+	assert.NotContains(t, c, "auth_time")
+
+	resp, err := srv.Client().PostForm(idp.Issuer()+"/v1/token?", map[string][]string{
+		"grant_type": {"client_credentials"}, "client_id": {"test-client"}, "client_secret": {"test-secret"}, "auth_time": {"yesterday"}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
@@ -117,7 +118,20 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, err, basic)
 		return
 	}
-	req := TokenRequest{ClientID: id, Scopes: scopes}
+	req := TokenRequest{ClientID: id, Scopes: scopes, Extra: map[string]any{}}
+	// acr and auth_time: dev-only parameters (devidp token --acr, --auth-time) that stand for a
+	// user's sign-in, for step-up rules.
+	if acr := r.PostForm.Get("acr"); acr != "" {
+		req.Extra["acr"] = acr
+	}
+	if at := r.PostForm.Get("auth_time"); at != "" {
+		n, err := strconv.ParseInt(at, 10, 64)
+		if err != nil || n < 0 {
+			writeOAuthError(w, &errOAuth{400, "invalid_request", "auth_time is a NumericDate (seconds since the epoch)."}, basic)
+			return
+		}
+		req.Extra["auth_time"] = n
+	}
 	tokenType := "Bearer"
 	if proofs := r.Header.Values("DPoP"); len(proofs) > 0 {
 		// RFC 9449 §5: a proof for this very request binds the token to its key.
@@ -133,7 +147,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			writeOAuthError(w, &errOAuth{400, "invalid_dpop_proof", err.Error()}, basic)
 			return
 		}
-		req.Extra = map[string]any{"cnf": map[string]string{"jkt": p.Thumbprint}}
+		req.Extra["cnf"] = map[string]string{"jkt": p.Thumbprint}
 		tokenType = "DPoP"
 	}
 	mint := s.Mint

@@ -58,8 +58,15 @@ func startNginxFor(t *testing.T, s *stack, api string) string {
 // the shipped ones.
 func startNginxWith(t *testing.T, s *stack, api string, identity []string) string {
 	t.Helper()
+	base, _ := startNginxIn(t, s, api, identity)
+	return base
+}
+
+// startNginxIn is startNginxWith that also returns nginx's directory (its logs).
+func startNginxIn(t *testing.T, s *stack, api string, identity []string) (base, dir string) {
+	t.Helper()
 	bin := nginxBinary(t)
-	dir := t.TempDir()
+	dir = t.TempDir()
 	addr := freePort(t)
 	text, err := nginxconf.Local{Listen: addr, API: api, AuthzHTTP: host(s.httpURL), Dir: dir}.Render()
 	if errors.Is(err, nginxconf.ErrNoHeadersMore) {
@@ -67,7 +74,7 @@ func startNginxWith(t *testing.T, s *stack, api string, identity []string) strin
 	}
 	require.NoError(t, err)
 	if identity != nil {
-		server, location := proxyconf.NginxBlocks(identity, false)
+		server, location := proxyconf.NginxBlocks(identity, false, nil)
 		text = replaceBlock(t, text, proxyconf.ServerBegin, proxyconf.ServerEnd, server)
 		text = replaceBlock(t, text, proxyconf.LocationBegin, proxyconf.LocationEnd, location)
 	}
@@ -98,7 +105,7 @@ func startNginxWith(t *testing.T, s *stack, api string, identity []string) strin
 		}
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond, "nginx did not start: %s", out)
-	return "http://" + addr
+	return "http://" + addr, dir
 }
 
 func host(u string) string { pu, _ := url.Parse(u); return pu.Host }

@@ -128,6 +128,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (the WebSocket route hijacks it).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // token gets a token from the dev issuer's real token endpoint.
 func (s *stack) token(t *testing.T, scope string) string {
 	t.Helper()

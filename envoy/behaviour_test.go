@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -93,6 +94,8 @@ func (s *authzService) token(t *testing.T, scopes ...string) string {
 // local reply; and the dynamic metadata Envoy recorded for its access log.
 type outcome struct {
 	upstream http.Header
+	// path is the upstream request's :path (gRPC: after the allow's query parameter changes).
+	path     string
 	reply    *envoytest.LocalReply
 	metadata map[string]string
 }
@@ -145,7 +148,8 @@ func (s *authzService) viaGRPC(t *testing.T, p *envoytest.Proxy, method, path st
 	upstream := header.Clone()
 	reply, err := p.ApplyCheckResponse(upstream, resp, callErr)
 	require.NoError(t, err)
-	out := outcome{reply: reply, upstream: upstream, metadata: map[string]string{}}
+	out := outcome{reply: reply, upstream: upstream, metadata: map[string]string{},
+		path: envoytest.UpstreamPath(path, resp.GetOkResponse())}
 	if reply != nil {
 		out.upstream = nil
 	}
@@ -347,4 +351,50 @@ func TestRateLimitPerVerifiedClient(t *testing.T) {
 	out := s.viaGRPC(t, load(t, "envoy.yaml"), "GET", "/api/messages", http.Header{"Authorization": {"Bearer " + s.token(t, "messages:read")}})
 	require.Nil(t, out.reply)
 	assert.Equal(t, "test-client", out.metadata[key], "the service sets %q on allow", key)
+}
+
+// TestWebSocketTokenFromTheQueryNeverReachesTheUpstream: the demo policy's events route takes
+// its token from the query (a browser's WebSocket cannot set Authorization); through envoy.yaml
+// the upstream request has no access_token, the query rebuilt as Envoy rebuilds it, and the
+// access log's path holds no query at all.
+func TestWebSocketTokenFromTheQueryNeverReachesTheUpstream(t *testing.T) {
+	s := startAuthz(t, true)
+	p := load(t, "envoy.yaml")
+	tok := s.token(t, "messages:read")
+	h := http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Cookie": {"theme=dark"}}
+	out := s.viaGRPC(t, p, "GET", "/api/events?room=7&access_token="+tok+"&lang", h)
+	require.Nil(t, out.reply, "allowed")
+	assert.Equal(t, "/api/events?lang=&room=7", out.path, "Envoy rebuilds the query: sorted, name=value")
+	assert.Equal(t, "theme=dark", out.upstream.Get("Cookie"), "the other credentials' places are untouched")
+	assert.Equal(t, "test-client", out.upstream.Get("X-Authz-Subject"))
+	assert.Equal(t, "events", out.metadata["rule"])
+
+	out = s.viaGRPC(t, p, "GET", "/api/events?access_token="+tok, http.Header{"Authorization": {"Bearer " + tok}})
+	require.NotNil(t, out.reply)
+	assert.Equal(t, 400, out.reply.Status, "a token in two places")
+
+	out = s.viaGRPC(t, p, "GET", "/api/messages?access_token="+tok, nil)
+	require.NotNil(t, out.reply)
+	assert.Equal(t, 401, out.reply.Status, "only the events route reads the query")
+}
+
+// TestStepUpChallengeReachesTheClient: the demo policy's settings route asks for a second factor
+// in the last 10 minutes; in both modes the client gets the 401 with the RFC 9470 challenge, and
+// a token from such a sign-in passes.
+func TestStepUpChallengeReachesTheClient(t *testing.T) {
+	s := startAuthz(t, true)
+	weak := s.token(t, "messages:read")
+	strong, err := s.idp.Mint(devidp.TokenRequest{ClientID: "test-client", Extra: map[string]any{
+		"acr": "urn:okta:loa:2fa:any", "auth_time": time.Now().Add(-time.Minute).Unix()}})
+	require.NoError(t, err)
+	for _, mode := range []string{"envoy.yaml", "envoy-http.yaml"} {
+		p, via := load(t, mode), s.via(mode)
+		out := via(t, p, "GET", "/api/settings", http.Header{"Authorization": {"Bearer " + weak}})
+		require.NotNil(t, out.reply, mode)
+		assert.Equal(t, 401, out.reply.Status, mode)
+		assert.Equal(t, []string{`Bearer realm="api", error="insufficient_user_authentication", error_description="A stronger authentication is required for this resource", acr_values="urn:okta:loa:2fa:any urn:okta:loa:2fa:any:ifpossible", max_age=600`},
+			out.reply.Header.Values("Www-Authenticate"), mode)
+		out = via(t, p, "GET", "/api/settings", http.Header{"Authorization": {"Bearer " + strong}})
+		assert.Nil(t, out.reply, mode)
+	}
 }

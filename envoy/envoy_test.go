@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"regexp"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -75,6 +76,14 @@ func (fp *frontProxy) commonChecks(t *testing.T) {
 	assert.False(t, fp.HCM.GetPreserveExternalRequestId())
 	logFormat := fp.HCM.GetAccessLog()[0].GetTypedConfig().String()
 	assert.NotContains(t, logFormat, "X-ENVOY-ORIGINAL-PATH", "the logged path is the one Envoy routed, not a header")
+	// A query string may hold a token (credentials: query:NAME): no operator that logs one.
+	for _, op := range regexp.MustCompile(`%[A-Z_]+(\([^)]*\))?(:\d+)?%`).FindAllString(logFormat, -1) {
+		assert.NotRegexp(t, `^%(REQ\((:PATH|X-ENVOY-ORIGINAL-PATH|X-ORIGINAL-URI|X-FORWARDED-URI|REFERER)|PATH(\((WQ)?(:[A-Z_]*)?\))?(:\d+)?%|QUERY_PARAM|REQ_WITHOUT_QUERY)`, op,
+			"the access log's %s may hold a query string", op)
+	}
+	assert.Contains(t, logFormat, "%PATH(NQ:PATH):256%")
+	require.Len(t, fp.HCM.GetUpgradeConfigs(), 1)
+	assert.Equal(t, "websocket", fp.HCM.GetUpgradeConfigs()[0].GetUpgradeType(), "WebSockets pass (after ext_authz)")
 	assert.Equal(t, []string{"x-authz-subject", "x-authz-client-id", "x-authz-user-id", "x-authz-scopes", "x-authz-claims"},
 		fp.routes["/healthz"].GetRequestHeadersToRemove(), "the route without ext_authz drops client identity headers")
 

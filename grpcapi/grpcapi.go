@@ -8,6 +8,7 @@ package grpcapi
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -102,7 +103,10 @@ func (s *Server) response(d *authz.Decision, clientIdentity []string) *authv3.Ch
 		}
 		s.wire.remember(resp)
 		return resp
-	case d.Outcome == authz.Allow && s.allows != nil && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0:
+	case d.Outcome == authz.Allow && s.allows != nil && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0 &&
+		d.Credential == token.Authorization:
+		// (A token from another place makes the answer depend on the request: its query, its
+		// other cookies.)
 		if m, ok := s.allows.Get(d.Claims); ok && m.fits(d) {
 			return m.resp
 		}
@@ -145,6 +149,7 @@ func requestFromCheck(req *authv3.CheckRequest, pol *policy.Policy) (*authz.Requ
 		ContextExtensions: attrs.GetContextExtensions(),
 		// URL-encoded PEM, with include_peer_certificate on the ext_authz filter.
 		ClientCert: attrs.GetSource().GetCertificate(),
+		Headers:    checkHeaders{h},
 	}
 	var identity []string
 	// An HTTP/1 request without Content-Length or Transfer-Encoding has no body; HTTP/2 and 3
@@ -179,6 +184,35 @@ func requestFromCheck(req *authv3.CheckRequest, pol *policy.Policy) (*authz.Requ
 		visit(hv.GetKey(), rawOrValue(hv))
 	}
 	return r, identity
+}
+
+// checkHeaders are a CheckRequest's headers in whichever form Envoy sent them, read by
+// lower-case name (Envoy lower-cases them), only when a rule asks: nothing is copied for a
+// request no condition or credential place reads.
+type checkHeaders struct {
+	h *authv3.AttributeContext_HttpRequest
+}
+
+func (c checkHeaders) Values(name string) []string {
+	var out []string
+	if v, ok := c.h.GetHeaders()[name]; ok {
+		out = append(out, v)
+	}
+	for _, hv := range c.h.GetHeaderMap().GetHeaders() {
+		if strings.EqualFold(hv.GetKey(), name) {
+			out = append(out, rawOrValue(hv))
+		}
+	}
+	return out
+}
+
+func (c checkHeaders) Each(fn func(name, value string)) {
+	for k, v := range c.h.GetHeaders() {
+		fn(k, v)
+	}
+	for _, hv := range c.h.GetHeaderMap().GetHeaders() {
+		fn(strings.ToLower(hv.GetKey()), rawOrValue(hv))
+	}
 }
 
 // rawOrValue is a header_map entry's value: encode_raw_headers puts it in raw_value.
@@ -236,9 +270,18 @@ func checkResponse(d *authz.Decision, ch authz.Challenges, clientIdentity []stri
 		return resp
 	}
 	upstream := d.UpstreamHeaders()
+	if cookie, set := d.UpstreamCookie(); set {
+		// The request's other cookies: Envoy replaces every cookie header with this one.
+		upstream = append(slices.Clip(upstream), authz.Header{Name: "cookie", Value: cookie})
+	}
 	ok := &authv3.OkHttpResponse{
 		Headers:         headerOptions(upstream),
 		HeadersToRemove: d.RemovedHeaders(upstream, clientIdentity),
+	}
+	if name := d.RemovedQueryParameter(); name != "" {
+		// Envoy removes the parameter by its name as sent (the token's is never percent-encoded:
+		// token.ParsePlace), and rebuilds the query from the rest.
+		ok.QueryParametersToRemove = []string{name}
 	}
 	resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: ok}
 	return resp

@@ -14,6 +14,7 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/token"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -125,6 +126,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		for i, k := range keys {
 			h[k] = values[i]
 		}
+		s.credentialAnswer(h, &d, r, req)
 		switch rm := d.RemovedHeaders(d.UpstreamHeaders(), clientIdentity); {
 		case slices.Equal(rm, authz.CredentialHeaders):
 			h[canonicalHeadersToRemove] = removeCredentials
@@ -140,6 +142,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	w.WriteHeader(d.HTTPStatus())
 	_, _ = w.Write(d.Body())
+}
+
+// Headers of an allow that keep a token from the upstream when it came from elsewhere than
+// the Authorization header (a header of its own is named in x-envoy-auth-headers-to-remove).
+const (
+	// upstreamURIHeader is the request target without the token's query parameter, for the
+	// shipped nginx.conf's proxy_pass (Envoy's http_service and Traefik cannot change a query).
+	upstreamURIHeader = "X-Upstream-Uri"
+	// upstreamCookieHeader is the Cookie header the upstream gets, on every allow under a
+	// policy that reads a token from a cookie (an absent one means: none): Traefik copies it
+	// (authResponseHeaders), Envoy too (allowed_upstream_headers), nginx sets it.
+	upstreamCookieHeader = "Cookie"
+)
+
+// credentialAnswer adds to an allow's answer what keeps a token from a query parameter or a
+// cookie from the upstream.
+func (s *Server) credentialAnswer(h http.Header, d *authz.Decision, r *authz.Request, req *http.Request) {
+	if name := d.RemovedQueryParameter(); name != "" {
+		h.Set(upstreamURIHeader, token.WithoutQueryParameter(r.Path, name))
+	}
+	if !r.Policy.ReadsCookies() {
+		return
+	}
+	cookie, set := d.UpstreamCookie()
+	if !set && d.Credential.Kind != token.InCookie { // not the token's: the request's own
+		cookie = strings.Join(req.Header.Values("Cookie"), "; ")
+	}
+	if cookie != "" {
+		h.Set(upstreamCookieHeader, cookie)
+	}
 }
 
 // The headers each proxy sets to name the request it asks about.
@@ -167,7 +199,8 @@ func (s *Server) requestFromHTTP(req *http.Request) (*authz.Request, RequestSour
 		Body:        policy.BodyUnknown,
 		// Every proxy here reports the client's scheme in X-Forwarded-Proto (nginx.conf sets
 		// it; Traefik and Envoy set it themselves).
-		Scheme: req.Header.Get("X-Forwarded-Proto"),
+		Scheme:  req.Header.Get("X-Forwarded-Proto"),
+		Headers: httpHeaders(req.Header),
 	}
 	if r.Scheme == "" {
 		r.Scheme = "http"
@@ -241,6 +274,20 @@ func (s *Server) requestFromHTTP(req *http.Request) (*authz.Request, RequestSour
 		}
 	}
 	return r, src, identity
+}
+
+// httpHeaders are the request's headers, read by lower-case name only when a rule asks.
+type httpHeaders http.Header
+
+func (h httpHeaders) Values(name string) []string { return http.Header(h).Values(name) }
+
+func (h httpHeaders) Each(fn func(name, value string)) {
+	for k, vs := range h {
+		k = strings.ToLower(k)
+		for _, v := range vs {
+			fn(k, v)
+		}
+	}
 }
 
 // one returns the values of the three headers, each of which must be present exactly once.

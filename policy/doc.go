@@ -4,7 +4,9 @@
 // canonical path, every other way a common upstream may read the request (letter case, a
 // trailing slash, ";" parameters, a format suffix, HEAD as GET, method overrides), so that a
 // request is judged by every rule it could be served under. It owns the identity configuration
-// (which claims an allow forwards, and under which header names).
+// (which claims an allow forwards, and under which header names), and what else a rule states:
+// conditions in CEL (compiled and evaluated by policy/expr, under every reading), a step-up
+// demand (policy/stepup) and the places it reads a token from (token.Place).
 //
 // It trusts the policy file only after loading checks it, and reads requests only through the
 // canonical path (internal/reqpath) and host (internal/reqhost) readers. It knows tokens only as

@@ -9,11 +9,15 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
+	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // The policy file, as YAML carries it. Unknown keys are errors.
@@ -22,8 +26,10 @@ type policyFile struct {
 	DryRun        bool              `yaml:"dry_run"`
 	UpstreamPaths upstreamPathsSpec `yaml:"upstream_paths"`
 	Identity      *identitySpec     `yaml:"identity"`
-	Rules         []ruleSpec        `yaml:"rules"`
-	Default       *ruleSpec         `yaml:"default"`
+	// Credentials are the places the rules read a token from, unless a rule says otherwise.
+	Credentials []string   `yaml:"credentials"`
+	Rules       []ruleSpec `yaml:"rules"`
+	Default     *ruleSpec  `yaml:"default"`
 }
 
 // identitySpec is an identity section: the file's, or a rule's over it. What it leaves out
@@ -128,27 +134,29 @@ type upstreamPathsSpec struct {
 func orTrue(b *bool) bool { return b == nil || *b }
 
 type ruleSpec struct {
-	Name     string        `yaml:"name"`
-	Match    matchSpec     `yaml:"match"`
-	Public   bool          `yaml:"public"`
-	Require  requireSpec   `yaml:"require"`
-	Identity *identitySpec `yaml:"identity"`
-	DryRun   bool          `yaml:"dry_run"`
+	Name        string        `yaml:"name"`
+	Match       matchSpec     `yaml:"match"`
+	Public      bool          `yaml:"public"`
+	Require     requireSpec   `yaml:"require"`
+	Credentials []string      `yaml:"credentials"`
+	Identity    *identitySpec `yaml:"identity"`
+	DryRun      bool          `yaml:"dry_run"`
 }
 
 type matchSpec struct {
-	Policy     string   `yaml:"policy"`
-	Hosts      []string `yaml:"hosts"`
-	Methods    []string `yaml:"methods"`
-	Path       string   `yaml:"path"`
-	PathPrefix string   `yaml:"path_prefix"`
-	PathGlob   string   `yaml:"path_glob"`
-	PathRegex  string   `yaml:"path_regex"`
+	Policy     string    `yaml:"policy"`
+	Hosts      []string  `yaml:"hosts"`
+	Methods    []string  `yaml:"methods"`
+	Path       string    `yaml:"path"`
+	PathPrefix string    `yaml:"path_prefix"`
+	PathGlob   string    `yaml:"path_glob"`
+	PathRegex  string    `yaml:"path_regex"`
+	CEL        expr.Spec `yaml:"cel"`
 }
 
 func (m *matchSpec) empty() bool {
 	return m.Policy == "" && len(m.Hosts) == 0 && len(m.Methods) == 0 && m.Path == "" &&
-		m.PathPrefix == "" && m.PathGlob == "" && m.PathRegex == ""
+		m.PathPrefix == "" && m.PathGlob == "" && m.PathRegex == "" && len(m.CEL) == 0
 }
 
 type requireSpec struct {
@@ -158,11 +166,14 @@ type requireSpec struct {
 	Issuers           []string    `yaml:"issuers"`
 	Audiences         []string    `yaml:"audiences"`
 	SenderConstrained string      `yaml:"sender_constrained"`
+	CEL               expr.Spec   `yaml:"cel"`
+	ACR               []string    `yaml:"acr"`
+	MaxAge            *Duration   `yaml:"max_age"`
 }
 
 func (r *requireSpec) empty() bool {
 	return len(r.Scopes) == 0 && len(r.AnyScopes) == 0 && len(r.Claims) == 0 && len(r.Issuers) == 0 &&
-		len(r.Audiences) == 0 && r.SenderConstrained == ""
+		len(r.Audiences) == 0 && r.SenderConstrained == "" && len(r.CEL) == 0 && len(r.ACR) == 0 && r.MaxAge == nil
 }
 
 type claimSpec struct {
@@ -194,10 +205,13 @@ func DefaultIdentity() Identity { return Identity{ClaimsHeader: true} }
 // Default is the policy without a file: every route needs a valid token, and allows
 // forward id (DefaultIdentity when nil).
 func Default(id *Identity) *Policy {
-	p := &Policy{Default: &Rule{Name: "default"}}
+	p := &Policy{Default: &Rule{Name: "default", Credentials: defaultPlaces}}
 	p.setIdentities(id)
 	return p
 }
+
+// defaultPlaces: a token comes in the Authorization header unless a rule or the file says more.
+var defaultPlaces = []token.Place{token.Authorization}
 
 // Load parses and validates a policy file with the default identity; see LoadWith.
 func Load(data []byte, issuerNames []string) (*Policy, error) {
@@ -229,8 +243,16 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		_ = doc.Decode(&f) // best effort: the shape errors say what did not fit
 	}
 	lines := ruleLines(data)
+	file := strings.Split(string(data), "\n")
 	fail := func(line int, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: "+format, append([]any{line}, a...)...))
+	}
+	places, placeErrs := token.ParsePlaces(f.Credentials)
+	for _, err := range placeErrs {
+		fail(lines.credentials, "%v", err)
+	}
+	if places == nil {
+		places = defaultPlaces
 	}
 
 	p := &Policy{DryRun: f.DryRun, Issuers: f.Issuers, MethodOverride: orTrue(f.UpstreamPaths.MethodOverride), Paths: reqpath.Options{
@@ -266,6 +288,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		}
 	}
 
+	b := ruleBuilder{issuers: known, places: places, file: file}
 	names := map[string]bool{}
 	for i := range f.Rules {
 		spec := &f.Rules[i]
@@ -280,7 +303,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		if spec.Match.empty() && i < len(f.Rules)-1 {
 			fail(line, "rule %q matches every request, so the rules after it can never match (use default: instead)", spec.Name)
 		}
-		rule, ruleErrs := buildRule(spec, line, known)
+		rule, ruleErrs := b.build(spec, line)
 		errs = append(errs, ruleErrs...)
 		p.Rules = append(p.Rules, rule)
 	}
@@ -295,7 +318,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		errs = append(errs, idErrs...)
 		p.Rules[i].identity = &id
 	}
-	p.Default = &Rule{Name: "default", identity: &global}
+	p.Default = &Rule{Name: "default", identity: &global, Credentials: places}
 	if f.Default != nil {
 		if f.Default.Name == "" {
 			f.Default.Name = "default"
@@ -303,7 +326,7 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		if !f.Default.Match.empty() {
 			fail(lines.def, "default: has no match (it covers what no rule matches)")
 		}
-		rule, ruleErrs := buildRule(f.Default, lines.def, known)
+		rule, ruleErrs := b.build(f.Default, lines.def)
 		errs = append(errs, ruleErrs...)
 		id, idErrs := f.Default.Identity.over(global, fmt.Sprintf("line %d: default: identity", lines.def))
 		errs = append(errs, idErrs...)
@@ -315,7 +338,19 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 		return nil, fmt.Errorf("policy:\n%w", err)
 	}
 	p.setIdentities(nil)
+	p.hidden = map[string]bool{}
 	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
+		for _, pl := range rule.Credentials {
+			p.readsCookies = p.readsCookies || pl.Kind == token.InCookie
+			if pl.Kind == token.InHeader {
+				p.hidden[pl.Name] = true
+			}
+		}
+		p.clock = p.clock || len(rule.MatchCEL) > 0 || len(rule.Conditions) > 0 || rule.StepUp != nil
+		if slices.ContainsFunc(append(slices.Clip(rule.MatchCEL), rule.Conditions...), (*expr.Program).ReadsMethod) {
+			// The method decides: the request is judged under every method it may run as.
+			p.exprReadsMethod, p.MethodReadings = true, true
+		}
 		p.Paths.AlwaysFold = p.Paths.AlwaysFold || rule.paths.hasUpper()
 		p.Paths.AlwaysSlash = p.Paths.AlwaysSlash || rule.paths.hasTrailingSlash()
 		p.MethodReadings = p.MethodReadings || len(rule.Methods) > 0
@@ -333,7 +368,16 @@ var scopeToken = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]+$`)
 
 var methodToken = regexp.MustCompile(`^[A-Z]+$`)
 
-func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []error) {
+// ruleBuilder builds the rules of one file: the issuers they may name, the file's credential
+// places, and its text (for the positions of expressions).
+type ruleBuilder struct {
+	issuers map[string]bool
+	places  []token.Place
+	file    []string
+}
+
+func (b *ruleBuilder) build(spec *ruleSpec, line int) (*Rule, []error) {
+	issuers := b.issuers
 	var errs []error
 	fail := func(format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: rule %q: "+format, append([]any{line, spec.Name}, a...)...))
@@ -443,6 +487,26 @@ func buildRule(spec *ruleSpec, line int, issuers map[string]bool) (*Rule, []erro
 			Contains: normalize(c.Contains), ContainsAny: normalizeAll(c.ContainsAny), Exists: c.Exists,
 		})
 	}
+	var exprErrs, stepErrs []error
+	where := fmt.Sprintf("rule %q: ", spec.Name)
+	rule.MatchCEL, exprErrs = m.CEL.Compile(expr.Match, where+"match.cel", b.file)
+	errs = append(errs, exprErrs...)
+	rule.Conditions, exprErrs = req.CEL.Compile(expr.Require, where+"require.cel", b.file)
+	errs = append(errs, exprErrs...)
+	if len(req.ACR) > 0 || req.MaxAge != nil {
+		rule.StepUp, stepErrs = stepup.New(req.ACR, (*time.Duration)(req.MaxAge))
+		for _, err := range stepErrs {
+			fail("%v", err)
+		}
+	}
+	places, placeErrs := token.ParsePlaces(spec.Credentials)
+	for _, err := range placeErrs {
+		fail("%v", err)
+	}
+	rule.Credentials = places
+	if places == nil {
+		rule.Credentials = b.places
+	}
 	return rule, errs
 }
 
@@ -466,10 +530,11 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// policyLines are the lines where each rule, issuer, the default and the identity start.
+// policyLines are the lines where each rule, issuer, the default, the identity and the
+// credentials start.
 type policyLines struct {
-	rules, issuers []int
-	def, identity  int
+	rules, issuers             []int
+	def, identity, credentials int
 }
 
 func lineAt(lines []int, i int) int {
@@ -501,6 +566,8 @@ func ruleLines(data []byte) policyLines {
 			pl.def = val.Line
 		case "identity":
 			pl.identity = val.Line
+		case "credentials":
+			pl.credentials = val.Line
 		}
 	}
 	return pl

@@ -12,6 +12,8 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/internal/reqhost"
 	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
+	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 	"github.com/platformauth/envoy-okta-authz/token/introspect"
 	"go.yaml.in/yaml/v3"
@@ -36,9 +38,38 @@ type Policy struct {
 	MethodOverride bool
 	// ruleMethods are the methods the rules name, for a form POST whose body may name any.
 	ruleMethods []string
+	// exprReadsMethod: an expression reads request.method.
+	exprReadsMethod bool
 	// identityNames are the claim headers any rule sets: a client's copies are always removed.
 	identityNames identityNames
+	// hidden are the headers expressions never see (hiddenHeaders and the rules' token headers);
+	// readsCookies: some rule reads a token from a cookie; clock: some rule has a condition or
+	// a step-up requirement, which read the time.
+	hidden       map[string]bool
+	readsCookies bool
+	clock        bool
 }
+
+// ReadsCookies reports whether some rule may read its token from a cookie: then the HTTP
+// decision API tells the proxy, on every allow, the Cookie header the upstream gets.
+func (p *Policy) ReadsCookies() bool { return p.readsCookies }
+
+// CredentialPlaces are the places other than the Authorization header some rule reads a token
+// from: what a proxy must pass to the service, and keep from the upstream.
+func (p *Policy) CredentialPlaces() []token.Place {
+	var out []token.Place
+	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
+		for _, pl := range rule.Credentials {
+			if pl != token.Authorization && !slices.Contains(out, pl) {
+				out = append(out, pl)
+			}
+		}
+	}
+	return out
+}
+
+// NeedsClock reports whether a decision under p reads the time (Input.Now).
+func (p *Policy) NeedsClock() bool { return p.clock }
 
 // setIdentities gives every rule without one the identity id (DefaultIdentity when nil), and
 // collects the names of every configured claim header.
@@ -152,14 +183,23 @@ func (s *IntrospectionSpec) Check() []error {
 // Duration is a time.Duration written as in Go ("60s", "2m").
 type Duration time.Duration
 
-// UnmarshalYAML reads a duration string.
+// UnmarshalYAML reads a duration string. A mistake is a *yaml.TypeError, which lets the
+// decoder go on: the shape check reports it with the file's other mistakes.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration (60s, 2m)", n.Line, n.Value)
+	if msg := d.ShapeError(n); msg != "" {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
 	}
+	v, _ := time.ParseDuration(n.Value)
 	*d = Duration(v)
 	return nil
+}
+
+// ShapeError says what is wrong with a duration's shape ("" when nothing is).
+func (*Duration) ShapeError(n *yaml.Node) string {
+	if v, err := time.ParseDuration(n.Value); n.Kind != yaml.ScalarNode || err != nil || v < 0 {
+		return fmt.Sprintf("%q is not a duration (60s, 2m)", n.Value)
+	}
+	return ""
 }
 
 // Request is what the policy reads of a request to choose its rules.
@@ -176,6 +216,17 @@ type Request struct {
 	MethodOverrides []string
 	ContentType     string
 	Body            Body
+	// Headers are the request's headers, for expressions and tokens in a cookie or a header;
+	// nil when the front end has none to give.
+	Headers Headers
+}
+
+// Headers are a request's headers as the proxy passed them, read only when a rule needs them.
+type Headers interface {
+	// Values returns the values of the header with the lower-case name.
+	Values(name string) []string
+	// Each calls fn with every header (a repeated one once per value), its name lower-case.
+	Each(fn func(name, value string))
 }
 
 // IsIdentityHeader reports whether a lower-case header name is one an allow under p may set:
@@ -197,6 +248,10 @@ type Rule struct {
 	Hosts   []string // lower-case, without port
 	Methods []string // upper-case
 	paths   pathMatcher
+	// MatchCEL are match.cel's expressions: all must hold (evaluated last, the cheap tests first).
+	MatchCEL []*expr.Program
+	// Credentials are the places the rule reads a token from (never empty once loaded).
+	Credentials []token.Place
 
 	// Public rules need no token: a valid one still forwards identity, an invalid one is ignored.
 	Public bool
@@ -208,7 +263,11 @@ type Rule struct {
 	Audiences []string // any-of, on top of the issuer's own
 	// SenderConstrained demands a token bound to the presenter (empty: a bearer token does).
 	SenderConstrained SenderConstraint
-	DryRun            bool
+	// Conditions are require.cel's expressions: all must hold.
+	Conditions []*expr.Program
+	// StepUp asks how and how recently the user authenticated (nil: no matter).
+	StepUp *stepup.StepUp
+	DryRun bool
 	// identity is what an allow by this rule forwards (never nil once loaded).
 	identity *Identity
 }
@@ -259,84 +318,128 @@ type ClaimRequirement struct {
 	Exists      *bool  // the claim is present (true) or absent (false)
 }
 
-// match reports whether the rule covers r, whose host is host, read with method and path
-// reading rd.
-func (rule *Rule) match(r *Request, host string, method string, rd reqpath.Reading) bool {
+// match reports whether the rule covers in's request read with method and path reading rd.
+// An expression that cannot be evaluated selects the rule, with the error: the rule refuses
+// the request, which never falls to a rule after it.
+func (rule *Rule) match(in *Input, method string, rd reqpath.Reading) (bool, error) {
+	r := &in.Request
 	if rule.Policy != "" && r.ContextExtensions["policy"] != rule.Policy {
-		return false
+		return false, nil
 	}
-	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, host) {
-		return false
+	if len(rule.Hosts) > 0 && !slices.Contains(rule.Hosts, in.Host) {
+		return false, nil
 	}
 	if len(rule.Methods) > 0 && !slices.Contains(rule.Methods, method) {
-		return false
+		return false, nil
 	}
-	return rule.paths.match(rd)
+	if !rule.paths.match(rd) {
+		return false, nil
+	}
+	for i, m := range rule.MatchCEL {
+		ok, err := m.Eval(in.vars(method, rd.Path))
+		if err != nil {
+			return true, fmt.Errorf("match.cel[%d] %s under %s %s: %w", i, m.Source(), method, rd.Path, err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
-// EachReading calls fn with every reading of r — each way a common upstream may read its
-// method and canonical path p — and the rule that reading selects, the canonical reading first.
-// host is r's host as the proxy routes on it (reqhost), methods the methods it may run as
-// (Policy.Methods). Path readings that cannot select another rule (no rules) are skipped, and
-// so is a reading without a format suffix that selects the default rule: that reading stands
-// for a route of the stem serving the suffixed path, which matters when a rule names the stem
-// ("/admin.json" must satisfy the rule for "/admin"); the default rule covers every stem, and
-// would judge every public file ("/favicon.ico" as "/favicon") by its own terms.
-func (p *Policy) EachReading(r *Request, host string, methods []string, path reqpath.Path, fn func(method string, rd reqpath.Reading, rule *Rule)) {
-	readings := []reqpath.Reading{{Path: path.Canonical}}
+// EachReading calls fn with every reading of in's request — each way a common upstream may read
+// its method and canonical path — and the rule that reading selects (with the error of a match
+// expression that could not be evaluated), the canonical reading first. Path readings that
+// cannot select another rule (no rules) are skipped, and so is a reading without a format
+// suffix that selects the default rule: that reading stands for a route of the stem serving the
+// suffixed path, which matters when a rule names the stem ("/admin.json" must satisfy the rule
+// for "/admin"); the default rule covers every stem, and would judge every public file
+// ("/favicon.ico" as "/favicon") by its own terms.
+func (p *Policy) EachReading(in *Input, fn func(method string, rd reqpath.Reading, rule *Rule, matchErr error)) {
+	readings := []reqpath.Reading{{Path: in.Path.Canonical}}
 	if len(p.Rules) > 0 {
 		var buf [reqpath.MaxReadings]reqpath.Reading // zeroed only where a reading can select a rule
-		readings = path.Readings(buf[:0], p.Paths)
+		readings = in.Path.Readings(buf[:0], p.Paths)
 	}
-	for _, m := range methods {
+	each := func(m string) {
 		for _, rd := range readings {
-			rule := p.match(r, host, m, rd)
+			rule, err := p.match(in, m, rd)
 			if rd.NoSuffix && rule == p.Default {
 				continue
 			}
-			fn(m, rd, rule)
+			fn(m, rd, rule, err)
+		}
+	}
+	methods := in.Methods()
+	for _, m := range methods {
+		if m != anyOtherMethod || !p.exprReadsMethod {
+			each(m)
+			continue
+		}
+		// An expression reads the method: "any other" is each method it may be.
+		for _, o := range otherMethods {
+			if !slices.Contains(methods, o) {
+				each(o)
+			}
 		}
 	}
 }
+
+// otherMethods are the methods a form body's _method may name, for expressions that read the
+// method: Rack::MethodOverride's list (Rails), which Symfony's and Laravel's cover.
+var otherMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "LINK", "UNLINK"}
 
 // RuleReading is one reading of a request and the rule it selects (see Explain).
 type RuleReading struct {
 	Method string
 	reqpath.Reading
 	Rule string
+	// MatchErr is the error of a match expression that could not be evaluated.
+	MatchErr error
 }
 
 // Explain returns the canonical path of r and each of its readings with the rule it selects,
-// as the decision judges them; or the refusal of r's path or host.
-func (p *Policy) Explain(r *Request) (string, []RuleReading, error) {
-	path, err := reqpath.Parse(r.Path)
+// as the decision judges them at now; or the refusal of r's path or host.
+func (p *Policy) Explain(r *Request, now time.Time) (string, []RuleReading, error) {
+	in, err := p.NewInput(r, now, 0)
 	if err != nil {
 		return "", nil, err
+	}
+	var out []RuleReading
+	p.EachReading(in, func(m string, rd reqpath.Reading, rule *Rule, merr error) {
+		out = append(out, RuleReading{Method: m, Reading: rd, Rule: rule.Name, MatchErr: merr})
+	})
+	return in.Path.Canonical, out, nil
+}
+
+// NewInput reads r as the rules do at now, or says why it cannot be judged: its path
+// (reqpath), host (reqhost) or methods (ErrMethodOverrides).
+func (p *Policy) NewInput(r *Request, now time.Time, leeway time.Duration) (*Input, error) {
+	path, err := reqpath.Parse(r.Path)
+	if err != nil {
+		return nil, err
 	}
 	host, err := reqhost.Parse(r.Host)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	methods, ok := p.Methods(nil, r)
 	if !ok {
-		return "", nil, ErrMethodOverrides
+		return nil, ErrMethodOverrides
 	}
-	var out []RuleReading
-	p.EachReading(r, host.Name, methods, path, func(m string, rd reqpath.Reading, rule *Rule) {
-		out = append(out, RuleReading{Method: m, Reading: rd, Rule: rule.Name})
-	})
-	return path.Canonical, out, nil
+	in := p.Input(r, host.Name, methods, path, now, leeway)
+	return &in, nil
 }
 
-// match returns the first rule covering r (whose host is host) read with method and path
-// reading rd, or the default rule.
-func (p *Policy) match(r *Request, host, method string, rd reqpath.Reading) *Rule {
+// match returns the first rule covering in's request read with method and path reading rd, or
+// the default rule; and the error of a match expression of the rule, which selected it.
+func (p *Policy) match(in *Input, method string, rd reqpath.Reading) (*Rule, error) {
 	for _, rule := range p.Rules {
-		if rule.match(r, host, method, rd) {
-			return rule
+		if ok, err := rule.match(in, method, rd); ok {
+			return rule, err
 		}
 	}
-	return p.Default
+	return p.Default, nil
 }
 
 // Reasons a valid token is refused by a rule (403).

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,7 +66,7 @@ func TestPolicyMatching(t *testing.T) {
 // canonicalRule names the rule the canonical reading of r selects.
 func canonicalRule(t *testing.T, p *Policy, r *Request) string {
 	t.Helper()
-	_, readings, err := p.Explain(r)
+	_, readings, err := p.Explain(r, time.Time{})
 	require.NoError(t, err)
 	return readings[0].Rule
 }
@@ -137,6 +138,9 @@ func FuzzLoadPolicy(f *testing.F) {
 	f.Add([]byte("rules:\n  - match: {path_regex: '(a+)+'}\n"))
 	f.Add([]byte("rules: &a [*a]\n"))
 	f.Add([]byte("default: {public: true}\n"))
+	f.Add([]byte("credentials: [authorization, \"cookie:at\"]\nrules:\n  - match: {path: /a, cel: 'request.method == \"GET\"'}\n" +
+		"    credentials: [\"query:t\"]\n    require:\n      cel: [claims.a == 1, 'request.headers[\"x\"] == \"y\"']\n      acr: [a]\n      max_age: 10m\n"))
+	f.Add([]byte("rules:\n  - match: {path: /a}\n    require:\n      cel: |\n        request.host ==\n          1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Load(data, []string{"default"})
 		if err != nil {
@@ -146,7 +150,7 @@ func FuzzLoadPolicy(f *testing.F) {
 			return
 		}
 		for _, path := range []string{"/", "/healthz", "/admin/x", "/" + string(data[:min(len(data), 20)])} {
-			_, _, _ = p.Explain(&Request{Method: "GET", Host: "h", Path: path})
+			_, _, _ = p.Explain(&Request{Method: "GET", Host: "h", Path: path}, time.Time{})
 		}
 	})
 }
@@ -176,7 +180,7 @@ dry_run: maybe
 		`line 4, column 5: rules[0] has no key "requires"; did you mean "require"?`,
 		`line 9, column 15: rules[1].require.scopes must be a list, not "read"`,
 		`line 10, column 13: rules[1].public must be true or false, not "yes please"`,
-		`line 11, column 5: rules[1] has no key "colour" (it has dry_run, identity, match, name, public, require)`,
+		`line 11, column 5: rules[1] has no key "colour" (it has credentials, dry_run, identity, match, name, public, require)`,
 		`line 12, column 10: dry_run must be true or false, not "maybe"`,
 		`rule "b": path_glob`, // the semantic check of the same file: a bad glob
 	} {
@@ -231,7 +235,7 @@ func TestPolicyAliasOfAnotherShape(t *testing.T) {
 func TestExplainShowsTheNewReadings(t *testing.T) {
 	p, err := Load([]byte(pathsPolicy), []string{"default"})
 	require.NoError(t, err)
-	canonical, readings, err := p.Explain(&Request{Method: "GET", Path: "/adm\u0130n.json"})
+	canonical, readings, err := p.Explain(&Request{Method: "GET", Path: "/adm\u0130n.json"}, time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, "/adm%C4%B0n.json", canonical)
 	var got []string
@@ -248,7 +252,7 @@ func TestExplainShowsTheNewReadings(t *testing.T) {
 		"/admin fold=true slash=true suffix=true → admin",
 	}, got)
 
-	_, readings, err = p.Explain(&Request{Method: "GET", Path: "/favicon.ico"})
+	_, readings, err = p.Explain(&Request{Method: "GET", Path: "/favicon.ico"}, time.Time{})
 	require.NoError(t, err)
 	for _, rd := range readings {
 		assert.False(t, rd.NoSuffix, "/favicon is judged by the default rule only: not a reading that counts (%+v)", rd)

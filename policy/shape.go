@@ -61,7 +61,13 @@ func (w *shapeWalk) walk(n *yaml.Node, t reflect.Type, where string) {
 		t = t.Elem()
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
-		return // checks itself
+		// Decodes itself; what says its shape is reported here, with every other mistake.
+		if c, ok := reflect.New(t).Interface().(interface{ ShapeError(*yaml.Node) string }); ok {
+			if msg := c.ShapeError(n); msg != "" {
+				fail("%s: %s", where, msg)
+			}
+		}
+		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:

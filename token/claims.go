@@ -31,11 +31,19 @@ type Claims struct {
 	Expiry     time.Time
 	IssuedAt   time.Time // zero when absent
 	NotBefore  time.Time // zero when absent
+	// ACR and AuthTime say how and when the user authenticated (RFC 9068 §2.2.1, for step-up
+	// rules, RFC 9470): empty and zero when absent — and when not a string and a NumericDate,
+	// which fails a rule that asks for them rather than refuse the token everywhere.
+	ACR      string
+	AuthTime time.Time
 	// Cnf is the token's confirmation (RFC 7800): the key or certificate it is bound to; nil
 	// for a bearer token.
 	Cnf *Confirmation
 	// Raw is the verified JSON payload, as signed.
 	Raw []byte
+	// Values holds what package policy derives from these claims once: their values as its
+	// expressions read them. Only package policy reads and writes it.
+	Values atomic.Value
 	// Memo holds what the decision derives from these claims for the identity a rule
 	// forwards (the upstream headers), so that a token in steady use derives it once: the
 	// claims are shared through the cache. Only package authz reads and writes it.
@@ -100,7 +108,7 @@ func (c *Claims) All() (map[string]any, error) {
 // wireClaims are the raw values of the claims Verify reads, found by their exact names (JSON
 // member names are case-sensitive: "Exp" is another claim, not exp).
 type wireClaims struct {
-	iss, sub, aud, cid, clientID, uid, scp, scope, jti, exp, iat, nbf, cnf []byte
+	iss, sub, aud, cid, clientID, uid, scp, scope, jti, exp, iat, nbf, cnf, acr, authTime []byte
 }
 
 func (w *wireClaims) set(name, value []byte) error {
@@ -131,6 +139,10 @@ func (w *wireClaims) set(name, value []byte) error {
 		w.nbf = value
 	case "cnf":
 		w.cnf = value
+	case "acr":
+		w.acr = value
+	case "auth_time":
+		w.authTime = value
 	default:
 		if isRegisteredVariant(name) {
 			return fmt.Errorf("%w: %q", ErrAmbiguousClaims, name)
@@ -233,6 +245,10 @@ func (w *wireClaims) claims(payload []byte) (*Claims, error) {
 	if c.Cnf, err = decodeConfirmation(w.cnf); err != nil {
 		return nil, fmt.Errorf("%w: cnf: %v", ErrMalformed, err)
 	}
+	if w.acr != nil {
+		c.ACR, _ = strictjson.String(w.acr)
+	}
+	c.AuthTime, _ = numericDate(w.authTime)
 	for _, f := range []struct {
 		raw []byte
 		dst *time.Time

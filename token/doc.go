@@ -1,5 +1,6 @@
 // Package token verifies access tokens: it reads the credentials of a request's Authorization
-// header (Bearer and DPoP, RFC 6750 and 9449), parses the token as a compact JWS, routes it to
+// header (Bearer and DPoP, RFC 6750 and 9449) — or of the other places a route opts into: a
+// query parameter, a cookie, a header of its own (Place, Find) — parses the token as a compact JWS, routes it to
 // its issuer by the still untrusted iss, checks the algorithm, the key (package jwks), the
 // signature and the registered claims — issuer identifier, audience, expiry with leeway, client
 // — and returns its Claims, or an error wrapping one Reason. What it accepts it remembers by the

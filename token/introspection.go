@@ -207,7 +207,7 @@ func (v *Verifier) introspectJWT(ctx context.Context, is *Issuer, token string, 
 	}
 	return &Claims{Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, ClientID: c.ClientID,
 		UserID: c.UserID, Scopes: scopes, ID: c.ID, KeyID: c.KeyID, IssuerName: c.IssuerName, Expiry: c.Expiry,
-		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, Cnf: cnf, Raw: raw}, nil
+		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, ACR: c.ACR, AuthTime: c.AuthTime, Cnf: cnf, Raw: raw}, nil
 }
 
 // narrowedPayload rewrites a verified payload's scope members to hold only scopes (scp keeps

@@ -158,7 +158,9 @@ func TestIntrospectAlways(t *testing.T) {
 		e.now = t0
 	})
 	t.Run("the answer narrows the scopes, never widens them", func(t *testing.T) {
-		signed := e.jwt(t, "messages:read", "messages:write")
+		signed, err := e.idp.Mint(devidp.TokenRequest{ClientID: "app", Scopes: []string{"messages:read", "messages:write"},
+			Extra: map[string]any{"acr": "urn:okta:loa:2fa:any", "auth_time": t0.Add(-time.Minute).Unix()}})
+		require.NoError(t, err)
 		// The issuer now grants the token only messages:read: a narrower answer wins.
 		narrow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintf(w, `{"active":true,"scope":"messages:read admin","iss":%q,"exp":%d}`, e.idp.Issuer(), t0.Add(time.Hour).Unix())
@@ -174,6 +176,8 @@ func TestIntrospectAlways(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []any{"messages:read"}, all["scp"], "claim rules, claim headers and x-authz-claims see the narrowed scopes")
 		assert.Equal(t, "app", all["cid"], "the other claims stay as signed")
+		assert.Equal(t, "urn:okta:loa:2fa:any", c.ACR, "step-up reads the narrowed token's acr")
+		assert.Equal(t, t0.Add(-time.Minute).Unix(), c.AuthTime.Unix())
 	})
 }
 

@@ -146,6 +146,12 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 // *Claims while it stays in the cache's hot tier).
 func (v *Verifier) Caches() bool { return v.cache != nil }
 
+// Now is the verifier's clock: the time claims are judged at.
+func (v *Verifier) Now() time.Time { return v.cfg.Now() }
+
+// Leeway is the clock skew allowed on the token's times (exp, nbf, iat; and a rule's max_age).
+func (v *Verifier) Leeway() time.Duration { return v.cfg.Leeway }
+
 // CachedTokens is the number of verified tokens in the cache.
 func (v *Verifier) CachedTokens() int {
 	if v.cache == nil {

@@ -2,7 +2,8 @@
 // FOR DEVELOPMENT ONLY: keys live in memory and clients are configured in plain text.
 //
 //	devidp [flags]               serve the issuer; SIGHUP or POST /rotate on the admin port rotates the key
-//	devidp token [flags]         print a fresh access token from a running issuer (--dpop-key: DPoP-bound; --opaque: opaque)
+//	devidp token [flags]         print a fresh access token from a running issuer (--dpop-key: DPoP-bound; --opaque: opaque;
+//	                             --acr, --auth-time: a user's sign-in, for step-up rules)
 //	devidp revoke [flags] TOKEN  revoke a token at a running issuer (RFC 7009)
 //	devidp dpop [flags]          print a DPoP proof for a request (creates the key file when absent)
 //	devidp healthcheck URL       exit 0 when URL answers 2xx (for distroless containers)
@@ -20,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -210,7 +212,14 @@ func token(args []string, out io.Writer) error {
 	scope := fs.String("scope", "messages:read", "scopes to request, space-separated")
 	keyFile := fs.String("dpop-key", "", "ask for a DPoP-bound token, proving this client key (a private JWK file; created when absent)")
 	opaque := fs.Bool("opaque", false, "ask for an opaque token, which only the introspection endpoint reads (authz needs --introspection opaque or always)")
-	if err := parse(fs, "Usage: devidp token [flags]\n\nAsks a running dev issuer's token endpoint for a client-credentials token and prints it.\n", args); err != nil {
+	acr := fs.String("acr", "", "the token's acr, how the user authenticated (e.g. urn:okta:loa:2fa:any), for step-up rules (RFC 9470)")
+	authTime := fs.String("auth-time", "", "the token's auth_time, when the user authenticated: now, a duration ago (15m), or Unix seconds")
+	if err := parse(fs, "Usage: devidp token [flags]\n\nAsks a running dev issuer's token endpoint for a client-credentials token and prints it.\n"+
+		"--acr and --auth-time stand for a user's sign-in, as in Okta's tokens after one (dev issuer only).\n", args); err != nil {
+		return err
+	}
+	at, err := parseAuthTime(*authTime, time.Now())
+	if err != nil {
 		return err
 	}
 	var key jwk.Key
@@ -223,13 +232,8 @@ func token(args []string, out io.Writer) error {
 			return err
 		}
 	}
-	var tok string
-	var err error
-	if *opaque {
-		tok, err = devidp.RequestOpaqueToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope)
-	} else {
-		tok, err = devidp.RequestDPoPToken(context.Background(), http.DefaultClient, *issuer, *clientID, *secret, *scope, key)
-	}
+	tok, err := devidp.RequestTokenWith(context.Background(), http.DefaultClient, *issuer, *clientID, *secret,
+		devidp.TokenOptions{Scope: *scope, DPoPKey: key, Opaque: *opaque, ACR: *acr, AuthTime: at})
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("no dev issuer answers at %s: start one (go run ./cmd/devidp, authz --dev, or go run ./cmd/devstack), or point --issuer at it", *issuer)
 	}
@@ -238,6 +242,23 @@ func token(args []string, out io.Writer) error {
 	}
 	_, err = fmt.Fprintln(out, tok)
 	return err
+}
+
+// parseAuthTime reads --auth-time: now, a duration ago, or Unix seconds; empty is none.
+func parseAuthTime(v string, now time.Time) (time.Time, error) {
+	switch {
+	case v == "":
+		return time.Time{}, nil
+	case v == "now":
+		return now, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+		return time.Unix(n, 0), nil
+	}
+	return time.Time{}, fmt.Errorf("--auth-time %q: now, a duration ago (15m) or Unix seconds", v)
 }
 
 // revoke asks a running issuer's revocation endpoint to revoke a token.
@@ -302,7 +323,8 @@ func proof(args []string, out, errOut io.Writer) error {
 const usage = `Usage:
   devidp [flags]            serve the Okta-shaped dev issuer (FOR DEVELOPMENT ONLY); SIGHUP or
                             POST /rotate on the admin listener rotates the signing key
-  devidp token [flags]      print a fresh access token from a running issuer (--opaque: opaque)
+  devidp token [flags]      print a fresh access token from a running issuer (--opaque: opaque;
+                            --acr urn:okta:loa:2fa:any --auth-time now: after a second factor)
   devidp revoke TOKEN       revoke a token at a running issuer (RFC 7009)
   devidp dpop [flags]       print a DPoP proof for one request
   devidp healthcheck URL    exit 0 when URL answers 2xx (container health checks)

@@ -55,9 +55,9 @@ func (l Local) Render() (string, error) {
 		{"listen 8080;", "listen " + l.Listen + ";"},
 		{"worker_processes auto;", fmt.Sprintf("worker_processes 1;\npid %s;\nerror_log %s info;",
 			filepath.Join(l.Dir, "nginx.pid"), filepath.Join(l.Dir, "error.log"))},
-		{"\nhttp {", fmt.Sprintf("\nhttp {\n    access_log %s;\n    client_body_temp_path %[2]s/body;\n    proxy_temp_path %[2]s/proxy;\n"+
-			"    fastcgi_temp_path %[2]s/fastcgi;\n    uwsgi_temp_path %[2]s/uwsgi;\n    scgi_temp_path %[2]s/scgi;",
-			filepath.Join(l.Dir, "access.log"), l.Dir)},
+		{"access_log /var/log/nginx/access.log authz;", "access_log " + filepath.Join(l.Dir, "access.log") + " authz;"},
+		{"\nhttp {", fmt.Sprintf("\nhttp {\n    client_body_temp_path %[1]s/body;\n    proxy_temp_path %[1]s/proxy;\n"+
+			"    fastcgi_temp_path %[1]s/fastcgi;\n    uwsgi_temp_path %[1]s/uwsgi;\n    scgi_temp_path %[1]s/scgi;", l.Dir)},
 	} {
 		if strings.Count(text, r.old) != 1 {
 			return "", fmt.Errorf("deploy/nginx/nginx.conf no longer has exactly one %q: update deploy/nginx.Local", r.old)

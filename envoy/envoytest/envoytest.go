@@ -333,6 +333,49 @@ func (p *Proxy) ApplyCheckResponse(upstream http.Header, resp *authv3.CheckRespo
 	return nil, nil
 }
 
+// UpstreamPath is the :path an allow sends upstream: the request's, with the query parameters
+// the OkHttpResponse sets and removes. source/extensions/filters/http/ext_authz/ext_authz.cc
+// onComplete: when either list is not empty, the query string is parsed without decoding
+// (Http::Utility::QueryParamsMulti::parseQueryString), each parameter to set overwrites every
+// value of its name, each one to remove erases every value of its name as sent (case-sensitive,
+// never decoded), and the query is rebuilt (replaceQueryString): its names in sorted order (a
+// btree map), each value "name=value" — a bare "name" gains "=" — and no "?" when none remains;
+// the path before "?" is kept as it is.
+func UpstreamPath(path string, ok *authv3.OkHttpResponse) string {
+	if len(ok.GetQueryParametersToSet()) == 0 && len(ok.GetQueryParametersToRemove()) == 0 {
+		return path
+	}
+	base, query, hasQuery := strings.Cut(path, "?")
+	params := map[string][]string{}
+	if hasQuery {
+		for start := 0; start < len(query); {
+			end := strings.IndexByte(query[start:], '&')
+			if end < 0 {
+				end = len(query)
+			} else {
+				end += start
+			}
+			name, value, _ := strings.Cut(query[start:end], "=")
+			params[name] = append(params[name], value)
+			start = end + 1
+		}
+	}
+	for _, p := range ok.GetQueryParametersToSet() {
+		params[p.GetKey()] = []string{p.GetValue()}
+	}
+	for _, name := range ok.GetQueryParametersToRemove() {
+		delete(params, name)
+	}
+	delim := "?"
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		for _, v := range params[name] {
+			base += delim + name + "=" + v
+			delim = "&"
+		}
+	}
+	return base
+}
+
 // ServiceRequest is the request Envoy's http_service client sends the authz service.
 type ServiceRequest struct {
 	Method, Target, Host string

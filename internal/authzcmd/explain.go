@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -18,8 +19,11 @@ import (
 
 	"github.com/platformauth/envoy-okta-authz/authz"
 	"github.com/platformauth/envoy-okta-authz/internal/dpop"
+	"github.com/platformauth/envoy-okta-authz/internal/reqpath"
 	"github.com/platformauth/envoy-okta-authz/jwks"
 	"github.com/platformauth/envoy-okta-authz/policy"
+	"github.com/platformauth/envoy-okta-authz/policy/expr"
+	"github.com/platformauth/envoy-okta-authz/policy/stepup"
 	"github.com/platformauth/envoy-okta-authz/token"
 )
 
@@ -32,6 +36,34 @@ type explainRequest struct {
 	DPoP string
 	// ClientCert is a PEM file's path, read into clientCert by resolve.
 	ClientCert, clientCert string
+	// Headers are the request's other headers ("Name: value", repeatable): what conditions
+	// read, and a token in a cookie or a header of its own.
+	Headers headerFlags
+}
+
+// headerFlags is the repeatable --header flag, kept as an http.Header.
+type headerFlags http.Header
+
+func (h headerFlags) String() string { return "" }
+
+func (h headerFlags) Set(v string) error {
+	name, value, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("%q is not Name: value", v)
+	}
+	http.Header(h).Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	return nil
+}
+
+// Values and Each read the headers by lower-case name, as the front ends give them.
+func (h headerFlags) Values(name string) []string { return http.Header(h).Values(name) }
+
+func (h headerFlags) Each(fn func(name, value string)) {
+	for k, vs := range h {
+		for _, v := range vs {
+			fn(strings.ToLower(k), v)
+		}
+	}
 }
 
 // resolve applies --url and reads --client-cert.
@@ -65,6 +97,8 @@ var checkSteps = []struct {
 	{"host a valid host[:port]", []*authz.Reason{authz.ErrInvalidHost}},
 	{"at most eight methods named (overrides)", []*authz.Reason{policy.ErrMethodOverrides}},
 	{"one Authorization header", []*authz.Reason{authz.ErrMultipleCredentials}},
+	{"one token, in one of the places the rules read", []*authz.Reason{token.ErrMultipleTokens, token.ErrEncodedTokenParameter}},
+	{"rule: match conditions (match.cel) evaluated", nil},
 	{"access token present (Bearer or DPoP scheme)", []*authz.Reason{token.ErrNoCredentials}},
 	{"token well-formed (compact JWS, ≤ 16 KiB; or opaque, when introspected)", []*authz.Reason{token.ErrMalformed, token.ErrTooLarge}},
 	{"claim names unambiguous", []*authz.Reason{token.ErrAmbiguousClaims}},
@@ -94,6 +128,8 @@ var checkSteps = []struct {
 	{"rule: audience", []*authz.Reason{policy.ErrAudienceForRoute}},
 	{"rule: scopes", []*authz.Reason{policy.ErrInsufficientScope}},
 	{"rule: claims", []*authz.Reason{policy.ErrClaimMismatch}},
+	{"rule: conditions (require.cel)", []*authz.Reason{policy.ErrConditionUnmet, policy.ErrConditionError}},
+	{"rule: step-up (acr, auth_time within max_age)", []*authz.Reason{stepup.ErrACR, stepup.ErrAuthTooOld}},
 }
 
 // proofReasons are the DPoP proof reasons about replay (the proof seen before, or the replay
@@ -151,7 +187,8 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	}
 
 	r := &authz.Request{Method: req.Method, Host: req.Host, Path: req.Path, Scheme: req.Scheme,
-		ClientCert: req.clientCert, ContextExtensions: map[string]string{}}
+		ClientCert: req.clientCert, ContextExtensions: map[string]string{}, Headers: req.Headers,
+		Authorization: req.Headers.Values("Authorization")}
 	if req.RoutePolicy != "" {
 		r.ContextExtensions["policy"] = req.RoutePolicy
 	}
@@ -172,6 +209,9 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 	reached := true
 	for _, step := range checkSteps {
 		failed := decided.Reason != nil && slices.Contains(step.reasons, decided.Reason)
+		if step.reasons == nil { // the match conditions: their error is require.cel's reason too
+			failed = decided.Reason == policy.ErrConditionError && strings.HasPrefix(decided.Detail, "match.cel")
+		}
 		mark := "pass"
 		switch {
 		case !reached:
@@ -186,6 +226,7 @@ func explain(ctx context.Context, c *config, token string, req explainRequest, o
 		}
 	}
 
+	printConditions(out, az, r, decided.Claims)
 	printIntrospection(ctx, out, c, sets, token, introspected(reg))
 	fmt.Fprintf(out, "\nRule:     %s\n", d.Rule)
 	if d.WouldBe != nil {
@@ -272,7 +313,7 @@ func introspected(reg prometheus.Gatherer) bool {
 // printReadings shows the canonical path and every reading of the request with the rule it
 // selects: the decision needs each of those rules to allow.
 func printReadings(out io.Writer, p *policy.Policy, r *authz.Request) {
-	canonical, readings, err := p.Explain(r.Route())
+	canonical, readings, err := p.Explain(r.Route(), time.Now())
 	fmt.Fprintln(out, "\nPath:")
 	if err != nil {
 		fmt.Fprintf(out, "  REFUSED: %v (400 invalid_request: upstreams would read it differently)\n", err)
@@ -306,6 +347,53 @@ func printReadings(out io.Writer, p *policy.Policy, r *authz.Request) {
 		}
 		fmt.Fprintln(out)
 	}
+}
+
+// printConditions shows the value of every CEL expression the request meets, under each
+// reading of it: every rule's match.cel (why a rule did or did not match), and the require.cel
+// of the rule the reading selects, with the verified claims (none: not evaluated). An
+// expression that reads neither the reading's method nor its path is shown once.
+func printConditions(out io.Writer, az *authz.Authorizer, r *authz.Request, claims *token.Claims) {
+	p := az.Policy()
+	in, err := p.NewInput(r.Route(), az.Now(), az.Leeway())
+	if err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	header := false
+	show := func(rule *policy.Rule, where string, prg *expr.Program, m, path string, require bool) {
+		if !prg.ReadsReading() {
+			m, path = in.Methods()[0], in.Path.Canonical
+		}
+		key := rule.Name + " " + where + " " + m + " " + path
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		value := "not evaluated: no verified token"
+		if !require || claims != nil {
+			ok, err := prg.Eval(in.Vars(m, path, claims))
+			value = fmt.Sprint(ok)
+			if err != nil {
+				value = "ERROR: " + err.Error() + " (refuses the request: condition_error)"
+			}
+		}
+		if !header {
+			fmt.Fprintln(out, "\nConditions:")
+			header = true
+		}
+		fmt.Fprintf(out, "  rule %s, %s under %s %s\n    %s\n    = %s\n", rule.Name, where, m, path, prg.Source(), value)
+	}
+	p.EachReading(in, func(m string, rd reqpath.Reading, selected *policy.Rule, _ error) {
+		for _, rule := range p.Rules {
+			for i, prg := range rule.MatchCEL {
+				show(rule, fmt.Sprintf("match.cel[%d]", i), prg, m, rd.Path, false)
+			}
+		}
+		for i, prg := range selected.Conditions {
+			show(selected, fmt.Sprintf("require.cel[%d]", i), prg, m, rd.Path, true)
+		}
+	})
 }
 
 // printDecoded shows the token's header and claims as they are, before any verification.

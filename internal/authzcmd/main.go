@@ -139,7 +139,7 @@ func exitFor(args []string) int {
 // explainMain runs `authz explain [flags] [TOKEN|-]`: the service's flags (and policy), plus the
 // request to explain. The token comes from the argument, or standard input.
 func explainMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	var req explainRequest
+	req := explainRequest{Headers: headerFlags{}}
 	c, rest, err := parseArgs("authz explain", args, getenv, stdout, func(fs *flag.FlagSet) {
 		fs.StringVar(&req.Method, "method", "GET", "request method")
 		fs.StringVar(&req.Path, "path", "/", "request path (with query string, as Envoy sends it)")
@@ -148,6 +148,7 @@ func explainMain(ctx context.Context, args []string, getenv func(string) string,
 		fs.StringVar(&req.URL, "url", "", "the request's URL (scheme, host, path and query at once; overrides --path and --host): what a DPoP proof's htu names")
 		fs.StringVar(&req.DPoP, "dpop", "", "a DPoP proof: the token is presented with the DPoP scheme and this proof")
 		fs.StringVar(&req.ClientCert, "client-cert", "", "a PEM file: the client certificate of the request's mutual TLS (certificate-bound tokens)")
+		fs.Var(req.Headers, "header", "a request header, \"Name: value\" (repeatable): what conditions read (request.headers), a cookie, a token in a header of its own")
 	})
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -138,7 +138,7 @@ func TestShippedNginxConfMirrorsTheIdentity(t *testing.T) {
 	require.NoError(t, err)
 	snippet, err := proxySnippet(c, "nginx")
 	require.NoError(t, err)
-	server, location := proxyconf.NginxBlocks(policy.FixedIdentityHeaders, false)
+	server, location := proxyconf.NginxBlocks(policy.FixedIdentityHeaders, false, nil)
 	assert.Contains(t, snippet, server)
 	assert.Contains(t, snippet, location)
 	assert.Contains(t, string(conf), server, "nginx.conf's server block is the generated one")
@@ -231,4 +231,34 @@ func ruleNamed(p *policy.Policy, name string) *policy.Rule {
 		}
 	}
 	return nil
+}
+
+// TestProxyConfigKeepsTokensFromElsewhereFromTheAPI: a policy that reads tokens from a cookie,
+// a header or the query: each proxy's snippet passes those places to the service and keeps
+// them from the API, or says it cannot.
+func TestProxyConfigKeepsTokensFromElsewhereFromTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`rules:
+  - name: app
+    match: { path: /app }
+    credentials: ["cookie:at", "header:x-api-token"]
+  - name: ws
+    match: { path: /ws }
+    credentials: ["query:access_token"]
+`), 0o600))
+	c, err := parseConfig([]string{"--issuer", "https://idp.example/oauth2/default", "--policy", file}, env(nil), io.Discard)
+	require.NoError(t, err)
+	for proxy, want := range map[string][]string{
+		"nginx": {"auth_request_set $authz_cookie $upstream_http_cookie;", "proxy_set_header Cookie $authz_cookie;",
+			`proxy_set_header x-api-token "";`},
+		"traefik": {"#   X-Api-Token, Cookie", "  - Cookie", `X-Api-Token: ""`, "Traefik cannot remove it"},
+		"envoy":   {"    - exact: cookie\n", "    - exact: x-api-token\n", "        - exact: cookie", "http_service cannot change a query"},
+	} {
+		snippet, err := proxySnippet(c, proxy)
+		require.NoError(t, err)
+		for _, w := range want {
+			assert.Contains(t, snippet, w, proxy)
+		}
+	}
 }

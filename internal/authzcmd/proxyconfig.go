@@ -41,5 +41,5 @@ func proxySnippet(c *config, proxy string) (string, error) {
 	if p == nil {
 		p = policy.Default(&c.Identity)
 	}
-	return proxyconf.Write(proxy, p.ProxyHeaders(), p.Default.Identity().ForwardAuthorization)
+	return proxyconf.Write(proxy, p.ProxyHeaders(), p.Default.Identity().ForwardAuthorization, p.CredentialPlaces())
 }

@@ -7,22 +7,26 @@ package proxyconf
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+
+	"github.com/platformauth/envoy-okta-authz/token"
 )
 
 // Proxies are the proxies a snippet can be written for.
 var Proxies = []string{"nginx", "traefik", "envoy"}
 
 // Write returns the snippet for proxy, for the identity headers (lower-case names, the fixed
-// x-authz-* ones included) and whether the token is forwarded.
-func Write(proxy string, headers []string, forwardAuthorization bool) (string, error) {
+// x-authz-* ones included), whether the token is forwarded, and the places other than the
+// Authorization header the policy reads tokens from (token.Place).
+func Write(proxy string, headers []string, forwardAuthorization bool, places []token.Place) (string, error) {
 	switch proxy {
 	case "nginx":
-		return nginx(headers, forwardAuthorization), nil
+		return nginx(headers, forwardAuthorization, places), nil
 	case "traefik":
-		return traefik(headers, forwardAuthorization), nil
+		return traefik(headers, forwardAuthorization, places), nil
 	case "envoy":
-		return envoy(headers), nil
+		return envoy(headers, places), nil
 	}
 	return "", fmt.Errorf("proxy %q is not one of %s", proxy, strings.Join(Proxies, ", "))
 }
@@ -41,8 +45,10 @@ const (
 func variable(h string) string { return "$authz_" + strings.ReplaceAll(h, "-", "_") }
 
 // NginxBlocks returns the two identity blocks, each between its markers and indented as in
-// deploy/nginx/nginx.conf.
-func NginxBlocks(headers []string, forward bool) (server, location string) {
+// deploy/nginx/nginx.conf. A policy that reads tokens from a cookie or a header of their own
+// adds to the location block what keeps them from the API (a query token needs nothing here:
+// nginx.conf's proxy_pass forwards the target the service returns, X-Upstream-Uri).
+func NginxBlocks(headers []string, forward bool, places []token.Place) (server, location string) {
 	var sb strings.Builder
 	sb.WriteString("        " + ServerBegin + "\n")
 	sb.WriteString("        # A client's copy of an identity header never reaches the API: every X-Authz-* header\n")
@@ -67,24 +73,59 @@ func NginxBlocks(headers []string, forward bool) (server, location string) {
 	if !forward {
 		lb.WriteString("            # The API gets the identity, not the token (nor its DPoP proof).\n")
 		lb.WriteString("            proxy_set_header Authorization \"\";\n            proxy_set_header DPoP \"\";\n")
+		for _, p := range places {
+			switch p.Kind {
+			case token.InHeader:
+				fmt.Fprintf(&lb, "            proxy_set_header %s \"\";\n", p.Name)
+			case token.InCookie:
+				lb.WriteString("            # The policy reads a token from a cookie: the API gets the Cookie header the\n")
+				lb.WriteString("            # service returns on every allow, without the token's cookie (none: no Cookie).\n")
+				lb.WriteString("            auth_request_set $authz_cookie $upstream_http_cookie;\n")
+				lb.WriteString("            proxy_set_header Cookie $authz_cookie;\n")
+			}
+		}
 	}
 	lb.WriteString("            " + LocationEnd + "\n")
 	return sb.String(), lb.String()
 }
 
-func nginx(headers []string, forward bool) string {
-	server, location := NginxBlocks(headers, forward)
+func nginx(headers []string, forward bool, places []token.Place) string {
+	server, location := NginxBlocks(headers, forward, places)
 	return "# deploy/nginx/nginx.conf: replace the server block's identity lines with the first block,\n" +
 		"# and the protected location's with the second.\n" + server + location
 }
 
-func traefik(headers []string, forward bool) string {
+func traefik(headers []string, forward bool, places []token.Place) string {
 	var b strings.Builder
+	var cookie bool
+	var stripped []string // the token headers to keep from the API
+	for _, p := range places {
+		switch p.Kind {
+		case token.InCookie:
+			cookie = true
+		case token.InHeader:
+			stripped = append(stripped, http.CanonicalHeaderKey(p.Name))
+		case token.InQuery:
+			b.WriteString("# The policy reads a token from the query (" + p.String() + "): Traefik cannot remove it, so the\n")
+			b.WriteString("# API receives it (and Traefik's access log, if on, records it). Route such requests\n")
+			b.WriteString("# through Envoy (gRPC) or nginx, which keep it from the API.\n")
+		}
+	}
+	if cookie || len(stripped) > 0 {
+		b.WriteString("# The service must see the token's places: add to authRequestHeaders\n#   ")
+		if cookie {
+			stripped = append(stripped, "Cookie")
+		}
+		b.WriteString(strings.Join(stripped, ", ") + "\n")
+	}
 	b.WriteString("# deploy/traefik/dynamic.yml, in the forwardAuth middleware: on allow, Traefik removes each\n")
 	b.WriteString("# listed header from the request and copies the service's (a client copy never passes).\n")
 	b.WriteString("authResponseHeaders:\n")
 	for _, h := range headers {
 		fmt.Fprintf(&b, "  - %s\n", http.CanonicalHeaderKey(h))
+	}
+	if cookie && !forward {
+		b.WriteString("  # the Cookie header the service returns on every allow (without the token's cookie)\n  - Cookie\n")
 	}
 	b.WriteString("# And a headers middleware for routers without forwardAuth (e.g. /healthz):\n")
 	b.WriteString("customRequestHeaders:\n")
@@ -93,13 +134,33 @@ func traefik(headers []string, forward bool) string {
 	}
 	if !forward {
 		b.WriteString("# After forwardAuth, a headers middleware that keeps the token from the upstream:\n")
-		b.WriteString("#   customRequestHeaders: { Authorization: \"\", DPoP: \"\" }\n")
+		b.WriteString("#   customRequestHeaders: { Authorization: \"\", DPoP: \"\"")
+		for _, p := range places {
+			if p.Kind == token.InHeader {
+				fmt.Fprintf(&b, ", %s: \"\"", http.CanonicalHeaderKey(p.Name))
+			}
+		}
+		b.WriteString(" }\n")
 	}
 	return b.String()
 }
 
-func envoy(headers []string) string {
+func envoy(headers []string, places []token.Place) string {
 	var b strings.Builder
+	var tokenHeaders []string // the token's places the service must see
+	for _, p := range places {
+		switch p.Kind {
+		case token.InCookie:
+			tokenHeaders = append(tokenHeaders, "cookie")
+		case token.InHeader:
+			tokenHeaders = append(tokenHeaders, p.Name)
+		case token.InQuery:
+			b.WriteString("# The policy reads a token from the query (" + p.String() + "): over gRPC the service\n")
+			b.WriteString("# removes it (query_parameters_to_remove); http_service cannot change a query, so there\n")
+			b.WriteString("# the API receives it: use gRPC ext_authz for such routes.\n")
+		}
+	}
+	tokenHeaders = slices.Compact(tokenHeaders)
 	b.WriteString("# gRPC ext_authz (envoy.yaml): nothing to mirror. The service sets each identity header\n")
 	b.WriteString("# and lists client copies and the token in headers_to_remove.\n")
 	b.WriteString("# http_service (envoy-http.yaml): the service must see client copies, and Envoy must copy\n")
@@ -107,8 +168,14 @@ func envoy(headers []string) string {
 	b.WriteString("allowed_headers:\n  patterns:\n    - exact: dpop\n    - exact: x-forwarded-proto\n    - exact: x-request-id\n")
 	b.WriteString("    - exact: content-type\n    - exact: x-http-method-override\n    - exact: x-http-method\n    - exact: x-method-override\n")
 	writePatterns(&b, "    ", headers)
+	for _, h := range tokenHeaders {
+		fmt.Fprintf(&b, "    - exact: %s\n", h)
+	}
 	b.WriteString("http_service:\n  authorization_response:\n    allowed_upstream_headers:\n      patterns:\n")
 	writePatterns(&b, "        ", headers)
+	if slices.Contains(tokenHeaders, "cookie") {
+		b.WriteString("        - exact: cookie   # the Cookie header without the token's cookie\n")
+	}
 	return b.String()
 }
 
