@@ -96,9 +96,10 @@ type Config struct {
 	// MaxInFlight, the other half kept for verified tokens; MaxInFlight when no verified token
 	// is ever introspected).
 	MaxInFlight, OpaqueInFlight int
-	HTTPClient                  *http.Client
-	Now                         func() time.Time
-	Logger                      *slog.Logger
+
+	HTTPClient *http.Client
+	Now        func() time.Time
+	Logger     *slog.Logger
 	// OnCall, when set, hears each call's outcome ("active", "inactive", "error") and duration,
 	// or "shed" (zero duration) for a call not made: the breaker open or the in-flight limit
 	// reached. OnCache hears each lookup ("hit", "miss"). For metrics.
