@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/platformauth/envoy-okta-authz/internal/strictjson"
 	"github.com/platformauth/envoy-okta-authz/token/introspect"
@@ -76,6 +75,13 @@ func (v *Verifier) verifyOpaque(ctx context.Context, token string) (*Claims, err
 		return nil, ErrTooLarge
 	}
 	r, err := is.Introspection.Client.Introspect(ctx, token)
+	return v.judgeAnswer(is, token, r, err)
+}
+
+// judgeAnswer turns an introspection call's outcome into the claims it says, held to the
+// issuer's rules: a failed call is ErrIntrospectionUnavailable, an inactive answer
+// ErrTokenInactive, and a malformed one is forgotten, so that the next request asks again.
+func (v *Verifier) judgeAnswer(is *Issuer, token string, r *introspect.Result, err error) (*Claims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
 	}
@@ -125,21 +131,15 @@ func introspectedClaims(is *Issuer, r *introspect.Result) (*Claims, error) {
 // issuer; aud one of the accepted audiences; the client in the allow-list (which needs the
 // member); and not a refresh or ID token.
 func (v *Verifier) checkIntrospected(is *Issuer, c *Claims, r *introspect.Result) error {
-	now, lw := v.cfg.Now(), v.cfg.Leeway
 	has := func(name string) bool { _, ok := r.Members[name]; return ok }
 	switch {
 	case has("iss") && c.Issuer != is.identifier():
 		return fmt.Errorf("%w: %q is not the issuer identifier %q", ErrIssuer, c.Issuer, is.identifier())
-	case has("aud") && !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(is.Audiences, a) }):
+	case has("aud") && !is.acceptsAudience(c.Audience):
 		return fmt.Errorf("%w: %q", ErrAudience, c.Audience)
-	case !c.Expiry.IsZero() && !now.Before(c.Expiry.Add(lw)):
-		return fmt.Errorf("%w: at %s", ErrExpired, c.Expiry.UTC().Format(time.RFC3339))
-	case !c.NotBefore.IsZero() && now.Add(lw).Before(c.NotBefore):
-		return fmt.Errorf("%w: until %s", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
-	case !c.IssuedAt.IsZero() && now.Add(lw).Before(c.IssuedAt):
-		return fmt.Errorf("%w: at %s", ErrIssuedInFuture, c.IssuedAt.UTC().Format(time.RFC3339))
-	case len(is.ClientIDs) > 0 && !slices.Contains(is.ClientIDs, c.ClientID):
-		return fmt.Errorf("%w: %q", ErrClientID, c.ClientID)
+	}
+	if err := v.checkLifetimeAndClient(is, c); err != nil {
+		return err
 	}
 	for _, member := range []string{"token_type", "token_use"} {
 		if raw, ok := r.Members[member]; ok {
@@ -171,18 +171,8 @@ func isRefreshOrIDToken(s string) bool {
 // answers by the claims).
 func (v *Verifier) introspectJWT(ctx context.Context, is *Issuer, token string, c *Claims) (*Claims, error) {
 	r, err := is.Introspection.Client.IntrospectVerified(ctx, token)
+	said, err := v.judgeAnswer(is, token, r, err)
 	if err != nil {
-		return c, fmt.Errorf("%w: %v", ErrIntrospectionUnavailable, err)
-	}
-	if !r.Active {
-		return c, ErrTokenInactive
-	}
-	said, err := introspectedClaims(is, r)
-	if err != nil {
-		is.Introspection.Client.Forget(token)
-		return c, err
-	}
-	if err := v.checkIntrospected(is, said, r); err != nil {
 		return c, err
 	}
 	scopes, cnf := c.Scopes, c.Cnf

@@ -436,14 +436,22 @@ func (c *Claims) intern(is *Issuer, kid string) {
 
 // checkClaims applies the registered-claim rules to signature-verified claims.
 func (v *Verifier) checkClaims(is *Issuer, c *Claims) error {
-	now := v.cfg.Now()
-	lw := v.cfg.Leeway
 	switch {
-	case !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(is.Audiences, a) }):
+	case !is.acceptsAudience(c.Audience):
 		return fmt.Errorf("%w: %q", ErrAudience, c.Audience)
 	case c.Expiry.IsZero():
 		return ErrNoExpiry
-	case !now.Before(c.Expiry.Add(lw)):
+	}
+	return v.checkLifetimeAndClient(is, c)
+}
+
+// checkLifetimeAndClient holds the rules a verified JWT and an introspection answer share: not
+// expired (when exp is there: a JWT's was required above), not before nbf, not issued in the
+// future, and a client on the issuer's allow-list.
+func (v *Verifier) checkLifetimeAndClient(is *Issuer, c *Claims) error {
+	now, lw := v.cfg.Now(), v.cfg.Leeway
+	switch {
+	case !c.Expiry.IsZero() && !now.Before(c.Expiry.Add(lw)):
 		return fmt.Errorf("%w: at %s", ErrExpired, c.Expiry.UTC().Format(time.RFC3339))
 	case !c.NotBefore.IsZero() && now.Add(lw).Before(c.NotBefore):
 		return fmt.Errorf("%w: until %s", ErrNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
@@ -453,4 +461,9 @@ func (v *Verifier) checkClaims(is *Issuer, c *Claims) error {
 		return fmt.Errorf("%w: %q", ErrClientID, c.ClientID)
 	}
 	return nil
+}
+
+// acceptsAudience reports whether one of aud is an audience the issuer's tokens are accepted for.
+func (is *Issuer) acceptsAudience(aud []string) bool {
+	return slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(is.Audiences, a) })
 }
