@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,7 +240,9 @@ func TestCredentialPlaces(t *testing.T) {
   - name: WS-upper
     match: { path: /WS }
 `))
-	tok := e.mint(t, nil)
+	tok, other := e.mint(t, nil), e.mint(t, map[string]any{"sub": "someone-else"})
+	// Every allow keeps every token place of the policy from the upstream, not only its own.
+	removed := append(slices.Clone(CredentialHeaders), "x-api-token")
 	tests := []struct {
 		name      string
 		path      string
@@ -254,24 +257,32 @@ func TestCredentialPlaces(t *testing.T) {
 		noCookies bool
 	}{
 		{name: "query", path: "/ws?room=1&access_token=" + tok, want: Allow, place: token.Place{Kind: token.InQuery, Name: "access_token"},
-			removed: CredentialHeaders, param: "access_token"},
-		{name: "authorization on the same rule", path: "/ws?room=1", authz: "Bearer " + tok, want: Allow, removed: CredentialHeaders},
+			removed: removed, param: "access_token"},
+		{name: "authorization on the same rule", path: "/ws?room=1", authz: "Bearer " + tok, want: Allow, removed: removed},
 		{name: "both: two places", path: "/ws?access_token=" + tok, authz: "Bearer " + tok, want: InvalidRequest, reason: token.ErrMultipleTokens},
 		{name: "parameter twice", path: "/ws?access_token=" + tok + "&access_token=" + tok, want: InvalidRequest, reason: token.ErrMultipleTokens},
 		{name: "encoded parameter name", path: "/ws?access%5Ftoken=" + tok, want: InvalidRequest, reason: token.ErrEncodedTokenParameter},
 		{name: "a query token where the rule does not read it", path: "/other?access_token=" + tok, want: NoCredentials},
 		{name: "bad query token", path: "/ws?access_token=x.y.z", want: InvalidToken, reason: token.ErrMalformed},
 		{name: "cookie", path: "/app", header: http.Header{"Cookie": {"theme=dark; at=" + tok + "; lang=nl"}}, want: Allow,
-			place: token.Place{Kind: token.InCookie, Name: "at"}, removed: CredentialHeaders, cookie: "theme=dark; lang=nl"},
+			place: token.Place{Kind: token.InCookie, Name: "at"}, removed: removed, cookie: "theme=dark; lang=nl"},
 		{name: "the only cookie", path: "/app", header: http.Header{"Cookie": {"at=" + tok}}, want: Allow,
-			place: token.Place{Kind: token.InCookie, Name: "at"}, removed: append(append([]string{}, CredentialHeaders...), "cookie"), noCookies: true},
+			place: token.Place{Kind: token.InCookie, Name: "at"}, removed: append(slices.Clone(removed), "cookie"), noCookies: true},
 		{name: "authorization where only a cookie is read", path: "/app", authz: "Bearer " + tok, want: NoCredentials},
 		{name: "header", path: "/hdr", header: http.Header{"X-Api-Token": {tok}}, want: Allow,
-			place: token.Place{Kind: token.InHeader, Name: "x-api-token"}, removed: append(append([]string{}, CredentialHeaders...), "x-api-token")},
+			place: token.Place{Kind: token.InHeader, Name: "x-api-token"}, removed: removed},
+		// A browser sends its cookies to every route: a token cookie never reaches the upstream,
+		// nor a token header, wherever the request's token came from.
+		{name: "token cookie and header where the rule reads the Authorization", path: "/other", authz: "Bearer " + tok,
+			header: http.Header{"Cookie": {"theme=dark; at=" + other + "; AT=x"}, "X-Api-Token": {other}}, want: Allow,
+			removed: removed, cookie: "theme=dark"},
+		{name: "only a token cookie where the rule reads the query", path: "/ws?access_token=" + tok,
+			header: http.Header{"Cookie": {"at=" + other}}, want: Allow, place: token.Place{Kind: token.InQuery, Name: "access_token"},
+			removed: append(slices.Clone(removed), "cookie"), param: "access_token"},
 		// /Ws reads as /ws (query and authorization) and as /WS (authorization only): the token
 		// must be one every rule reads.
 		{name: "a reading whose rule does not read the query", path: "/Ws?access_token=" + tok, want: NoCredentials},
-		{name: "a reading whose rule reads the Authorization", path: "/Ws", authz: "Bearer " + tok, want: Allow, removed: CredentialHeaders},
+		{name: "a reading whose rule reads the Authorization", path: "/Ws", authz: "Bearer " + tok, want: Allow, removed: removed},
 		{name: "tokens in two places, one of them read by one reading only", path: "/Ws?access_token=" + tok, authz: "Bearer " + tok,
 			want: InvalidRequest, reason: token.ErrMultipleTokens},
 	}
@@ -336,4 +347,29 @@ func TestQueryTokenNeverLogged(t *testing.T) {
 		assert.NotContains(t, out, secret)
 	}
 	assert.Contains(t, out, `"path":"/ws"`)
+}
+
+// TestConditionsNeverSeeForgeableHeaders: request.headers holds no credential, no raw target and
+// no identity header — a client's x-authz-* or claim-header copy is a forgery, not a fact.
+func TestConditionsNeverSeeForgeableHeaders(t *testing.T) {
+	e := newEnv(t, nil)
+	e.az.SetPolicy(loadPolicy(t, `identity:
+  claims: [{header: x-user, claim: sub}]
+rules:
+  - name: r
+    match: { path: /r }
+    credentials: [authorization, "header:x-api-token"]
+    require:
+      cel:
+        - request.headers.size() == 1 && request.headers["x-tenant"] == "acme"
+`))
+	tok := e.mint(t, nil)
+	forged := http.Header{"X-Tenant": {"acme"}}
+	for _, h := range []string{"X-Authz-Subject", "X-Authz-Anything", "X-User", "Proxy-Authorization", "Cookie", "Dpop",
+		"X-Original-Uri", "X-Forwarded-Uri", "X-Envoy-Original-Path"} {
+		forged.Set(h, "admin")
+	}
+	d := e.az.Decide(context.Background(), &Request{Method: "GET", Path: "/r", Authorization: []string{"Bearer " + tok},
+		Headers: testHeaders(forged)})
+	assert.Equal(t, Allow, d.Outcome, "%v %s", d.Reason, d.Detail)
 }

@@ -152,8 +152,11 @@ type Decision struct {
 	// Credential is the place the request's token came from (token.Authorization when none):
 	// an allow removes it from what the upstream receives, unless the rule forwards the token.
 	Credential token.Place
-	// upstreamCookie is the request's Cookie without the token's cookie (Credential a cookie).
+	// upstreamCookie is the request's Cookie without the policy's token cookies, when it held
+	// one (cookieChanged); tokenHeaders the policy's token headers (Policy.TokenHeaders).
 	upstreamCookie string
+	cookieChanged  bool
+	tokenHeaders   []string
 	// Claims are the verified claims (nil unless the signature verified). On Allow they are the
 	// identity forwarded upstream; an anonymous allow (public route) has none.
 	Claims *token.Claims
@@ -373,7 +376,17 @@ func (a *Authorizer) decide(ctx context.Context, r *Request) Decision {
 			decided, severity = d, s
 		}
 	}
-	decided.Path, decided.Scheme, decided.Credential, decided.upstreamCookie = path.Canonical, cred.scheme, cred.place, cred.cookie
+	decided.Path, decided.Scheme, decided.Credential = path.Canonical, cred.scheme, cred.place
+	if decided.removesToken() {
+		// Every token place of the policy, not only this token's: a browser sends its cookies to
+		// every route, and a token in a place this route does not read reaches no upstream either.
+		decided.tokenHeaders = pol.TokenHeaders()
+		if names := pol.TokenCookies(); len(names) > 0 && r.Headers != nil {
+			if cookies := r.Headers.Values("cookie"); len(cookies) > 0 {
+				decided.upstreamCookie, decided.cookieChanged = token.WithoutCookies(cookies, names)
+			}
+		}
+	}
 	return decided
 }
 
@@ -387,9 +400,8 @@ type credential struct {
 	claims *token.Claims
 	parsed bool         // a token was found and verified (err is then the verification's or binding's)
 	bound  policy.Bound // the sender constraints the request proved
-	// place is where the token was found; cookie the Cookie header without it (a cookie place).
-	place  token.Place
-	cookie string
+	// place is where the token was found.
+	place token.Place
 }
 
 // credential finds the token in places (the Authorization header alone, usually) and verifies
@@ -412,9 +424,6 @@ func (a *Authorizer) credential(ctx context.Context, r *Request, host reqhost.Ho
 		err, f.Scheme = token.ErrNoCredentials, "" // the DPoP scheme is off: not credentials this service takes
 	}
 	c := credential{scheme: f.Scheme, place: f.Place}
-	if f.Place.Kind == token.InCookie && r.Headers != nil {
-		c.cookie = token.WithoutCookie(r.Headers.Values("cookie"), f.Place.Name)
-	}
 	if err != nil {
 		c.err = err
 		for _, r := range []*token.Reason{token.ErrMultipleTokens, token.ErrEncodedTokenParameter} {

@@ -97,21 +97,20 @@ var CredentialHeaders = []string{"authorization", "dpop"}
 
 // RemovedHeaders are the request headers an allowed request must lose: the client's copies of
 // identity headers the decision does not set (clientSent, lower-case), and the credentials
-// unless the rule forwards them — a token from a header of its own too, and the Cookie header
-// when the token was its only cookie.
+// unless the rule forwards them — every header the policy reads a token from too, and the
+// Cookie header when the policy's token cookies were its only cookies.
 func (d *Decision) RemovedHeaders(upstream []Header, clientSent []string) []string {
 	out := headersToRemove(upstream, clientSent)
-	if d.removesToken() {
-		switch c := d.Credential; {
-		case c.Kind == token.InHeader:
-			out = append(append(out, CredentialHeaders...), c.Name)
-		case c.Kind == token.InCookie && d.upstreamCookie == "":
-			out = append(append(out, CredentialHeaders...), "cookie")
-		case len(out) == 0:
-			return slices.Clip(CredentialHeaders) // the usual case: nothing to build
-		default:
-			out = append(out, CredentialHeaders...)
-		}
+	if !d.removesToken() {
+		return out
+	}
+	cookieGone := d.cookieChanged && d.upstreamCookie == ""
+	if len(out) == 0 && len(d.tokenHeaders) == 0 && !cookieGone {
+		return slices.Clip(CredentialHeaders) // the usual case: nothing to build
+	}
+	out = append(append(out, CredentialHeaders...), d.tokenHeaders...)
+	if cookieGone {
+		out = append(out, "cookie")
 	}
 	return out
 }
@@ -121,15 +120,19 @@ func (d *Decision) removesToken() bool {
 	return d.Outcome == Allow && (d.identity == nil || !d.identity.ForwardAuthorization)
 }
 
-// UpstreamCookie is the Cookie header an allow sets on the upstream request when the token came
-// in a cookie: the request's other cookies (ok false otherwise, and when none remains: then
-// RemovedHeaders names cookie).
+// UpstreamCookie is the Cookie header an allow sets on the upstream request when the request's
+// held a cookie the policy reads a token from: the request's other cookies (ok false otherwise,
+// and when none remains: then RemovedHeaders names cookie).
 func (d *Decision) UpstreamCookie() (string, bool) {
-	if !d.removesToken() || d.Credential.Kind != token.InCookie || d.upstreamCookie == "" {
+	if !d.removesToken() || !d.cookieChanged || d.upstreamCookie == "" {
 		return "", false
 	}
 	return d.upstreamCookie, true
 }
+
+// CookieChanged reports whether the upstream gets another Cookie header than the request's:
+// UpstreamCookie, or none.
+func (d *Decision) CookieChanged() bool { return d.removesToken() && d.cookieChanged }
 
 // RemovedQueryParameter is the query parameter an allow removes from the upstream request (the
 // token's), or "".

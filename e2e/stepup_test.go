@@ -112,3 +112,30 @@ func TestNginxWebSocketTokenFromTheQuery(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "access.log"))
 	assert.Contains(t, string(b), `"GET /api/events HTTP/1.1" 101`, "the access log has the path, without its query")
 }
+
+// TestNginxPassesNoOtherUpgrade: the shipped nginx passes a WebSocket upgrade and no other —
+// an API that accepted h2c (or any upgrade) would turn the connection into a tunnel whose
+// later requests nginx never sees nor asks the service about (h2c smuggling).
+func TestNginxPassesNoOtherUpgrade(t *testing.T) {
+	s := startStack(t, "../deploy/policy/demo.yaml")
+	base := startNginxFor(t, s, host(s.apiURL))
+	tok := s.token(t, "messages:read")
+	seen := make(chan http.Header, 1)
+	fn := func(r *http.Request, _ int) { seen <- r.Header.Clone() }
+	s.served.Store(&fn)
+	for _, upgrade := range []string{"h2c", "H2C", "websocket, h2c", "h2c, websocket", "TLS/1.2", "websocketx"} {
+		conn, err := net.DialTimeout("tcp", host(base), 5*time.Second)
+		require.NoError(t, err)
+		require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+		_, err = io.WriteString(conn, "GET /api/messages HTTP/1.1\r\nHost: api.example\r\nAuthorization: Bearer "+tok+"\r\n"+
+			"Upgrade: "+upgrade+"\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		conn.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, upgrade)
+		h := <-seen
+		assert.Empty(t, h.Values("Upgrade"), "%q reached the API", upgrade)
+		assert.NotContains(t, strings.ToLower(strings.Join(h.Values("Connection"), ",")), "upgrade", upgrade)
+	}
+}

@@ -36,7 +36,7 @@ func TestTokenFromElsewhereNeverReachesTheUpstream(t *testing.T) {
 	s := New(e.az)
 	p, err := envoytest.Load("../envoy/envoy.yaml")
 	require.NoError(t, err)
-	tok := e.mint(t, nil)
+	tok, other := e.mint(t, nil), e.mint(t, map[string]any{"sub": "someone-else"})
 	tests := []struct {
 		name     string
 		path     string
@@ -50,6 +50,9 @@ func TestTokenFromElsewhereNeverReachesTheUpstream(t *testing.T) {
 			http.Header{"Cookie": {"theme=dark; lang=nl"}}},
 		{"the only cookie", "/app?x=1", map[string]string{"cookie": "at=" + tok}, "/app?x=1", http.Header{}},
 		{"header", "/hdr", map[string]string{"x-api-token": tok, "x-tenant": "acme"}, "/hdr", http.Header{"X-Tenant": {"acme"}}},
+		// Token places the route does not read: a browser's cookie, a header; kept away too.
+		{"authorization, with a token cookie and header", "/other", map[string]string{"authorization": "Bearer " + tok,
+			"cookie": "theme=dark; at=" + other, "x-api-token": other}, "/other", http.Header{"Cookie": {"theme=dark"}}},
 	}
 	for _, raw := range []bool{false, true} {
 		for _, tt := range tests {
@@ -78,7 +81,8 @@ func TestTokenFromElsewhereNeverReachesTheUpstream(t *testing.T) {
 }
 
 // TestAllowsFromElsewhereAreNotMemoised: an allow's answer depends on the request when its
-// token came from a query or a cookie: the token's memoised allow is never reused for it.
+// token came from a query or a cookie, or when it carries a token cookie: the token's memoised
+// allow is never reused for it.
 func TestAllowsFromElsewhereAreNotMemoised(t *testing.T) {
 	e := newEnv(t, &authztest.Options{Policy: credentialPolicy})
 	s := New(e.az)
@@ -86,6 +90,14 @@ func TestAllowsFromElsewhereAreNotMemoised(t *testing.T) {
 	var resps []*authv3.CheckResponse
 	for _, other := range []string{"a=1", "b=2"} {
 		resp, err := s.Check(context.Background(), checkRequest("/app", map[string]string{"cookie": other + "; at=" + tok}, false))
+		require.NoError(t, err)
+		require.Zero(t, resp.GetStatus().GetCode())
+		resps = append(resps, resp)
+	}
+	// A token from the Authorization header, with a token cookie the upstream must not get.
+	for _, other := range []string{"c=3", "d=4"} {
+		resp, err := s.Check(context.Background(), checkRequest("/other",
+			map[string]string{"authorization": "Bearer " + tok, "cookie": other + "; at=x.y.z"}, false))
 		require.NoError(t, err)
 		require.Zero(t, resp.GetStatus().GetCode())
 		resps = append(resps, resp)
@@ -100,4 +112,6 @@ func TestAllowsFromElsewhereAreNotMemoised(t *testing.T) {
 	}
 	assert.Equal(t, "a=1", cookie(resps[0]))
 	assert.Equal(t, "b=2", cookie(resps[1]))
+	assert.Equal(t, "c=3", cookie(resps[2]))
+	assert.Equal(t, "d=4", cookie(resps[3]))
 }

@@ -104,9 +104,9 @@ func (s *Server) response(d *authz.Decision, clientIdentity []string) *authv3.Ch
 		s.wire.remember(resp)
 		return resp
 	case d.Outcome == authz.Allow && s.allows != nil && d.Claims != nil && !d.DryRun() && len(clientIdentity) == 0 &&
-		d.Credential == token.Authorization:
-		// (A token from another place makes the answer depend on the request: its query, its
-		// other cookies.)
+		d.Credential == token.Authorization && !d.CookieChanged():
+		// (A token from another place, or a token cookie the upstream must not get, makes the
+		// answer depend on the request: its query, its other cookies.)
 		if m, ok := s.allows.Get(d.Claims); ok && m.fits(d) {
 			return m.resp
 		}

@@ -26,24 +26,36 @@ func TestAllowSaysHowToKeepTheTokenFromTheUpstream(t *testing.T) {
   - name: hdr
     match: { path: /hdr }
     credentials: ["header:x-api-token"]
+  - name: fwd
+    match: { path: /fwd }
+    credentials: ["cookie:at"]
+    identity: { forward_authorization: true }
 `})
-	tok := e.mint(t, nil)
+	tok, other := e.mint(t, nil), e.mint(t, map[string]any{"sub": "someone-else"})
 	tests := []struct {
 		name    string
 		uri     string
 		headers map[string]string
 		want    map[string]string // answer headers; "" means absent
+		forward bool              // the rule forwards the token: the answer may carry it
 	}{
 		{"query", "/ws?room=1&access_token=" + tok + "&z=%2F", nil,
-			map[string]string{"X-Upstream-Uri": "/ws?room=1&z=%2F", "Cookie": "", "X-Envoy-Auth-Headers-To-Remove": "authorization,dpop"}},
+			map[string]string{"X-Upstream-Uri": "/ws?room=1&z=%2F", "Cookie": "", "X-Envoy-Auth-Headers-To-Remove": "authorization,dpop,x-api-token"}, false},
 		{"authorization, with cookies", "/ws?room=1", map[string]string{"Authorization": "Bearer " + tok, "Cookie": "theme=dark"},
-			map[string]string{"X-Upstream-Uri": "", "Cookie": "theme=dark"}},
+			map[string]string{"X-Upstream-Uri": "", "Cookie": "theme=dark"}, false},
 		{"cookie", "/app", map[string]string{"Cookie": "theme=dark; at=" + tok},
-			map[string]string{"X-Upstream-Uri": "", "Cookie": "theme=dark", "X-Envoy-Auth-Headers-To-Remove": "authorization,dpop"}},
+			map[string]string{"X-Upstream-Uri": "", "Cookie": "theme=dark", "X-Envoy-Auth-Headers-To-Remove": "authorization,dpop,x-api-token"}, false},
 		{"the only cookie", "/app", map[string]string{"Cookie": "at=" + tok},
-			map[string]string{"Cookie": "", "X-Envoy-Auth-Headers-To-Remove": "authorization,dpop,cookie"}},
+			map[string]string{"Cookie": "", "X-Envoy-Auth-Headers-To-Remove": "authorization,dpop,x-api-token,cookie"}, false},
 		{"header", "/hdr", map[string]string{"X-Api-Token": tok},
-			map[string]string{"X-Envoy-Auth-Headers-To-Remove": "authorization,dpop,x-api-token"}},
+			map[string]string{"X-Envoy-Auth-Headers-To-Remove": "authorization,dpop,x-api-token"}, false},
+		// Token places this route does not read: kept from the upstream all the same.
+		{"a token cookie and header on another route", "/other", map[string]string{"Authorization": "Bearer " + tok,
+			"Cookie": "theme=dark; at=" + other, "X-Api-Token": other},
+			map[string]string{"Cookie": "theme=dark", "X-Envoy-Auth-Headers-To-Remove": "authorization,dpop,x-api-token"}, false},
+		// A rule that forwards the token: the proxy sets the Cookie the request had, not none.
+		{"forwarded cookie", "/fwd", map[string]string{"Cookie": "theme=dark; at=" + tok},
+			map[string]string{"Cookie": "theme=dark; at=" + tok, "X-Envoy-Auth-Headers-To-Remove": ""}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,9 +72,13 @@ func TestAllowSaysHowToKeepTheTokenFromTheUpstream(t *testing.T) {
 			for k, v := range tt.want {
 				assert.Equal(t, v, rec.Header().Get(k), k)
 			}
+			if tt.forward {
+				return
+			}
 			for k, vs := range rec.Header() {
 				for _, v := range vs {
 					assert.NotContains(t, v, tok, "%s carries the token", k)
+					assert.NotContains(t, v, other, "%s carries the other token", k)
 				}
 			}
 		})

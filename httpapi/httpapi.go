@@ -166,7 +166,7 @@ func (s *Server) credentialAnswer(h http.Header, d *authz.Decision, r *authz.Req
 		return
 	}
 	cookie, set := d.UpstreamCookie()
-	if !set && d.Credential.Kind != token.InCookie { // not the token's: the request's own
+	if !set && !d.CookieChanged() { // the request's own: it held no token cookie, or the rule forwards it
 		cookie = strings.Join(req.Header.Values("Cookie"), "; ")
 	}
 	if cookie != "" {

@@ -79,8 +79,10 @@ func (in *Input) vars(method, path string) *expr.Vars {
 var hiddenHeaders = []string{"authorization", "proxy-authorization", "dpop", "cookie",
 	"x-original-uri", "x-forwarded-uri", "x-envoy-original-path"}
 
+// isHidden also hides every identity header (x-authz-*, the policy's claim headers): what a
+// client sends under those names is a forgery the upstream never gets, not a fact to judge by.
 func (p *Policy) isHidden(name string) bool {
-	return p.hidden[name] || slices.Contains(hiddenHeaders, name)
+	return p.hidden[name] || slices.Contains(hiddenHeaders, name) || p.identityNames.has(name)
 }
 
 // Refusal is why a rule refuses a verified token; a nil Reason allows.

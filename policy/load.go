@@ -341,9 +341,12 @@ func LoadWith(data []byte, opts Options) (*Policy, error) {
 	p.hidden = map[string]bool{}
 	for _, rule := range append(slices.Clip(p.Rules), p.Default) {
 		for _, pl := range rule.Credentials {
-			p.readsCookies = p.readsCookies || pl.Kind == token.InCookie
-			if pl.Kind == token.InHeader {
+			switch {
+			case pl.Kind == token.InCookie && !slices.Contains(p.tokenCookies, pl.Name):
+				p.tokenCookies = append(p.tokenCookies, pl.Name)
+			case pl.Kind == token.InHeader && !p.hidden[pl.Name]:
 				p.hidden[pl.Name] = true
+				p.tokenHeaders = append(p.tokenHeaders, pl.Name)
 			}
 		}
 		p.clock = p.clock || len(rule.MatchCEL) > 0 || len(rule.Conditions) > 0 || rule.StepUp != nil

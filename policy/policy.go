@@ -43,16 +43,26 @@ type Policy struct {
 	// identityNames are the claim headers any rule sets: a client's copies are always removed.
 	identityNames identityNames
 	// hidden are the headers expressions never see (hiddenHeaders and the rules' token headers);
-	// readsCookies: some rule reads a token from a cookie; clock: some rule has a condition or
-	// a step-up requirement, which read the time.
+	// tokenCookies and tokenHeaders: the cookies and headers some rule reads a token from;
+	// clock: some rule has a condition or a step-up requirement, which read the time.
 	hidden       map[string]bool
-	readsCookies bool
+	tokenCookies []string
+	tokenHeaders []string
 	clock        bool
 }
 
 // ReadsCookies reports whether some rule may read its token from a cookie: then the HTTP
 // decision API tells the proxy, on every allow, the Cookie header the upstream gets.
-func (p *Policy) ReadsCookies() bool { return p.readsCookies }
+func (p *Policy) ReadsCookies() bool { return len(p.tokenCookies) > 0 }
+
+// TokenCookies are the cookies some rule reads a token from, and TokenHeaders the headers (other
+// than Authorization): every allow that does not forward the token keeps them all from the
+// upstream, whichever place the request's token came from — a browser sends its cookies with
+// every request, to routes that read them and to routes that do not.
+func (p *Policy) TokenCookies() []string { return p.tokenCookies }
+
+// TokenHeaders: see TokenCookies.
+func (p *Policy) TokenHeaders() []string { return p.tokenHeaders }
 
 // CredentialPlaces are the places other than the Authorization header some rule reads a token
 // from: what a proxy must pass to the service, and keep from the upstream.

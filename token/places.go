@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -122,8 +123,9 @@ var (
 	// twice (two parameters, two cookies, a header repeated).
 	ErrMultipleTokens = &Reason{Code: "multiple_tokens", Description: "The request carries more than one access token"}
 	// ErrEncodedTokenParameter: a query parameter whose name reads as the token's only once
-	// percent-decoded: upstreams decode it, a proxy removing the token's parameter does not.
-	ErrEncodedTokenParameter = &Reason{Code: "token_parameter_encoded", Description: "The access token parameter's name is percent-encoded"}
+	// decoded or normalised (percent-encoded, another case, PHP's "." and "[", after a ";"):
+	// upstreams read it so, a proxy removing the token's parameter does not.
+	ErrEncodedTokenParameter = &Reason{Code: "token_parameter_encoded", Description: "A query parameter's name reads as the access token's once decoded"}
 )
 
 // HeaderReader reads a request's headers by lower-case name.
@@ -206,8 +208,12 @@ func findIn(p Place, authorization []string, target string, h HeaderReader) (Fou
 }
 
 // queryValues returns the values of the parameter name in target's query string, decoded as
-// RFC 6750 §2.3 says (application/x-www-form-urlencoded). A parameter whose name is name only
-// once decoded ("access%5Ftoken") is ErrEncodedTokenParameter.
+// RFC 6750 §2.3 says (application/x-www-form-urlencoded): the pairs between "&" named name as
+// sent, which is how Envoy's query_parameters_to_remove and the service's own removal match it.
+// Any other parameter an upstream may read as name — percent-encoded ("access%5Ftoken"), in
+// another case ("Access_Token", ASP.NET), with "." or "[" (PHP), or after a ";" (Rack, CGI:
+// "x=1;access_token=…") — is ErrEncodedTokenParameter: the upstream would get a token the
+// service never judged, and a removal could not keep it away.
 func queryValues(target, name string) ([]string, error) {
 	_, q, ok := strings.Cut(target, "?")
 	if !ok {
@@ -215,13 +221,16 @@ func queryValues(target, name string) ([]string, error) {
 	}
 	var out []string
 	for pair := range strings.SplitSeq(q, "&") {
+		first := true
+		for seg := range strings.SplitSeq(pair, ";") {
+			k, _, _ := strings.Cut(seg, "=")
+			if !(first && k == name) && readsAs(k, name) {
+				return nil, fmt.Errorf("%w: %q", ErrEncodedTokenParameter, k)
+			}
+			first = false
+		}
 		k, v, _ := strings.Cut(pair, "=")
 		if k != name {
-			if strings.Contains(k, "%") || strings.Contains(k, "+") {
-				if d, err := url.QueryUnescape(k); err == nil && d == name {
-					return nil, fmt.Errorf("%w: %q", ErrEncodedTokenParameter, k)
-				}
-			}
 			continue
 		}
 		if d, err := url.QueryUnescape(v); err == nil {
@@ -230,6 +239,89 @@ func queryValues(target, name string) ([]string, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// readsAs reports whether some upstream may read the parameter or cookie name k as name, once
+// it has decoded it ("%XX", "%uXXXX", "+"; twice over, for one that decodes again), folded its
+// case, cut it at "[" (PHP's arrays: "name[]") or a NUL, and read "." and " " (and a "[" without
+// "]") as "_", as PHP does.
+func readsAs(k, name string) bool {
+	if strings.EqualFold(k, name) {
+		return true
+	}
+	if !strings.ContainsAny(k, "%+.[ \x00") && !strings.ContainsAny(name, ".") {
+		return false // nothing in k an upstream would rewrite: only its case, seen above
+	}
+	want := phpName(name)
+	for _, n := range lenientNames(k) {
+		if strings.EqualFold(n, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// lenientNames are the names an upstream may make of k: decoded up to three times, then with
+// PHP's reading of "[" both ways.
+func lenientNames(k string) []string {
+	for range 3 {
+		d := lenientUnescape(k)
+		if d == k {
+			break
+		}
+		k = d
+	}
+	k = strings.TrimLeft(k, " ")
+	if i := strings.IndexByte(k, 0); i >= 0 {
+		k = k[:i]
+	}
+	out := []string{phpName(k)}
+	if i := strings.IndexByte(k, '['); i >= 0 {
+		out = append(out, phpName(k[:i]))
+	}
+	return out
+}
+
+// phpName reads "." and " " and "[" in a name as "_" (PHP's variable names).
+func phpName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == ' ' || r == '[' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// lenientUnescape decodes "+" as a space, and "%XX" and "%uXXXX" (classic ASP.NET) wherever
+// they are well-formed, leaving any other "%" as it is.
+func lenientUnescape(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U'):
+			if n, err := strconv.ParseUint(s[i+2:i+6], 16, 16); err == nil {
+				b.WriteRune(rune(n))
+				i += 5
+			} else {
+				b.WriteByte(c)
+			}
+		case c == '%' && i+2 < len(s):
+			if n, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 2
+			} else {
+				b.WriteByte(c)
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // cookieValues returns the values of the cookie name in the Cookie header values (pairs
@@ -254,20 +346,30 @@ func cookieValues(headers []string, name string) []string {
 
 func isCookieSeparator(r rune) bool { return r == ';' || r == ',' }
 
-// WithoutCookie returns the Cookie header values without the cookie name, as one header value
-// ("a=1; b=2"); empty when no other cookie remains.
-func WithoutCookie(headers []string, name string) string {
+// WithoutCookies returns the Cookie header values as one header value ("a=1; b=2") without the
+// cookies named names, nor any an upstream may read as one of them (readsAs: "AT", "a%74"), and
+// whether that removed any. Cookies are pairs between ";"; within one, a "," starts a pair too
+// for the parsers that split there (and for a proxy that joined two headers), so a pair
+// "prefs=a,at=…" loses its "at=…" and keeps "prefs=a", while "prefs=a,b" stays whole.
+func WithoutCookies(headers []string, names []string) (cookie string, removed bool) {
 	var keep []string
 	for _, h := range headers {
-		for pair := range strings.FieldsFuncSeq(h, isCookieSeparator) {
-			pair = strings.TrimSpace(pair)
-			k, _, _ := strings.Cut(pair, "=")
-			if pair != "" && strings.TrimSpace(k) != name {
-				keep = append(keep, pair)
+		for pair := range strings.SplitSeq(h, ";") {
+			var parts []string
+			for part := range strings.SplitSeq(pair, ",") {
+				k, _, _ := strings.Cut(part, "=")
+				if k := strings.TrimSpace(k); k != "" && slices.ContainsFunc(names, func(n string) bool { return readsAs(k, n) }) {
+					removed = true
+					continue
+				}
+				parts = append(parts, part)
+			}
+			if p := strings.TrimSpace(strings.Join(parts, ",")); p != "" {
+				keep = append(keep, p)
 			}
 		}
 	}
-	return strings.Join(keep, "; ")
+	return strings.Join(keep, "; "), removed
 }
 
 // WithoutQueryParameter returns target without the parameter name (as sent), the other

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -71,6 +72,23 @@ func TestFind(t *testing.T) {
 		{name: "two authorization headers", authz: []string{"Bearer a", "Bearer b"}, wantErr: ErrMultipleCredentials},
 		{name: "encoded parameter name", target: "/ws?access%5Ftoken=a.b.c", wantErr: ErrEncodedTokenParameter},
 		{name: "encoded name next to the plain one", target: "/ws?access_token=a&access%5ftoken=b", wantErr: ErrEncodedTokenParameter},
+		// Names other upstreams read as the token's: the upstream would get a token never judged.
+		{name: "after a semicolon", target: "/ws?access_token=a.b.c&x=1;access_token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "after a semicolon alone", target: "/ws?x=1;access_token=a.b.c", wantErr: ErrEncodedTokenParameter},
+		{name: "semicolon in the pair", target: "/ws?access_token=a.b.c;access_token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "another case (ASP.NET)", target: "/ws?access_token=a.b.c&Access_Token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "long s folds to s", target: "/ws?acce\u017fs_token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "dot (PHP)", target: "/ws?access.token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "plus (PHP)", target: "/ws?access+token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "space (PHP)", target: "/ws?access%20token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "array (PHP)", target: "/ws?access_token[]=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "array with a key (PHP)", target: "/ws?access_token[x]=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "open bracket (PHP)", target: "/ws?access[token=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "leading space and NUL (PHP)", target: "/ws?%20access_token%00x=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "%u escape (ASP.NET)", target: "/ws?access%u005Ftoken=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "encoded twice", target: "/ws?access%255Ftoken=evil", wantErr: ErrEncodedTokenParameter},
+		{name: "names that are others", target: "/ws?access_tokens=1&xaccess_token=2&access=3&token=4&access_token_=5&room=a;b&access_token=a.b.c",
+			want: Found{Place: Place{InQuery, "access_token"}, Scheme: SchemeBearer, Token: "a.b.c"}},
 		{name: "empty parameter", target: "/ws?access_token=", wantErr: ErrMalformed},
 		{name: "bad escape", target: "/ws?access_token=a%zz", wantErr: ErrMalformed},
 		{name: "space in a header token", header: http.Header{"X-Api-Token": {"Bearer a.b.c"}}, wantErr: ErrMalformed},
@@ -116,9 +134,28 @@ func TestWithout(t *testing.T) {
 	} {
 		assert.Equal(t, want, WithoutQueryParameter(in, "access_token"), in)
 	}
-	assert.Equal(t, "theme=dark; lang=nl", WithoutCookie([]string{"theme=dark; at=t", "lang=nl"}, "at"))
-	assert.Equal(t, "", WithoutCookie([]string{"at=t"}, "at"))
-	assert.Equal(t, "xat=1; at_=2", WithoutCookie([]string{"xat=1;at=t, at_=2"}, "at"))
+	for _, tt := range []struct {
+		in      []string
+		names   []string
+		want    string
+		removed bool
+	}{
+		{[]string{"theme=dark; at=t", "lang=nl"}, []string{"at"}, "theme=dark; lang=nl", true},
+		{[]string{"at=t"}, []string{"at"}, "", true},
+		{[]string{"xat=1;at=t, at_=2"}, []string{"at"}, "xat=1; at_=2", true},
+		{[]string{"theme=dark; lang=nl"}, []string{"at"}, "theme=dark; lang=nl", false},
+		// A "," inside a cookie's value stays; a pair after it that reads as the token's goes.
+		{[]string{"prefs=a,b; at=t"}, []string{"at"}, "prefs=a,b", true},
+		{[]string{"prefs=a,at=evil; x=1"}, []string{"at"}, "prefs=a; x=1", true},
+		// Names an upstream reads as the token's: another case, percent-encoded (PHP), "." (PHP).
+		{[]string{"AT=evil; a%74=evil; a.t=x; theme=dark"}, []string{"at"}, "a.t=x; theme=dark", true},
+		{[]string{"x.token=evil; x[token=evil; x_token=t; xtoken=1"}, []string{"x_token"}, "xtoken=1", true},
+		{[]string{"at=t; sid=1; x-api=2"}, []string{"at", "sid"}, "x-api=2", true},
+	} {
+		got, removed := WithoutCookies(tt.in, tt.names)
+		assert.Equal(t, tt.want, got, "%q", tt.in)
+		assert.Equal(t, tt.removed, removed, "%q", tt.in)
+	}
 }
 
 // FuzzFind reads tokens from hostile requests — any query string, Cookie and header values —
@@ -140,17 +177,28 @@ func FuzzFind(f *testing.F) {
 		_, _ = Find(places, []string{authorization}, target, h)
 		rest := WithoutQueryParameter(target, "access_token")
 		if _, q, ok := strings.Cut(rest, "?"); ok {
+			_, qerr := Find(places[1:2], nil, target, nil)
+			judged := qerr == nil || errors.Is(qerr, ErrNoCredentials)
 			for pair := range strings.SplitSeq(q, "&") {
 				if k, _, _ := strings.Cut(pair, "="); k == "access_token" {
 					t.Fatalf("%q still has the parameter: %q", target, rest)
+				}
+				for seg := range strings.SplitSeq(pair, ";") {
+					// A token found (or none): the upstream gets no name it may read as the token's.
+					if k, _, _ := strings.Cut(seg, "="); judged && readsAs(k, "access_token") {
+						t.Fatalf("%q (%v) leaves a lookalike: %q", target, qerr, rest)
+					}
 				}
 			}
 		}
 		if !strings.Contains(target, "?") && rest != target {
 			t.Fatalf("a target without a query changed: %q → %q", target, rest)
 		}
-		if vs := cookieValues([]string{WithoutCookie([]string{cookie}, "at")}, "at"); len(vs) > 0 {
-			t.Fatalf("%q still has the cookie", cookie)
+		rest, _ = WithoutCookies([]string{cookie}, []string{"at"})
+		for pair := range strings.FieldsFuncSeq(rest, isCookieSeparator) {
+			if k, _, _ := strings.Cut(pair, "="); readsAs(strings.TrimSpace(k), "at") {
+				t.Fatalf("%q still has the cookie: %q", cookie, rest)
+			}
 		}
 	})
 }

@@ -162,6 +162,8 @@ func TestProxyConfigNamesConfiguredHeaders(t *testing.T) {
 		for _, w := range want {
 			assert.Contains(t, snippet, w, proxy)
 		}
+		assert.LessOrEqual(t, strings.Count(snippet, "proxy_set_header Cookie"), 1, "one Cookie header for the API, whatever the number of token cookies")
+		assert.LessOrEqual(t, strings.Count(snippet, "    - exact: cookie\n"), 1, "cookie named once")
 		assert.NotContains(t, snippet, "x-user-groups", "%s: the file's claims replace the flag's", proxy)
 		assert.NotContains(t, snippet, `Authorization ""`, "%s: forward_authorization keeps the token", proxy)
 	}
@@ -242,7 +244,7 @@ func TestProxyConfigKeepsTokensFromElsewhereFromTheAPI(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte(`rules:
   - name: app
     match: { path: /app }
-    credentials: ["cookie:at", "header:x-api-token"]
+    credentials: ["cookie:at", "header:x-api-token", "cookie:sid"]
   - name: ws
     match: { path: /ws }
     credentials: ["query:access_token"]
@@ -251,7 +253,8 @@ func TestProxyConfigKeepsTokensFromElsewhereFromTheAPI(t *testing.T) {
 	require.NoError(t, err)
 	for proxy, want := range map[string][]string{
 		"nginx": {"auth_request_set $authz_cookie $upstream_http_cookie;", "proxy_set_header Cookie $authz_cookie;",
-			`proxy_set_header x-api-token "";`},
+			`proxy_set_header x-api-token "";`, "auth_request_set $authz_upstream_uri $upstream_http_x_upstream_uri;",
+			"proxy_pass http://api$authz_target;"},
 		"traefik": {"#   X-Api-Token, Cookie", "  - Cookie", `X-Api-Token: ""`, "Traefik cannot remove it"},
 		"envoy":   {"    - exact: cookie\n", "    - exact: x-api-token\n", "        - exact: cookie", "http_service cannot change a query"},
 	} {
@@ -260,5 +263,7 @@ func TestProxyConfigKeepsTokensFromElsewhereFromTheAPI(t *testing.T) {
 		for _, w := range want {
 			assert.Contains(t, snippet, w, proxy)
 		}
+		assert.LessOrEqual(t, strings.Count(snippet, "proxy_set_header Cookie"), 1, "one Cookie header for the API, whatever the number of token cookies")
+		assert.LessOrEqual(t, strings.Count(snippet, "    - exact: cookie\n"), 1, "cookie named once")
 	}
 }

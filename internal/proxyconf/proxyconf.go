@@ -46,8 +46,9 @@ func variable(h string) string { return "$authz_" + strings.ReplaceAll(h, "-", "
 
 // NginxBlocks returns the two identity blocks, each between its markers and indented as in
 // deploy/nginx/nginx.conf. A policy that reads tokens from a cookie or a header of their own
-// adds to the location block what keeps them from the API (a query token needs nothing here:
-// nginx.conf's proxy_pass forwards the target the service returns, X-Upstream-Uri).
+// adds to the location block what keeps them from the API (a query token needs nothing in the
+// blocks: nginx.conf's proxy_pass forwards the target the service returns, X-Upstream-Uri; the
+// snippet names those lines for a configuration of one's own).
 func NginxBlocks(headers []string, forward bool, places []token.Place) (server, location string) {
 	var sb strings.Builder
 	sb.WriteString("        " + ServerBegin + "\n")
@@ -73,13 +74,15 @@ func NginxBlocks(headers []string, forward bool, places []token.Place) (server, 
 	if !forward {
 		lb.WriteString("            # The API gets the identity, not the token (nor its DPoP proof).\n")
 		lb.WriteString("            proxy_set_header Authorization \"\";\n            proxy_set_header DPoP \"\";\n")
+		cookie := false
 		for _, p := range places {
-			switch p.Kind {
-			case token.InHeader:
+			switch {
+			case p.Kind == token.InHeader:
 				fmt.Fprintf(&lb, "            proxy_set_header %s \"\";\n", p.Name)
-			case token.InCookie:
+			case p.Kind == token.InCookie && !cookie:
+				cookie = true
 				lb.WriteString("            # The policy reads a token from a cookie: the API gets the Cookie header the\n")
-				lb.WriteString("            # service returns on every allow, without the token's cookie (none: no Cookie).\n")
+				lb.WriteString("            # service returns on every allow, without its token cookies (none: no Cookie).\n")
 				lb.WriteString("            auth_request_set $authz_cookie $upstream_http_cookie;\n")
 				lb.WriteString("            proxy_set_header Cookie $authz_cookie;\n")
 			}
@@ -91,7 +94,20 @@ func NginxBlocks(headers []string, forward bool, places []token.Place) (server, 
 
 func nginx(headers []string, forward bool, places []token.Place) string {
 	server, location := NginxBlocks(headers, forward, places)
-	return "# deploy/nginx/nginx.conf: replace the server block's identity lines with the first block,\n" +
+	var query strings.Builder
+	for _, p := range places {
+		if p.Kind == token.InQuery && !forward {
+			query.WriteString("# The policy reads a token from the query (" + p.String() + "): the API must get the\n")
+			query.WriteString("# target the service returns without it. deploy/nginx/nginx.conf does so with these lines\n")
+			query.WriteString("# (outside the blocks below); a configuration of your own needs them too, or the API gets\n")
+			query.WriteString("# the token:\n")
+			query.WriteString("#   http:        map $authz_upstream_uri $authz_target { \"\" $request_uri; default $authz_upstream_uri; }\n")
+			query.WriteString("#   location /:  auth_request_set $authz_upstream_uri $upstream_http_x_upstream_uri;\n")
+			query.WriteString("#                proxy_pass http://api$authz_target;\n")
+			break
+		}
+	}
+	return query.String() + "# deploy/nginx/nginx.conf: replace the server block's identity lines with the first block,\n" +
 		"# and the protected location's with the second.\n" + server + location
 }
 
@@ -125,7 +141,7 @@ func traefik(headers []string, forward bool, places []token.Place) string {
 		fmt.Fprintf(&b, "  - %s\n", http.CanonicalHeaderKey(h))
 	}
 	if cookie && !forward {
-		b.WriteString("  # the Cookie header the service returns on every allow (without the token's cookie)\n  - Cookie\n")
+		b.WriteString("  # the Cookie header the service returns on every allow (without the policy's token cookies)\n  - Cookie\n")
 	}
 	b.WriteString("# And a headers middleware for routers without forwardAuth (e.g. /healthz):\n")
 	b.WriteString("customRequestHeaders:\n")
@@ -160,6 +176,7 @@ func envoy(headers []string, places []token.Place) string {
 			b.WriteString("# the API receives it: use gRPC ext_authz for such routes.\n")
 		}
 	}
+	slices.Sort(tokenHeaders)
 	tokenHeaders = slices.Compact(tokenHeaders)
 	b.WriteString("# gRPC ext_authz (envoy.yaml): nothing to mirror. The service sets each identity header\n")
 	b.WriteString("# and lists client copies and the token in headers_to_remove.\n")
@@ -174,7 +191,7 @@ func envoy(headers []string, places []token.Place) string {
 	b.WriteString("http_service:\n  authorization_response:\n    allowed_upstream_headers:\n      patterns:\n")
 	writePatterns(&b, "        ", headers)
 	if slices.Contains(tokenHeaders, "cookie") {
-		b.WriteString("        - exact: cookie   # the Cookie header without the token's cookie\n")
+		b.WriteString("        - exact: cookie   # the Cookie header without the token cookies\n")
 	}
 	return b.String()
 }
