@@ -86,7 +86,9 @@ func TestMemoryStoreFloodNarrowsOnlyTheFloodersWindow(t *testing.T) {
 			accept(victim)
 			var flooded []Use
 			for i := range 20 * max {
-				c.now = c.now.Add(time.Millisecond) // 20 s in all: nothing expires
+				// 200 s in all: nothing expires, and each key's proofs span more than Recent (a
+				// store turned over faster is TestMemoryStoreClientAboveTheFloodersShare's case).
+				c.now = c.now.Add(10 * time.Millisecond)
 				u := use(fmt.Sprint("flooder-", i%tt.keys), fmt.Sprint(i), c.now.Add(tt.dateAt))
 				accept(u)
 				flooded = append(flooded, u)
@@ -247,7 +249,8 @@ func checkMemoryStore(t *testing.T, m *MemoryStore) {
 	}
 	checkHeap(t, &m.byExpiry)
 	checkHeap(t, &m.bySize)
-	n := 0
+	checkHeap(t, &m.bySeen)
+	n, seen := 0, 0
 	for key, o := range m.owners {
 		if o.key != key || o.entries.len() == 0 {
 			t.Fatalf("key %q: %d entries", key, o.entries.len())
@@ -258,7 +261,16 @@ func checkMemoryStore(t *testing.T, m *MemoryStore) {
 				t.Fatalf("entry of key %q is not indexed where it says", key)
 			}
 		}
+		if inSeen := o.entries.len() > 1; inSeen != (o.inSeen >= 0 && o.inSeen < m.bySeen.len() && m.bySeen.items[o.inSeen] == o) {
+			t.Fatalf("key %q with %d entries: in bySeen %v", key, o.entries.len(), !inSeen)
+		}
+		if o.entries.len() > 1 {
+			seen++
+		}
 		n += o.entries.len()
+	}
+	if seen != m.bySeen.len() {
+		t.Fatalf("%d keys with two proofs or more, %d by seen", seen, m.bySeen.len())
 	}
 	if n != len(m.entries) {
 		t.Fatalf("%d entries by key, %d in all", n, len(m.entries))
@@ -321,7 +333,7 @@ func TestFallback(t *testing.T) {
 		localUsed bool
 		reported  bool
 	}{
-		{"first use", answer{true, nil}, true, answer{true, nil}, false, false},
+		{"first use, recorded locally too", answer{true, nil}, true, answer{true, nil}, true, false},
 		{"replay", answer{false, nil}, true, answer{false, nil}, false, false},
 		{"too old is an answer", answer{false, ErrTooOld}, true, answer{false, ErrTooOld}, false, false},
 		{"down, deny", answer{false, down}, false, answer{false, down}, false, true},
@@ -414,4 +426,56 @@ func BenchmarkMemoryStoreSize(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestMemoryStoreClientAboveTheFloodersShare: a client sending more proofs per key than each of
+// a thousand flooder keys holds — each with whole-second iats, as clients send them — loses
+// none of the proofs it is making now: the store forgets older ones (the flooders', then its
+// own from seconds ago), and still accepts no replay.
+func TestMemoryStoreClientAboveTheFloodersShare(t *testing.T) {
+	c := &clock{t0}
+	m := NewMemoryStore(MemoryOptions{Max: 100_000, Now: c.Now})
+	ctx := context.Background()
+	for k := range 1000 {
+		for j := range 100 {
+			_, err := m.FirstUse(ctx, use(fmt.Sprint("flood-", k), fmt.Sprint(j), t0))
+			require.NoError(t, err)
+		}
+	}
+	for sec := 1; sec <= 10; sec++ {
+		c.now = t0.Add(time.Duration(sec) * time.Second)
+		for i := range 200 {
+			first, err := m.FirstUse(ctx, use("honest", fmt.Sprint(sec, "-", i), c.now))
+			require.NoError(t, err, "second %d, proof %d", sec, i)
+			require.True(t, first)
+		}
+	}
+	for _, u := range []Use{use("honest", "10-0", c.now), use("honest", "1-0", t0.Add(time.Second)), use("flood-0", "0", t0)} {
+		first, _ := m.FirstUse(ctx, u)
+		assert.False(t, first, "a replay is refused (remembered, or too old): %s", u.Owner)
+	}
+	assert.LessOrEqual(t, m.Stats().Entries, 100_000)
+}
+
+// flakyStore accepts every proof once, then fails: Redis going down after the first use.
+type flakyStore struct{ calls int }
+
+func (s *flakyStore) FirstUse(context.Context, Use) (bool, error) {
+	if s.calls++; s.calls == 1 {
+		return true, nil
+	}
+	return false, errors.New("connection refused")
+}
+
+// TestFallbackNeverReplaysOnTheSameReplica: a proof the shared store accepted is refused by
+// the local fallback when the shared store goes down (the docs: once per *other* replica).
+func TestFallbackNeverReplaysOnTheSameReplica(t *testing.T) {
+	f := &Fallback{Primary: &flakyStore{}, Local: NewMemoryStore(MemoryOptions{Now: func() time.Time { return t0 }})}
+	u := use("k", "1", t0)
+	first, err := f.FirstUse(context.Background(), u)
+	require.NoError(t, err)
+	require.True(t, first)
+	first, err = f.FirstUse(context.Background(), u)
+	require.NoError(t, err)
+	assert.False(t, first, "replayed during the outage, on the replica that took it")
 }
