@@ -56,6 +56,14 @@ func TestMethodOverrides(t *testing.T) {
 		{"GET with an override to POST needs write", Request{Method: "GET", Path: "/api/messages", MethodOverrides: []string{"POST"}}, "", NoCredentials, "write", true},
 		{"form POST may run as any method", Request{Method: "POST", Path: "/api/messages", ContentType: "application/x-www-form-urlencoded"}, writer, InsufficientScope, "delete", true},
 		{"multipart POST may too", Request{Method: "POST", Path: "/api/messages", ContentType: "multipart/form-data; boundary=x"}, writer, InsufficientScope, "delete", true},
+		// Where PHP and Rack end the media type: "," and white space too.
+		{"form type then a comma", Request{Method: "POST", Path: "/api/messages", ContentType: "application/x-www-form-urlencoded,text/plain"}, writer, InsufficientScope, "delete", true},
+		{"form type then a space", Request{Method: "POST", Path: "/api/messages", ContentType: "application/x-www-form-urlencoded charset=utf-8"}, writer, InsufficientScope, "delete", true},
+		{"form type after a tab", Request{Method: "POST", Path: "/api/messages", ContentType: "\tApplication/X-WWW-Form-Urlencoded"}, writer, InsufficientScope, "delete", true},
+		// Query names as PHP and Rack read them.
+		{"query _method cut at a NUL (PHP)", Request{Method: "POST", Path: "/api/messages?_method%00x=DELETE", ContentType: "application/json"}, writer, InsufficientScope, "delete", true},
+		{"query _method after a semicolon (Rack)", Request{Method: "POST", Path: "/api/messages?x=1;_method=DELETE", ContentType: "application/json"}, writer, InsufficientScope, "delete", true},
+		{"query _method[] (PHP)", Request{Method: "POST", Path: "/api/messages?_method[]=DELETE", ContentType: "application/json"}, writer, InsufficientScope, "delete", true},
 		{"POST without a content type and with a body", Request{Method: "POST", Path: "/api/messages", Body: policy.BodyPresent}, writer, InsufficientScope, "delete", true},
 		{"POST without a content type or a body", Request{Method: "POST", Path: "/api/messages", Body: policy.BodyNone}, writer, Allow, "write", true},
 		{"off: the upstream ignores overrides", Request{Method: "POST", Path: "/api/messages?_method=DELETE", ContentType: "application/x-www-form-urlencoded",

@@ -75,30 +75,21 @@ func (p *Policy) Methods(dst []string, r *Request) ([]string, bool) {
 }
 
 // queryMethods returns the methods the _method parameters of target's query name, upper case.
-// Names are read as PHP reads them: percent-decoded, with " ", "." and "[" turned into "_"
-// ("%2Emethod" is _method to PHP), and case aside.
+// A name is read as the upstreams read theirs (token.ReadsAs): percent-decoded, case aside,
+// with PHP's " ", "." and "[" as "_" and its cut at a NUL ("%2Emethod", "_method%00x" are
+// _method to PHP), and pairs split at ";" too (Rack).
 func queryMethods(target string) []string {
 	_, q, ok := strings.Cut(target, "?")
-	if !ok || !strings.Contains(strings.ToLower(q), "method") && !strings.Contains(q, "%") {
+	if !ok || !strings.Contains(strings.ToLower(q), "method") && !strings.Contains(q, "%") && !strings.Contains(q, "+") {
 		return nil // the common case: no parameter can be _method
 	}
 	var out []string
-	for pair := range strings.SplitSeq(q, "&") {
+	for pair := range strings.FieldsFuncSeq(q, func(r rune) bool { return r == '&' || r == ';' }) {
 		name, value, _ := strings.Cut(pair, "=")
-		name, err := url.QueryUnescape(name)
-		if err != nil {
+		if !token.ReadsAs(name, "_method") {
 			continue
 		}
-		name = strings.Map(func(r rune) rune {
-			if r == ' ' || r == '.' || r == '[' {
-				return '_'
-			}
-			return r
-		}, strings.TrimLeft(name, " "))
-		if !strings.EqualFold(name, "_method") {
-			continue
-		}
-		if value, err = url.QueryUnescape(value); err == nil {
+		if value, err := url.QueryUnescape(value); err == nil {
 			if m := strings.ToUpper(strings.TrimSpace(value)); methodToken.MatchString(m) {
 				out = append(out, m)
 			}
@@ -118,10 +109,15 @@ const (
 )
 
 // mayBeForm reports whether a request body may be parsed as a form: a form content type, or
-// none at all on a request that may have a body (Rack parses those as forms).
+// none at all on a request that may have a body (Rack parses those as forms). The media type
+// ends where PHP's and Rack's end it — at ";", "," or white space
+// ("application/x-www-form-urlencoded,text/plain" is a form to them).
 func mayBeForm(contentType string, body Body) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	switch strings.ToLower(strings.TrimSpace(mt)) {
+	mt := strings.TrimLeft(contentType, " \t")
+	if i := strings.IndexAny(mt, ";, \t"); i >= 0 {
+		mt = mt[:i]
+	}
+	switch strings.ToLower(mt) {
 	case "application/x-www-form-urlencoded", "multipart/form-data":
 		return true
 	case "":

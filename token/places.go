@@ -224,7 +224,7 @@ func queryValues(target, name string) ([]string, error) {
 		first := true
 		for seg := range strings.SplitSeq(pair, ";") {
 			k, _, _ := strings.Cut(seg, "=")
-			if !(first && k == name) && readsAs(k, name) {
+			if !(first && k == name) && ReadsAs(k, name) {
 				return nil, fmt.Errorf("%w: %q", ErrEncodedTokenParameter, k)
 			}
 			first = false
@@ -241,11 +241,11 @@ func queryValues(target, name string) ([]string, error) {
 	return out, nil
 }
 
-// readsAs reports whether some upstream may read the parameter or cookie name k as name, once
+// ReadsAs reports whether some upstream may read the parameter or cookie name k as name, once
 // it has decoded it ("%XX", "%uXXXX", "+"; twice over, for one that decodes again), folded its
 // case, cut it at "[" (PHP's arrays: "name[]") or a NUL, and read "." and " " (and a "[" without
 // "]") as "_", as PHP does.
-func readsAs(k, name string) bool {
+func ReadsAs(k, name string) bool {
 	if strings.EqualFold(k, name) {
 		return true
 	}
@@ -347,7 +347,7 @@ func cookieValues(headers []string, name string) []string {
 func isCookieSeparator(r rune) bool { return r == ';' || r == ',' }
 
 // WithoutCookies returns the Cookie header values as one header value ("a=1; b=2") without the
-// cookies named names, nor any an upstream may read as one of them (readsAs: "AT", "a%74"), and
+// cookies named names, nor any an upstream may read as one of them (ReadsAs: "AT", "a%74"), and
 // whether that removed any. Cookies are pairs between ";"; within one, a "," starts a pair too
 // for the parsers that split there (and for a proxy that joined two headers), so a pair
 // "prefs=a,at=…" loses its "at=…" and keeps "prefs=a", while "prefs=a,b" stays whole.
@@ -358,7 +358,7 @@ func WithoutCookies(headers []string, names []string) (cookie string, removed bo
 			var parts []string
 			for part := range strings.SplitSeq(pair, ",") {
 				k, _, _ := strings.Cut(part, "=")
-				if k := strings.TrimSpace(k); k != "" && slices.ContainsFunc(names, func(n string) bool { return readsAs(k, n) }) {
+				if k := strings.TrimSpace(k); k != "" && slices.ContainsFunc(names, func(n string) bool { return ReadsAs(k, n) }) {
 					removed = true
 					continue
 				}

@@ -185,7 +185,7 @@ func FuzzFind(f *testing.F) {
 				}
 				for seg := range strings.SplitSeq(pair, ";") {
 					// A token found (or none): the upstream gets no name it may read as the token's.
-					if k, _, _ := strings.Cut(seg, "="); judged && readsAs(k, "access_token") {
+					if k, _, _ := strings.Cut(seg, "="); judged && ReadsAs(k, "access_token") {
 						t.Fatalf("%q (%v) leaves a lookalike: %q", target, qerr, rest)
 					}
 				}
@@ -196,7 +196,7 @@ func FuzzFind(f *testing.F) {
 		}
 		rest, _ = WithoutCookies([]string{cookie}, []string{"at"})
 		for pair := range strings.FieldsFuncSeq(rest, isCookieSeparator) {
-			if k, _, _ := strings.Cut(pair, "="); readsAs(strings.TrimSpace(k), "at") {
+			if k, _, _ := strings.Cut(pair, "="); ReadsAs(strings.TrimSpace(k), "at") {
 				t.Fatalf("%q still has the cookie: %q", cookie, rest)
 			}
 		}
