@@ -68,6 +68,8 @@ func (fp *frontProxy) commonChecks(t *testing.T) {
 	require.NotEmpty(t, fp.HCM.GetAccessLog(), "an access log is configured")
 	assert.True(t, fp.HCM.GetNormalizePath().GetValue(), "paths are normalised before path-based policy")
 	assert.True(t, fp.HCM.GetMergeSlashes(), "repeated slashes are merged before path-based policy")
+	assert.True(t, fp.HCM.GetStripTrailingHostDot(), "a trailing dot chooses no other virtual host than the service judged by")
+	assert.True(t, fp.HCM.GetRouteConfig().GetIgnorePortInHostMatching(), "nor does a port (the service's hosts: ignore it)")
 	assert.Equal(t, hcmv3.HttpConnectionManager_REJECT_REQUEST, fp.HCM.GetPathWithEscapedSlashesAction(),
 		"an encoded / or \\ is refused, as the authz service refuses it (Envoy's default keeps it)")
 	assert.True(t, fp.HCM.GetUseRemoteAddress().GetValue(), "edge proxy: client x-request-id and x-envoy-* are not trusted")
