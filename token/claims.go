@@ -160,7 +160,7 @@ var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti",
 // isRegisteredVariant reports whether name is a registered claim's name in another case.
 func isRegisteredVariant(name []byte) bool {
 	for _, r := range registeredClaims {
-		if len(name) <= utf8.UTFMax*len(r) && bytes.EqualFold(name, []byte(r)) && string(name) != r {
+		if len(name) <= utf8.UTFMax*len(r) && strictjson.SameName(name, []byte(r)) && string(name) != r {
 			return true
 		}
 	}

@@ -41,6 +41,7 @@ func TestClaimNamesAreExact(t *testing.T) {
 		{"Sub after sub", fmt.Sprintf(`"exp":%d,"sub":"ada","Sub":"root"`, future), ErrAmbiguousClaims, nil, ""},
 		{"Sub alone", fmt.Sprintf(`"exp":%d,"Sub":"root"`, future), ErrAmbiguousClaims, nil, ""},
 		{"long s spelling sub", fmt.Sprintf(`"exp":%d,"sub":"ada","\u017fub":"root"`, future), ErrAmbiguousClaims, nil, ""},
+		{"dotless i spelling iss alone (Java)", fmt.Sprintf(`"exp":%d,"sub":"ada","\u0131ss":"https://evil.example"`, future), ErrAmbiguousClaims, nil, ""},
 		{"Exp alone is not exp", fmt.Sprintf(`"Exp":%d,"sub":"ada"`, future), ErrAmbiguousClaims, nil, ""},
 		{"nested case variant", fmt.Sprintf(`"exp":%d,"address":{"country":"US","Country":"FR"}`, future), ErrAmbiguousClaims, nil, ""},
 		{"custom Groups is just another claim", fmt.Sprintf(`"exp":%d,"sub":"ada","Groups":["admin"]`, future), nil, nil, "ada"},

@@ -6,8 +6,9 @@
 // win: {"exp":1,"Exp":2} decodes Exp as 2. And readers disagree on a repeated name: some take
 // the first, some the last (RFC 7519 §4 lets a JWT reader reject duplicates or take the last).
 // A token judged under one reading and read by the upstream under another is a bypass, so
-// Object refuses any object, at any depth, with two member names that are equal under Unicode
-// simple case folding — exact duplicates included. What it accepts means the same to every
+// Object refuses any object, at any depth, with two member names that are equal case aside
+// (SameName: Unicode simple case folding, and Java's equalsIgnoreCase, which also equates
+// "ıss" and "İss" with "iss") — exact duplicates included. What it accepts means the same to every
 // reader, and callers read the members they need by their exact names.
 package strictjson
 
@@ -186,7 +187,7 @@ type nameSet struct {
 func (s *nameSet) add(name []byte) bool {
 	if s.big == nil {
 		for _, m := range s.small[:s.n] {
-			if bytes.EqualFold(m, name) {
+			if SameName(m, name) {
 				return false
 			}
 		}
@@ -208,22 +209,37 @@ func (s *nameSet) add(name []byte) bool {
 	return true
 }
 
-// foldKey maps names that bytes.EqualFold equates to one string: each rune (an invalid byte
-// reads as U+FFFD, as EqualFold and encoding/json read it) is replaced by the smallest rune of
-// its simple-folding orbit.
+// foldKey maps names that SameName equates to one string: each rune (an invalid byte reads as
+// U+FFFD, as encoding/json reads it) is replaced by its key.
 func foldKey(name []byte) string {
 	out := make([]rune, 0, len(name))
 	for len(name) > 0 {
 		r, size := utf8.DecodeRune(name)
 		name = name[size:]
-		least := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			least = min(least, f)
-		}
-		out = append(out, least)
+		out = append(out, runeKey(r))
 	}
 	return string(out)
 }
+
+// SameName reports whether two member names are equal case aside, rune by rune: their keys
+// are equal (runeKey).
+func SameName(a, b []byte) bool {
+	for len(a) > 0 && len(b) > 0 {
+		ra, na := utf8.DecodeRune(a)
+		rb, nb := utf8.DecodeRune(b)
+		if ra != rb && runeKey(ra) != runeKey(rb) {
+			return false
+		}
+		a, b = a[na:], b[nb:]
+	}
+	return len(a) == len(b)
+}
+
+// runeKey is ToLower(ToUpper(r)): Java's String.equalsIgnoreCase takes two chars for equal
+// exactly when their keys are (so U+0130 İ and U+0131 ı are i), and the key is the same across
+// a rune's Unicode simple case folding orbit too (what bytes.EqualFold and encoding/json
+// equate; reqpath.Fold's key, tested there for every rune).
+func runeKey(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }
 
 // Strings decodes a raw JSON value that must be an array of strings, as String decodes each.
 // raw must be valid JSON (a member value Object or Members returned).
