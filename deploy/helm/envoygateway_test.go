@@ -77,10 +77,13 @@ func TestEnvoyGatewayExample(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"/secure", "/api/messages"}, paths)
 
-	// The SecurityPolicy: the route, the chart's Service port 9001 across namespaces, closed.
+	// The SecurityPolicy: the whole Gateway (a policy on one route leaves another route of the
+	// Gateway, which may take precedence, unchecked), the chart's Service port 9001 across
+	// namespaces, closed.
 	require.Len(t, sp.Spec.TargetRefs, 1)
-	assert.Equal(t, "HTTPRoute", string(sp.Spec.TargetRefs[0].Kind))
-	assert.Equal(t, route.Name, string(sp.Spec.TargetRefs[0].Name))
+	assert.Equal(t, "Gateway", string(sp.Spec.TargetRefs[0].Kind))
+	assert.Equal(t, gw.Name, string(sp.Spec.TargetRefs[0].Name))
+	assert.Equal(t, gw.Namespace, sp.Namespace)
 	assert.Equal(t, route.Namespace, sp.Namespace)
 	ext := sp.Spec.ExtAuth
 	require.NotNil(t, ext)
