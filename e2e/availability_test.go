@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -211,7 +212,13 @@ func TestHostileClientsCannotTakeTheServiceDown(t *testing.T) {
 		kept := dialIdle(t, "127.0.0.2", addr, 3000)
 		assert.Equal(t, 256, kept, "one client keeps --max-connections-per-client on %s", addr)
 	}
-	assert.Equal(t, 32, dialIdle(t, "127.0.0.2", s.admin, 500), "and 32 on the admin port")
+	assert.Equal(t, 8, dialIdle(t, "127.0.0.2", s.admin, 500), "and 8 on the admin port")
+	// Probes come from one more address (the node's): a few clients filling their admin share
+	// leave them room.
+	for _, ip := range []string{"127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		assert.Equal(t, 8, dialIdle(t, ip, s.admin, 40))
+	}
+	assert.Equal(t, 200, httpStatus("http://"+s.admin+"/healthz"), "probes answer beside four clients' admin connections")
 	for range 50 {
 		l.check(t)
 	}
@@ -269,11 +276,7 @@ func TestLargeMessagesAndStreamChurn(t *testing.T) {
 	var wg sync.WaitGroup
 	var refused, other sync.Map
 	for c := range 8 {
-		conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}
-				return d.DialContext(ctx, "tcp", addr)
-			}))
+		conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()), fromAttacker)
 		require.NoError(t, err)
 		defer conn.Close()
 		for i := range 25 {
@@ -319,7 +322,7 @@ func TestLargeMessagesAndStreamChurn(t *testing.T) {
 	var opened [4]int
 	desc := &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}
 	for c := range 4 {
-		conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()), fromAttacker)
 		require.NoError(t, err)
 		defer conn.Close()
 		churned.Go(func() {
@@ -340,7 +343,56 @@ func TestLargeMessagesAndStreamChurn(t *testing.T) {
 	t.Logf("stream churn: %d streams opened and cancelled in 3 s", opened[0]+opened[1]+opened[2]+opened[3])
 	l.report(t, "stream churn")
 	assert.Equal(t, 200, httpStatus("http://"+s.admin+"/readyz"))
+
+	// Calls whose request never comes: headers (with metadata just under the cap) and no
+	// message, 256 streams on each of 16 connections from one client, held. grpc-go would wait
+	// for each request as long as the connection lives; the service gives a client a quarter
+	// of --grpc-max-checks-in-flight and every call --check-timeout.
+	before = rss(t, s.pid)
+	md := metadata.MD{}
+	for i := range 3 {
+		md.Append(fmt.Sprint("x-pad-", i), strings.Repeat("p", 4000))
+	}
+	hctx, hold := context.WithCancel(context.Background())
+	var refusedHeld atomic.Int64
+	var holders sync.WaitGroup
+	for range 16 {
+		conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()), fromAttacker)
+		require.NoError(t, err)
+		defer conn.Close()
+		for range 256 {
+			holders.Go(func() {
+				st, err := conn.NewStream(metadata.NewOutgoingContext(hctx, md), desc, "/envoy.service.auth.v3.Authorization/Check")
+				if err == nil {
+					err = st.RecvMsg(new(authv3.CheckResponse)) // until the server ends it, or the test does
+				}
+				if grpcstatus.Code(err) == codes.DeadlineExceeded && hctx.Err() == nil {
+					refusedHeld.Add(1) // ended by the service, not by the test
+				}
+			})
+		}
+	}
+	peak = 0
+	for range 50 {
+		l.check(t)
+		peak = max(peak, rss(t, s.pid))
+	}
+	held := metricsValue(t, s.admin, `authz_grpc_calls_in_flight{kind="check"}`)
+	hold()
+	holders.Wait()
+	assert.LessOrEqual(t, held, 256.0+1, "one client holds at most a quarter of the checks in flight (and the legitimate one's)")
+	assert.Greater(t, refusedHeld.Load(), int64(3000), "the rest of the 4,096 calls were refused")
+	assert.Less(t, peak, int64(256<<20), "memory stays under the manifest's limit")
+	t.Logf("4,096 held calls: %d refused, %v in flight; RSS %d MiB before, peak %d MiB", refusedHeld.Load(), held, before>>20, peak>>20)
+	l.report(t, "held calls")
 }
+
+// fromAttacker dials from 127.0.0.9: the attacker is another client than the legitimate one
+// (127.0.0.1), as a proxy is another host than a hostile pod.
+var fromAttacker = grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}
+	return d.DialContext(ctx, "tcp", addr)
+})
 
 // rawMessage is a message already encoded, sent and received as it is by rawCodec.
 type rawMessage []byte

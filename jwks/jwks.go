@@ -107,9 +107,10 @@ type Set struct {
 
 	flight singleflight.Group
 
-	mu          sync.Mutex    // guards lastRefetch, refetchDone, jwksURL, issuerID and introspection
+	mu          sync.Mutex    // guards lastRefetch, refetchDone, refetchErr, jwksURL, issuerID and introspection
 	lastRefetch time.Time     // last fetch caused by an unknown kid
 	refetchDone chan struct{} // closed when the unknown-kid refetch in flight ends; nil if none
+	refetchErr  error         // how the last unknown-kid refetch ended
 	jwksURL     string        // discovered or configured key set URL
 	issuerID    string        // the issuer identifier the metadata declared; empty before discovery
 	// introspection is the metadata's introspection_endpoint, empty before discovery or
@@ -206,20 +207,30 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 		// The refetch outlives the request that triggered it: other callers wait for it.
 		// (refresh bounds the fetch by FetchTimeout.)
 		go func() {
-			_ = s.refresh(context.Background(), TriggerUnknownKID)
+			err := s.refresh(context.Background(), TriggerUnknownKID)
 			s.mu.Lock()
+			s.refetchErr = err
 			close(s.refetchDone)
 			s.refetchDone = nil
 			s.mu.Unlock()
 		}()
 	}
+	// Only a refetch that succeeded and lacks the kid says it is unknown; one that failed, or
+	// that this request could not wait for, leaves it not yet fetched (a rotation must not
+	// make a new key's tokens invalid while the issuer is slow).
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return Key{}, ErrUnknownKID
+		return Key{}, ErrKIDNotFetched
 	}
 	if k, ok := s.snap.Load().keys[kid]; ok {
 		return k, nil
+	}
+	s.mu.Lock()
+	failed := s.refetchErr != nil
+	s.mu.Unlock()
+	if failed {
+		return Key{}, ErrKIDNotFetched
 	}
 	return Key{}, ErrUnknownKID
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -524,4 +525,37 @@ func TestUnusableKeysAreLoggedOnce(t *testing.T) {
 	assert.Contains(t, logs.String(), "count=1995")
 	require.NoError(t, s.Refresh(context.Background()))
 	assert.Equal(t, first, strings.Count(logs.String(), "not used"), "the same set again: nothing more")
+}
+
+// TestRefetchThatCannotAnswerIsNotUnknown: during a rotation the issuer's key set is slow or
+// failing; a kid the refetch could not look up is "not yet fetched" (the service answers 503
+// with Retry-After), never unknown (401: the client would throw a valid token away). Only a
+// refetch that succeeded without the kid says it is unknown.
+func TestRefetchThatCannotAnswerIsNotUnknown(t *testing.T) {
+	is := newIssuer(t)
+	is.set(func(is *issuer) {
+		is.keys = []map[string]any{jwkJSON(t, &rsaKey.PublicKey, map[string]any{"kid": "old"})}
+	})
+	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	s := newSet(t, Options{Issuer: is.issuerURL(), Now: clk.Now, MinRefetch: 30 * time.Second})
+	require.NoError(t, s.Refresh(context.Background()))
+
+	is.set(func(is *issuer) { is.status = http.StatusInternalServerError })
+	_, err := s.Key(context.Background(), "new")
+	assert.ErrorIs(t, err, ErrKIDNotFetched, "a failed refetch")
+
+	clk.Advance(31 * time.Second)
+	block := make(chan struct{})
+	is.set(func(is *issuer) { is.status, is.block = 0, block })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the request cannot wait
+	_, err = s.Key(ctx, "new")
+	assert.ErrorIs(t, err, ErrKIDNotFetched, "a refetch the request could not wait for")
+	close(block)
+
+	clk.Advance(31 * time.Second)
+	require.Eventually(t, func() bool {
+		_, err := s.Key(context.Background(), "made-up")
+		return errors.Is(err, ErrUnknownKID) && !errors.Is(err, ErrKIDNotFetched)
+	}, 5*time.Second, 10*time.Millisecond, "a refetch that succeeded without the kid: unknown")
 }

@@ -209,6 +209,11 @@ func parseArgs(name string, args []string, getenv func(string) string, out io.Wr
 	}
 	set := map[string]bool{} // the flags given, on the command line or in the environment
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["max-connections-per-client"] {
+		// A smaller --max-connections alone lowers the per-client default with it, rather
+		// than fail to start.
+		c.Limits.MaxConnsPerClient = min(c.Limits.MaxConnsPerClient, c.Limits.MaxConns)
+	}
 	if c.Dev {
 		if !set["shutdown-drain"] {
 			c.ShutdownDrain = 0 // nothing routes around a local dev service: Ctrl-C stops it at once

@@ -1,15 +1,21 @@
 package authzcmd
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/platformauth/envoy-okta-authz/internal/connlimit"
 )
@@ -25,30 +31,45 @@ type limits struct {
 	MaxMessageBytes             int
 	MaxHeaderBytes              int
 	MaxStreams                  int
+	// CheckTimeout bounds one check, its request read included, on either decision API;
+	// MaxChecksInFlight the gRPC checks being read or decided at once, over all connections.
+	CheckTimeout      time.Duration
+	MaxChecksInFlight int
 }
 
-// The admin listener's own budget: probes and a scraper need a handful of connections.
-var adminLimits = connlimit.Limits{Max: 64, PerClient: 32}
+// The admin listener's own budget: probes (a new connection each, from the node's address)
+// and a scraper need a handful of connections per client, so a client gets few — it takes 32
+// addresses to fill the listener, where two took a budget of 64 (32 each) and failed every
+// probe — and its idle connections go after adminIdleTimeout.
+var adminLimits = connlimit.Limits{Max: 256, PerClient: 8}
 
-// Timeouts of the HTTP listeners: a request's headers, its whole reading (the decision API
-// reads no body) and the answer.
+const adminIdleTimeout = 10 * time.Second
+
+// Timeouts of the HTTP listeners: a request's headers (its whole reading and the answer are
+// bounded by CheckTimeout: the decision API reads no body).
 const (
 	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
-	writeTimeout      = 10 * time.Second
 	// grpcHandshake bounds a gRPC connection's set-up (TLS and HTTP/2 preface); gRPC's own
 	// default is two minutes of a descriptor held by a client that sends nothing.
 	grpcHandshake = 10 * time.Second
+	// grpcMaxMetadata bounds a gRPC call's metadata, below the HTTP header limit: Envoy sends the
+	// request's headers inside the CheckRequest, and its call's own metadata is small.
+	grpcMaxMetadata = 16 << 10
+	// maxOtherCallsInFlight bounds the gRPC calls in flight that are not checks (health,
+	// reflection).
+	maxOtherCallsInFlight = 64
 )
 
 func (l *limits) flags(fs *flag.FlagSet) {
-	fs.IntVar(&l.MaxConns, "max-connections", 1024, "connections each decision listener (gRPC, HTTP) holds at once; more are closed as they arrive (the admin listener has its own budget of 64)")
+	fs.IntVar(&l.MaxConns, "max-connections", 1024, "connections each decision listener (gRPC, HTTP) holds at once; more are closed as they arrive (the admin listener has its own budget of 256, 8 per client)")
 	fs.IntVar(&l.MaxConnsPerClient, "max-connections-per-client", 256, "connections one client address may hold on each decision listener (a proxy's own connections must fit)")
 	fs.DurationVar(&l.IdleTimeout, "idle-timeout", 2*time.Minute, "close connections idle this long (HTTP keep-alive; gRPC connections with no call in flight); longer than the proxy's own (nginx: keepalive_timeout 60s)")
 	fs.DurationVar(&l.MaxConnAge, "grpc-max-connection-age", 30*time.Minute, "ask gRPC clients to reconnect after this long (GOAWAY, in-flight checks finish), so that load spreads over new replicas")
 	fs.IntVar(&l.MaxMessageBytes, "grpc-max-message-bytes", 128<<10, "largest CheckRequest accepted, in bytes (Envoy's requests stay under its 60 KiB header limit; raise it with with_request_body)")
 	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted on the HTTP decision API, and gRPC metadata, in bytes")
 	fs.IntVar(&l.MaxStreams, "grpc-max-streams", 256, "concurrent checks on one gRPC connection (Envoy opens another connection beyond it)")
+	fs.DurationVar(&l.CheckTimeout, "check-timeout", 10*time.Second, "longest a check may take, its request read included, on either decision API (a gRPC call without a deadline of its own, or with a later one, gets this one)")
+	fs.IntVar(&l.MaxChecksInFlight, "grpc-max-checks-in-flight", 1024, "gRPC checks read or decided at once over all connections, a quarter of them per client address; more are refused (RESOURCE_EXHAUSTED, or DEADLINE_EXCEEDED at once while their request has not come) — each may hold up to --grpc-max-message-bytes")
 }
 
 func (l *limits) validate() []error {
@@ -65,14 +86,19 @@ func (l *limits) validate() []error {
 	check(l.MaxMessageBytes >= 4<<10 && l.MaxMessageBytes <= 64<<20, "--grpc-max-message-bytes %d must be between 4096 and 67108864", l.MaxMessageBytes)
 	check(l.MaxHeaderBytes >= 4<<10 && l.MaxHeaderBytes <= 16<<20, "--max-header-bytes %d must be between 4096 and 16777216", l.MaxHeaderBytes)
 	check(l.MaxStreams >= 1 && l.MaxStreams <= 10_000, "--grpc-max-streams %d must be between 1 and 10000", l.MaxStreams)
+	check(l.CheckTimeout >= time.Second && l.CheckTimeout <= 10*time.Minute, "--check-timeout %s must be between 1s and 10m", l.CheckTimeout)
+	check(l.MaxChecksInFlight >= 1 && l.MaxChecksInFlight <= 1_000_000, "--grpc-max-checks-in-flight %d must be between 1 and 1000000", l.MaxChecksInFlight)
 	return errs
 }
 
-// grpcOptions bound the gRPC server.
-func (l *limits) grpcOptions(grace time.Duration) []grpc.ServerOption {
+// grpcOptions bound the gRPC server; calls' counts are metrics on reg.
+func (l *limits) grpcOptions(grace time.Duration, reg prometheus.Registerer) []grpc.ServerOption {
+	calls := newCallLimiter(l.CheckTimeout, l.MaxChecksInFlight, reg)
 	return []grpc.ServerOption{
+		grpc.InTapHandle(calls.tap),
+		grpc.ChainUnaryInterceptor(refuseUnary),
 		grpc.MaxRecvMsgSize(l.MaxMessageBytes),
-		grpc.MaxHeaderListSize(uint32(l.MaxHeaderBytes)),
+		grpc.MaxHeaderListSize(uint32(min(l.MaxHeaderBytes, grpcMaxMetadata))),
 		// Also what grpc-go's mitigation of rapid resets (CVE-2023-44487) counts against.
 		grpc.MaxConcurrentStreams(uint32(l.MaxStreams)),
 		grpc.ConnectionTimeout(grpcHandshake),
@@ -90,8 +116,16 @@ func (l *limits) grpcOptions(grace time.Duration) []grpc.ServerOption {
 
 // httpServer is an HTTP server with the limits.
 func (l *limits) httpServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
-		WriteTimeout: writeTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes}
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: l.CheckTimeout,
+		WriteTimeout: l.CheckTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes}
+}
+
+// adminServer is the admin listener's HTTP server: the same limits, idle connections closed
+// sooner.
+func (l *limits) adminServer(h http.Handler) *http.Server {
+	s := l.httpServer(h)
+	s.IdleTimeout = min(l.IdleTimeout, adminIdleTimeout)
+	return s
 }
 
 // decision returns a decision listener's connection limits.
@@ -123,3 +157,92 @@ func limitedListeners(in *listeners, l *limits, reg prometheus.Registerer) *list
 	ls.admin = wrap("admin", ls.admin, adminLimits)
 	return &ls
 }
+
+// callLimiter bounds gRPC calls from the moment their headers arrive. grpc-go reads a unary
+// call's request before any interceptor runs, and only the client's own deadline bounds that
+// wait: a client that opens streams and never finishes their requests would hold each one's
+// buffers (up to the message and metadata limits) for as long as the connection lives, and
+// such a stream is no idle connection. So every call gets a deadline (CheckTimeout, or the
+// client's if sooner) — but the health service's Watch, which is meant to last — and only so
+// many checks, and so many other calls, are in flight at once, in all and per client address
+// (a quarter each, as connections: one client cannot take them all); more are refused:
+// RESOURCE_EXHAUSTED, or DEADLINE_EXCEEDED at once when their request has not come (see tap).
+type callLimiter struct {
+	timeout        time.Duration
+	checks, others *connlimit.Slots
+}
+
+const (
+	checkMethod       = "/envoy.service.auth.v3.Authorization/Check"
+	healthWatchMethod = "/grpc.health.v1.Health/Watch"
+)
+
+func newCallLimiter(timeout time.Duration, maxChecks int, reg prometheus.Registerer) *callLimiter {
+	c := &callLimiter{timeout: timeout,
+		checks: connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: max(1, maxChecks/4)}),
+		others: connlimit.NewSlots(connlimit.Limits{Max: maxOtherCallsInFlight, PerClient: maxOtherCallsInFlight / 4}),
+	}
+	for kind, s := range map[string]*connlimit.Slots{"check": c.checks, "other": c.others} {
+		help := "gRPC calls refused on arrival because as many of their kind (check, other) were in flight in all (max) or from the client (per_client)."
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_calls_in_flight", Help: "gRPC calls in flight, by kind (check, other).",
+				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(s.Stats().Open) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_calls_refused_total", Help: help,
+				ConstLabels: prometheus.Labels{"kind": kind, "reason": "max"}}, func() float64 { return float64(s.Stats().RefusedMax) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_calls_refused_total", Help: help,
+				ConstLabels: prometheus.Labels{"kind": kind, "reason": "per_client"}}, func() float64 { return float64(s.Stats().RefusedPerClient) }),
+		)
+	}
+	return c
+}
+
+// tap runs as a call's headers arrive: it takes a slot and gives the call its deadline; the
+// slot is given back when the call's context ends (the transport cancels it when the stream
+// closes, however it closes).
+func (c *callLimiter) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	s := c.others
+	if info.FullMethodName == checkMethod {
+		s = c.checks
+	}
+	var client netip.Addr
+	if p, ok := peer.FromContext(ctx); ok {
+		client = connlimit.ClientAddr(p.Addr)
+	}
+	if !s.Take(client) {
+		// Refused — but not by returning an error: grpc-go (1.84) then never cancels the
+		// stream's context, which stays attached to the connection's, metadata and all, until
+		// the connection closes (a client refused 100,000 times in a few seconds grew the
+		// service by 350 MiB). The call is let in with a deadline a moment away instead: it
+		// ends DEADLINE_EXCEEDED, its request unread unless already there, and grpc-go cleans
+		// it up as any call that ends.
+		ctx, cancel := context.WithTimeout(context.WithValue(ctx, refusedCall{}, true), refusedCallLife)
+		context.AfterFunc(ctx, cancel)
+		return ctx, nil
+	}
+	cancel := context.CancelFunc(func() {})
+	if info.FullMethodName != healthWatchMethod {
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+	}
+	context.AfterFunc(ctx, func() {
+		cancel()
+		s.Release(client)
+	})
+	return ctx, nil
+}
+
+// refusedCall marks the context of a call tap refused.
+type refusedCall struct{}
+
+// refuseUnary answers a refused unary call whose request came in time RESOURCE_EXHAUSTED,
+// before its handler.
+func refuseUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if ctx.Value(refusedCall{}) != nil {
+		return nil, status.Error(codes.ResourceExhausted, "too many calls in flight")
+	}
+	return handler(ctx, req)
+}
+
+// refusedCallLife is how long a refused call lives: long enough that its deadline has not
+// passed when grpc-go looks, a moment after the tap (a passed one takes the same leaking way as
+// an error), and short enough that refused calls hold next to nothing.
+const refusedCallLife = 5 * time.Millisecond

@@ -65,7 +65,9 @@ func TestPolicyReload(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go watchPolicy(ctx, c, az, log, 10*time.Millisecond)
+	hup, stopHUP := catchHUP()
+	defer stopHUP()
+	go watchPolicy(ctx, c, az, log, 10*time.Millisecond, hup)
 
 	rule := func() string { return az.Policy().Rules[0].Name }
 	assert.Equal(t, "m", rule())

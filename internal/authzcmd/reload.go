@@ -29,14 +29,20 @@ const hupSettle = 500 * time.Millisecond
 // maxHupWait bounds how long a SIGHUP waits for the file to settle.
 const maxHupWait = 30 * time.Second
 
-// watchPolicy reloads the policy file on SIGHUP and when its content changes. A valid file is
-// swapped in atomically; an invalid one is logged and the running policy stays.
-func watchPolicy(ctx context.Context, c *config, az *authz.Authorizer, log *slog.Logger, interval time.Duration) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// watchPolicy reloads the policy file on a signal on hup and when its content changes. A valid
+// file is swapped in atomically; an invalid one is logged and the running policy stays.
+func watchPolicy(ctx context.Context, c *config, az *authz.Authorizer, log *slog.Logger, interval time.Duration, hup <-chan os.Signal) {
 	w := &policyWatcher{c: c, az: az, log: log, poll: interval, settle: hupSettle}
 	w.run(ctx, hup)
+}
+
+// catchHUP takes SIGHUP for as long as the service runs, until stop: Go's default for it is to
+// end the process, which a SIGHUP sent to a service without --policy, or during the shutdown
+// drain, would otherwise do.
+func catchHUP() (hup <-chan os.Signal, stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	return ch, func() { signal.Stop(ch) }
 }
 
 // policyWatcher loads only content that has stopped changing: a file caught half-written may

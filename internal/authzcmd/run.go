@@ -144,7 +144,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	ls = limitedListeners(ls, &c.Limits, reg)
 	check := grpcapi.New(az)
 	opts := append(check.ServerOptions(), grpc.UnaryInterceptor(recoverUnary(log)))
-	opts = append(opts, c.Limits.grpcOptions(c.ShutdownTimeout)...)
+	opts = append(opts, c.Limits.grpcOptions(c.ShutdownTimeout, reg)...)
 	var certs *tlsfiles.Reloader
 	if c.TLSCert != "" {
 		certs, err = tlsfiles.New(tlsfiles.Files{Cert: c.TLSCert, Key: c.TLSKey, ClientCA: c.ClientCA}, log)
@@ -165,7 +165,7 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 	decisionSrv := c.Limits.httpServer(httpapi.New(az, httpapi.Options{PathPrefix: c.HTTPPathPrefix, Source: c.HTTPSource,
 		ClientCertHeader: c.ClientCertHeader}))
 	var draining atomic.Bool
-	adminSrv := c.Limits.httpServer(adminHandler(sets, reg, c.Pprof, &draining))
+	adminSrv := c.Limits.adminServer(adminHandler(sets, reg, c.Pprof, &draining))
 
 	g, gctx := errgroup.WithContext(ctx)
 	if certs != nil {
@@ -187,8 +187,21 @@ func run(ctx context.Context, c *config, ls *listeners, log *slog.Logger) error 
 		log.Info("ready: key sets loaded", "issuers", len(sets))
 		return nil
 	})
+	hup, stopHUP := catchHUP()
+	defer stopHUP()
 	if c.Policy != "" {
-		g.Go(func() error { watchPolicy(gctx, c, az, log, policyPollInterval); return nil })
+		g.Go(func() error { watchPolicy(gctx, c, az, log, policyPollInterval, hup); return nil })
+	} else {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil // and later ones are caught and dropped until run returns
+				case <-hup:
+					log.Info("SIGHUP: no --policy to reload; ignored")
+				}
+			}
+		})
 	}
 	g.Go(func() error {
 		if err := gs.Serve(ls.grpc); err != nil {

@@ -5,6 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,14 +42,7 @@ func TestShutdownDrainsFirst(t *testing.T) {
 	go func() { done <- run(ctx, c, ls, slog.New(slog.DiscardHandler)) }()
 
 	admin := "http://" + ls.admin.Addr().String()
-	status := func(url string) int {
-		resp, err := http.Get(url)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	status := httpGetStatus
 	require.Eventually(t, func() bool { return status(admin+"/readyz") == 200 }, 10*time.Second, 10*time.Millisecond)
 	token, err := idp.Mint(devidp.TokenRequest{ClientID: "c", Scopes: []string{"messages:read"}})
 	require.NoError(t, err)
@@ -99,4 +95,29 @@ func TestShutdownDrainsFirst(t *testing.T) {
 	}
 	_, err = http.Get(admin + "/healthz")
 	assert.Error(t, err, "the listeners are closed after the drain")
+}
+
+// TestSIGHUPNeverEndsTheService: a SIGHUP to a service without --policy (nothing to reload) is
+// caught and logged, not Go's default, which ends the process — this test's, were it not caught.
+func TestSIGHUPNeverEndsTheService(t *testing.T) {
+	idp, _ := devidptest.Start(t, devidp.Config{})
+	logs := &syncBuffer{}
+	ls, stop := startService(t, slog.New(slog.NewJSONHandler(logs, nil)), "--issuer", idp.Issuer(), "--allow-http-issuer")
+	defer func() { require.NoError(t, stop()) }()
+	readyz := "http://" + ls.admin.Addr().String() + "/readyz"
+	require.Eventually(t, func() bool { return httpGetStatus(readyz) == http.StatusOK }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "SIGHUP: no --policy to reload") }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, http.StatusOK, httpGetStatus(readyz), "still serving")
+}
+
+// httpGetStatus is the status of a GET, 0 when none came.
+func httpGetStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -22,9 +22,8 @@ type Limits struct {
 	PerClient int
 }
 
-// Listener is a net.Listener that enforces Limits.
-type Listener struct {
-	net.Listener
+// Slots count what clients hold at once — connections, calls — against Limits.
+type Slots struct {
 	limits Limits
 
 	mu       sync.Mutex // guards open and byClient
@@ -34,9 +33,61 @@ type Listener struct {
 	refusedMax, refusedPerClient atomic.Uint64
 }
 
+// NewSlots returns empty Slots under limits.
+func NewSlots(limits Limits) *Slots {
+	return &Slots{limits: limits, byClient: map[netip.Addr]int{}}
+}
+
+// Take takes a slot for client, or counts a refusal and reports false when a limit is reached.
+func (s *Slots) Take(client netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.limits.Max > 0 && s.open >= s.limits.Max:
+		s.refusedMax.Add(1)
+	case s.limits.PerClient > 0 && s.byClient[client] >= s.limits.PerClient:
+		s.refusedPerClient.Add(1)
+	default:
+		s.open++
+		s.byClient[client]++
+		return true
+	}
+	return false
+}
+
+// Release gives back a slot client took.
+func (s *Slots) Release(client netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open--
+	if s.byClient[client]--; s.byClient[client] <= 0 {
+		delete(s.byClient, client)
+	}
+}
+
+// Stats are the counts, for metrics.
+type Stats struct {
+	Open                         int
+	RefusedMax, RefusedPerClient uint64
+}
+
+// Stats returns the current counts.
+func (s *Slots) Stats() Stats {
+	s.mu.Lock()
+	open := s.open
+	s.mu.Unlock()
+	return Stats{Open: open, RefusedMax: s.refusedMax.Load(), RefusedPerClient: s.refusedPerClient.Load()}
+}
+
+// Listener is a net.Listener that enforces Limits on its connections.
+type Listener struct {
+	net.Listener
+	*Slots
+}
+
 // Wrap returns l with the limits enforced on every connection it accepts.
 func Wrap(l net.Listener, limits Limits) *Listener {
-	return &Listener{Listener: l, limits: limits, byClient: map[netip.Addr]int{}}
+	return &Listener{Listener: l, Slots: NewSlots(limits)}
 }
 
 // Accept returns the next connection within the limits; connections over them are closed as
@@ -47,52 +98,22 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		client := clientAddr(c)
-		l.mu.Lock()
-		switch {
-		case l.limits.Max > 0 && l.open >= l.limits.Max:
-			l.refusedMax.Add(1)
-		case l.limits.PerClient > 0 && l.byClient[client] >= l.limits.PerClient:
-			l.refusedPerClient.Add(1)
-		default:
-			l.open++
-			l.byClient[client]++
-			l.mu.Unlock()
+		client := ClientAddr(c.RemoteAddr())
+		if l.Take(client) {
 			return &conn{Conn: c, l: l, client: client}, nil
 		}
-		l.mu.Unlock()
 		_ = c.Close()
 	}
 }
 
-// Stats are a listener's counts, for metrics.
-type Stats struct {
-	Open                         int
-	RefusedMax, RefusedPerClient uint64
-}
-
-// Stats returns the current counts.
-func (l *Listener) Stats() Stats {
-	l.mu.Lock()
-	open := l.open
-	l.mu.Unlock()
-	return Stats{Open: open, RefusedMax: l.refusedMax.Load(), RefusedPerClient: l.refusedPerClient.Load()}
-}
-
-func (l *Listener) release(client netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.open--
-	if l.byClient[client]--; l.byClient[client] <= 0 {
-		delete(l.byClient, client)
-	}
-}
-
-// clientAddr is the connection's remote IP (IPv4-mapped addresses unmapped, so one client is
-// one key); the zero Addr for a connection without one (a Unix socket), which then shares one
+// ClientAddr is a remote address's IP (IPv4-mapped addresses unmapped, so one client is one
+// key); the zero Addr for an address without one (a Unix socket), which then shares one
 // per-client budget.
-func clientAddr(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+func ClientAddr(a net.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
 		return ap.Addr().Unmap()
 	}
 	return netip.Addr{}
@@ -108,7 +129,7 @@ type conn struct {
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.release.Do(func() { c.l.release(c.client) })
+	c.release.Do(func() { c.l.Release(c.client) })
 	return err
 }
 
