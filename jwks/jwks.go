@@ -107,12 +107,11 @@ type Set struct {
 
 	flight singleflight.Group
 
-	mu          sync.Mutex    // guards lastRefetch, refetchDone, refetchErr, jwksURL, issuerID and introspection
-	lastRefetch time.Time     // last fetch caused by an unknown kid
-	refetchDone chan struct{} // closed when the unknown-kid refetch in flight ends; nil if none
-	refetchErr  error         // how the last unknown-kid refetch ended
-	jwksURL     string        // discovered or configured key set URL
-	issuerID    string        // the issuer identifier the metadata declared; empty before discovery
+	mu          sync.Mutex // guards lastRefetch, refetching, jwksURL, issuerID and introspection
+	lastRefetch time.Time  // last fetch caused by an unknown kid
+	refetching  *refetch   // the unknown-kid refetch in flight; nil if none
+	jwksURL     string     // discovered or configured key set URL
+	issuerID    string     // the issuer identifier the metadata declared; empty before discovery
 	// introspection is the metadata's introspection_endpoint, empty before discovery or
 	// without one.
 	introspection string
@@ -199,59 +198,61 @@ func (s *Set) Key(ctx context.Context, kid string) (Key, error) {
 	if k, ok := snap.keys[kid]; ok {
 		return k, nil
 	}
-	done, start := s.claimRefetch()
-	if done == nil {
+	r, start := s.claimRefetch()
+	if r == nil {
 		return Key{}, ErrKIDNotFetched // rate-limited, and no refetch in flight to wait for
 	}
 	if start {
 		// The refetch outlives the request that triggered it: other callers wait for it.
 		// (refresh bounds the fetch by FetchTimeout.)
 		go func() {
-			err := s.refresh(context.Background(), TriggerUnknownKID)
+			r.err = s.refresh(context.Background(), TriggerUnknownKID)
 			s.mu.Lock()
-			s.refetchErr = err
-			close(s.refetchDone)
-			s.refetchDone = nil
+			s.refetching = nil
 			s.mu.Unlock()
+			close(r.done) // after r.err: a waiter reads it once done is closed
 		}()
 	}
 	// Only a refetch that succeeded and lacks the kid says it is unknown; one that failed, or
 	// that this request could not wait for, leaves it not yet fetched (a rotation must not
 	// make a new key's tokens invalid while the issuer is slow).
 	select {
-	case <-done:
+	case <-r.done:
 	case <-ctx.Done():
 		return Key{}, ErrKIDNotFetched
 	}
 	if k, ok := s.snap.Load().keys[kid]; ok {
 		return k, nil
 	}
-	s.mu.Lock()
-	failed := s.refetchErr != nil
-	s.mu.Unlock()
-	if failed {
+	if r.err != nil {
 		return Key{}, ErrKIDNotFetched
 	}
 	return Key{}, ErrUnknownKID
 }
 
-// claimRefetch decides what a lookup of an unknown kid does: join the refetch in flight (its
-// done channel), start one (start is true) when none ran within MinRefetch, or give up (nil).
+// refetch is one unknown-kid refetch: done is closed when it ends, err then says how.
+type refetch struct {
+	done chan struct{}
+	err  error
+}
+
+// claimRefetch decides what a lookup of an unknown kid does: join the refetch in flight, start
+// one (start is true) when none ran within MinRefetch, or give up (nil).
 // So a burst of tokens with made-up kids costs the issuer at most one request per MinRefetch,
 // and tokens with a freshly rotated kid that arrive during its refetch all wait for it.
-func (s *Set) claimRefetch() (done chan struct{}, start bool) {
+func (s *Set) claimRefetch() (r *refetch, start bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.refetchDone != nil {
-		return s.refetchDone, false
+	if s.refetching != nil {
+		return s.refetching, false
 	}
 	now := s.opts.Now()
 	if !s.lastRefetch.IsZero() && now.Sub(s.lastRefetch) < s.opts.MinRefetch {
 		return nil, false
 	}
 	s.lastRefetch = now
-	s.refetchDone = make(chan struct{})
-	return s.refetchDone, true
+	s.refetching = &refetch{done: make(chan struct{})}
+	return s.refetching, true
 }
 
 // KeyFingerprint returns the fingerprint of the current key with id kid, without any fetch;

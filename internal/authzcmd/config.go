@@ -308,6 +308,11 @@ func (c *config) validate() []error {
 				add("%s %s must be between 1ms and 1h", name, time.Duration(d))
 			}
 		}
+		if time.Duration(in.Timeout) >= c.Limits.CheckTimeout {
+			// Else a check waiting for the endpoint is cut off by its own deadline (gRPC) or
+			// its answer dropped (HTTP), instead of answering 503 with Retry-After.
+			add("--introspection-timeout %s must be shorter than --check-timeout %s", time.Duration(in.Timeout), c.Limits.CheckTimeout)
+		}
 	}
 	errs = append(errs, checkIntrospection("--introspection", c.Introspection, c.JWKSURL, c.AllowHTTPIssuer)...)
 	if c.Introspection.ClientSecretFile != "" && c.Introspection.ClientSecret != "" {

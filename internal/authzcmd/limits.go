@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,8 +69,8 @@ func (l *limits) flags(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxMessageBytes, "grpc-max-message-bytes", 128<<10, "largest CheckRequest accepted, in bytes (Envoy's requests stay under its 60 KiB header limit; raise it with with_request_body)")
 	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted on the HTTP decision API, and gRPC metadata, in bytes")
 	fs.IntVar(&l.MaxStreams, "grpc-max-streams", 256, "concurrent checks on one gRPC connection (Envoy opens another connection beyond it)")
-	fs.DurationVar(&l.CheckTimeout, "check-timeout", 10*time.Second, "longest a check may take, its request read included, on either decision API (a gRPC call without a deadline of its own, or with a later one, gets this one)")
-	fs.IntVar(&l.MaxChecksInFlight, "grpc-max-checks-in-flight", 1024, "gRPC checks read or decided at once over all connections, a quarter of them per client address; more are refused (RESOURCE_EXHAUSTED, or DEADLINE_EXCEEDED at once while their request has not come) — each may hold up to --grpc-max-message-bytes")
+	fs.DurationVar(&l.CheckTimeout, "check-timeout", 10*time.Second, "longest a check may wait for its request, and then take, on either decision API (a gRPC call with an earlier deadline of its own keeps it)")
+	fs.IntVar(&l.MaxChecksInFlight, "grpc-max-checks-in-flight", 1024, "gRPC checks that may wait up to --check-timeout for their request, over all connections, a quarter of them per client address; beyond, a check must send its request within 100 ms (a proxy sends it at once) — each waiting check may hold up to --grpc-max-message-bytes")
 }
 
 func (l *limits) validate() []error {
@@ -96,7 +97,8 @@ func (l *limits) grpcOptions(grace time.Duration, reg prometheus.Registerer) []g
 	calls := newCallLimiter(l.CheckTimeout, l.MaxChecksInFlight, reg)
 	return []grpc.ServerOption{
 		grpc.InTapHandle(calls.tap),
-		grpc.ChainUnaryInterceptor(refuseUnary),
+		grpc.ChainUnaryInterceptor(calls.unary),
+		grpc.ChainStreamInterceptor(calls.stream),
 		grpc.MaxRecvMsgSize(l.MaxMessageBytes),
 		grpc.MaxHeaderListSize(uint32(min(l.MaxHeaderBytes, grpcMaxMetadata))),
 		// Also what grpc-go's mitigation of rapid resets (CVE-2023-44487) counts against.
@@ -158,23 +160,29 @@ func limitedListeners(in *listeners, l *limits, reg prometheus.Registerer) *list
 	return &ls
 }
 
-// callLimiter bounds gRPC calls from the moment their headers arrive. grpc-go reads a unary
-// call's request before any interceptor runs, and only the client's own deadline bounds that
-// wait: a client that opens streams and never finishes their requests would hold each one's
-// buffers (up to the message and metadata limits) for as long as the connection lives, and
-// such a stream is no idle connection. So every call gets a deadline (CheckTimeout, or the
-// client's if sooner) — but the health service's Watch, which is meant to last — and only so
-// many checks, and so many other calls, are in flight at once, in all and per client address
-// (a quarter each, as connections: one client cannot take them all); more are refused:
-// RESOURCE_EXHAUSTED, or DEADLINE_EXCEEDED at once when their request has not come (see tap).
+// callLimiter bounds how long gRPC calls may wait for their request, and how many may wait
+// long. grpc-go reads a call's request before any interceptor runs, and only the client's own
+// deadline bounds that wait: a client that opens streams and never finishes their requests
+// would hold each one's buffers (up to the message and metadata limits) for as long as the
+// connection lives, and such a stream is no idle connection. So every call must send its
+// request within CheckTimeout — and, beyond so many calls at once (in all, and a quarter per
+// client address; other calls than checks on a budget of their own), within overCapWait. A
+// proxy sends the request with the headers: its calls are never refused, however many a
+// hostile client holds; the hostile client's calls beyond the cap are gone in overCapWait.
+// Once the request is in, the call is decided within CheckTimeout.
 type callLimiter struct {
 	timeout        time.Duration
 	checks, others *connlimit.Slots
+	overCap        [2]atomic.Uint64 // calls given overCapWait: checks, others
 }
 
 const (
-	checkMethod       = "/envoy.service.auth.v3.Authorization/Check"
-	healthWatchMethod = "/grpc.health.v1.Health/Watch"
+	checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+	// overCapWait is how long a call beyond the caps may take to send its request: far more
+	// than a proxy takes (it sends it with the headers), and long enough that the wait has not
+	// ended when grpc-go looks at the call's context, a moment after the tap (a context already
+	// done there takes a path that never cancels the stream's own context, grpc-go 1.84).
+	overCapWait = 100 * time.Millisecond
 )
 
 func newCallLimiter(timeout time.Duration, maxChecks int, reg prometheus.Registerer) *callLimiter {
@@ -182,67 +190,90 @@ func newCallLimiter(timeout time.Duration, maxChecks int, reg prometheus.Registe
 		checks: connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: max(1, maxChecks/4)}),
 		others: connlimit.NewSlots(connlimit.Limits{Max: maxOtherCallsInFlight, PerClient: maxOtherCallsInFlight / 4}),
 	}
-	for kind, s := range map[string]*connlimit.Slots{"check": c.checks, "other": c.others} {
-		help := "gRPC calls refused on arrival because as many of their kind (check, other) were in flight in all (max) or from the client (per_client)."
+	for i, kind := range []string{"check", "other"} {
+		s := []*connlimit.Slots{c.checks, c.others}[i]
 		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_calls_in_flight", Help: "gRPC calls in flight, by kind (check, other).",
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_calls_waiting_long", Help: "gRPC calls that may wait up to --check-timeout for their request (within the caps), by kind (check, other).",
 				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(s.Stats().Open) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_calls_refused_total", Help: help,
-				ConstLabels: prometheus.Labels{"kind": kind, "reason": "max"}}, func() float64 { return float64(s.Stats().RefusedMax) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_calls_refused_total", Help: help,
-				ConstLabels: prometheus.Labels{"kind": kind, "reason": "per_client"}}, func() float64 { return float64(s.Stats().RefusedPerClient) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_calls_over_cap_total",
+				Help:        "gRPC calls that arrived beyond the caps on calls waiting for their request, and had 100 ms to send it, by kind (check, other).",
+				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(c.overCap[i].Load()) }),
 		)
 	}
 	return c
 }
 
-// tap runs as a call's headers arrive: it takes a slot and gives the call its deadline; the
-// slot is given back when the call's context ends (the transport cancels it when the stream
-// closes, however it closes).
+// requestWait is a call's wait for its request: stopped when the request is in (the unary
+// interceptor, or a streaming call's first message); when it ends first, the call's context is
+// cancelled and grpc-go ends the call.
+type requestWait struct{ timer *time.Timer }
+
+type requestWaitKey struct{}
+
+// tap runs as a call's headers arrive: it takes a slot if one is free and starts the call's
+// wait for its request; the slot is given back when the call's context ends (the transport
+// cancels it when the stream closes, however it closes).
 func (c *callLimiter) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	s := c.others
+	s, kind := c.others, 1
 	if info.FullMethodName == checkMethod {
-		s = c.checks
+		s, kind = c.checks, 0
 	}
 	var client netip.Addr
 	if p, ok := peer.FromContext(ctx); ok {
 		client = connlimit.ClientAddr(p.Addr)
 	}
-	if !s.Take(client) {
-		// Refused — but not by returning an error: grpc-go (1.84) then never cancels the
-		// stream's context, which stays attached to the connection's, metadata and all, until
-		// the connection closes (a client refused 100,000 times in a few seconds grew the
-		// service by 350 MiB). The call is let in with a deadline a moment away instead: it
-		// ends DEADLINE_EXCEEDED, its request unread unless already there, and grpc-go cleans
-		// it up as any call that ends.
-		ctx, cancel := context.WithTimeout(context.WithValue(ctx, refusedCall{}, true), refusedCallLife)
-		context.AfterFunc(ctx, cancel)
-		return ctx, nil
+	took, wait := s.Take(client), c.timeout
+	if !took {
+		c.overCap[kind].Add(1)
+		wait = overCapWait
 	}
-	cancel := context.CancelFunc(func() {})
-	if info.FullMethodName != healthWatchMethod {
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	w := &requestWait{timer: time.AfterFunc(wait, cancel)}
+	ctx = context.WithValue(ctx, requestWaitKey{}, w)
 	context.AfterFunc(ctx, func() {
-		cancel()
-		s.Release(client)
+		w.timer.Stop()
+		if took {
+			s.Release(client)
+		}
 	})
 	return ctx, nil
 }
 
-// refusedCall marks the context of a call tap refused.
-type refusedCall struct{}
+// requestIn stops ctx's wait for its request; false when the wait had already ended.
+func requestIn(ctx context.Context) bool {
+	w, ok := ctx.Value(requestWaitKey{}).(*requestWait)
+	return !ok || w.timer.Stop() || ctx.Err() == nil
+}
 
-// refuseUnary answers a refused unary call whose request came in time RESOURCE_EXHAUSTED,
-// before its handler.
-func refuseUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if ctx.Value(refusedCall{}) != nil {
-		return nil, status.Error(codes.ResourceExhausted, "too many calls in flight")
+// unary runs once a unary call's request is in: the wait stops, and the call is decided within
+// the check timeout.
+func (c *callLimiter) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !requestIn(ctx) {
+		return nil, status.Error(codes.DeadlineExceeded, "the request came too late")
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	return handler(ctx, req)
 }
 
-// refusedCallLife is how long a refused call lives: long enough that its deadline has not
-// passed when grpc-go looks, a moment after the tap (a passed one takes the same leaking way as
-// an error), and short enough that refused calls hold next to nothing.
-const refusedCallLife = 5 * time.Millisecond
+// stream stops a streaming call's wait at its first message (the health service's Watch, which
+// is meant to last, and reflection).
+func (c *callLimiter) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &firstMessage{ServerStream: ss})
+}
+
+type firstMessage struct {
+	grpc.ServerStream
+	in bool
+}
+
+func (f *firstMessage) RecvMsg(m any) error {
+	err := f.ServerStream.RecvMsg(m)
+	if err == nil && !f.in {
+		f.in = true
+		if !requestIn(f.Context()) {
+			return status.Error(codes.DeadlineExceeded, "the request came too late")
+		}
+	}
+	return err
+}
