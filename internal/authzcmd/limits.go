@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,7 +71,7 @@ func (l *limits) flags(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted on the HTTP decision API, and gRPC metadata, in bytes")
 	fs.IntVar(&l.MaxStreams, "grpc-max-streams", 256, "concurrent checks on one gRPC connection (Envoy opens another connection beyond it)")
 	fs.DurationVar(&l.CheckTimeout, "check-timeout", 10*time.Second, "longest a check may wait for its request, and then take, on either decision API (a gRPC call with an earlier deadline of its own keeps it)")
-	fs.IntVar(&l.MaxChecksInFlight, "grpc-max-checks-in-flight", 1024, "gRPC checks that may wait up to --check-timeout for their request, over all connections, a quarter of them per client address; beyond, a check must send its request within 100 ms (a proxy sends it at once) — each waiting check may hold up to --grpc-max-message-bytes")
+	fs.IntVar(&l.MaxChecksInFlight, "grpc-max-checks-in-flight", 1024, "gRPC checks decided at once over all connections, a quarter of them per client address (more are refused, RESOURCE_EXHAUSTED); as many may wait up to --check-timeout for their request (beyond, 250 ms: a proxy sends it with the headers) — each may hold up to --grpc-max-message-bytes")
 }
 
 func (l *limits) validate() []error {
@@ -160,103 +161,154 @@ func limitedListeners(in *listeners, l *limits, reg prometheus.Registerer) *list
 	return &ls
 }
 
-// callLimiter bounds how long gRPC calls may wait for their request, and how many may wait
-// long. grpc-go reads a call's request before any interceptor runs, and only the client's own
-// deadline bounds that wait: a client that opens streams and never finishes their requests
-// would hold each one's buffers (up to the message and metadata limits) for as long as the
-// connection lives, and such a stream is no idle connection. So every call must send its
-// request within CheckTimeout — and, beyond so many calls at once (in all, and a quarter per
-// client address; other calls than checks on a budget of their own), within overCapWait. A
-// proxy sends the request with the headers: its calls are never refused, however many a
-// hostile client holds; the hostile client's calls beyond the cap are gone in overCapWait.
-// Once the request is in, the call is decided within CheckTimeout.
+// callLimiter bounds gRPC calls in two phases. Waiting for the request: grpc-go reads a call's
+// request before any interceptor runs, and only the client's own deadline bounds that wait — a
+// client that opens streams and never finishes their requests would hold each one's buffers (up
+// to the message and metadata limits) for as long as the connection lives. So a call must send
+// its request within CheckTimeout, and, beyond so many waiting calls (in all, and a quarter per
+// client address; other calls than checks on a budget of their own), within overCapWait: a proxy
+// sends the request with the headers, so however many calls hostile clients hold open, its
+// checks go through. Being decided: at most so many checks at once (again a quarter per client);
+// more are refused (RESOURCE_EXHAUSTED), each within CheckTimeout.
 type callLimiter struct {
-	timeout        time.Duration
-	checks, others *connlimit.Slots
-	overCap        [2]atomic.Uint64 // calls given overCapWait: checks, others
+	timeout  time.Duration
+	waiting  [2]*connlimit.Slots // calls waiting long for their request: checks, others
+	overCap  [2]atomic.Uint64    // calls that arrived beyond them: checks, others
+	deciding *connlimit.Slots    // checks being decided
 }
 
 const (
 	checkMethod = "/envoy.service.auth.v3.Authorization/Check"
-	// overCapWait is how long a call beyond the caps may take to send its request: far more
-	// than a proxy takes (it sends it with the headers), and long enough that the wait has not
-	// ended when grpc-go looks at the call's context, a moment after the tap (a context already
-	// done there takes a path that never cancels the stream's own context, grpc-go 1.84).
-	overCapWait = 100 * time.Millisecond
+	// overCapWait is how long a call beyond the waiting caps may take to send its request: far
+	// more than a proxy takes (it sends it with the headers), and long enough that the wait has
+	// not ended when grpc-go looks at the call's context, a moment after the tap (a context
+	// already done there takes a path that never cancels the stream's own, grpc-go 1.84).
+	overCapWait = 250 * time.Millisecond
 )
 
 func newCallLimiter(timeout time.Duration, maxChecks int, reg prometheus.Registerer) *callLimiter {
+	perClient := max(1, maxChecks/4)
 	c := &callLimiter{timeout: timeout,
-		checks: connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: max(1, maxChecks/4)}),
-		others: connlimit.NewSlots(connlimit.Limits{Max: maxOtherCallsInFlight, PerClient: maxOtherCallsInFlight / 4}),
+		waiting: [2]*connlimit.Slots{
+			connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: perClient}),
+			connlimit.NewSlots(connlimit.Limits{Max: maxOtherCallsInFlight, PerClient: maxOtherCallsInFlight / 4}),
+		},
+		deciding: connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: perClient}),
 	}
 	for i, kind := range []string{"check", "other"} {
-		s := []*connlimit.Slots{c.checks, c.others}[i]
 		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_calls_waiting_long", Help: "gRPC calls that may wait up to --check-timeout for their request (within the caps), by kind (check, other).",
-				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(s.Stats().Open) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_calls_waiting_long",
+				Help:        "gRPC calls waiting for their request that may wait up to --check-timeout (within --grpc-max-checks-in-flight), by kind (check, other).",
+				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(c.waiting[i].Stats().Open) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_calls_over_cap_total",
-				Help:        "gRPC calls that arrived beyond the caps on calls waiting for their request, and had 100 ms to send it, by kind (check, other).",
+				Help:        "gRPC calls that arrived beyond the cap on calls waiting long, and had 250 ms to send their request, by kind (check, other).",
 				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(c.overCap[i].Load()) }),
 		)
 	}
+	help := "gRPC checks refused (RESOURCE_EXHAUSTED) because --grpc-max-checks-in-flight were being decided, in all (max) or from the client (per_client)."
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_checks_deciding", Help: "gRPC checks being decided."},
+			func() float64 { return float64(c.deciding.Stats().Open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_checks_refused_total", Help: help,
+			ConstLabels: prometheus.Labels{"reason": "max"}}, func() float64 { return float64(c.deciding.Stats().RefusedMax) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_checks_refused_total", Help: help,
+			ConstLabels: prometheus.Labels{"reason": "per_client"}}, func() float64 { return float64(c.deciding.Stats().RefusedPerClient) }),
+	)
 	return c
 }
 
-// requestWait is a call's wait for its request: stopped when the request is in (the unary
-// interceptor, or a streaming call's first message); when it ends first, the call's context is
-// cancelled and grpc-go ends the call.
-type requestWait struct{ timer *time.Timer }
+// requestWait is a call's wait for its request. Exactly one of the request (requestIn) and the
+// wait's end (the timer, which then cancels the call's context and grpc-go ends the call) wins.
+type requestWait struct {
+	state   atomic.Int32 // waitingForRequest, requestCame or waitEnded
+	timer   *time.Timer
+	client  netip.Addr
+	slot    *connlimit.Slots // the waiting slot taken; nil beyond the cap
+	release sync.Once
+}
+
+const (
+	waitingForRequest int32 = iota
+	requestCame
+	waitEnded
+)
 
 type requestWaitKey struct{}
 
-// tap runs as a call's headers arrive: it takes a slot if one is free and starts the call's
-// wait for its request; the slot is given back when the call's context ends (the transport
-// cancels it when the stream closes, however it closes).
+// giveBack returns the waiting slot, once.
+func (w *requestWait) giveBack() {
+	w.release.Do(func() {
+		w.timer.Stop()
+		if w.slot != nil {
+			w.slot.Release(w.client)
+		}
+	})
+}
+
+// tap runs as a call's headers arrive: it takes a waiting slot if one is free and starts the
+// call's wait for its request. The slot is given back when the request comes, or when the
+// call's context ends (the transport cancels it when the stream closes, however it closes).
 func (c *callLimiter) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
-	s, kind := c.others, 1
+	kind := 1
 	if info.FullMethodName == checkMethod {
-		s, kind = c.checks, 0
+		kind = 0
 	}
-	var client netip.Addr
+	w := &requestWait{}
 	if p, ok := peer.FromContext(ctx); ok {
-		client = connlimit.ClientAddr(p.Addr)
+		w.client = connlimit.ClientAddr(p.Addr)
 	}
-	took, wait := s.Take(client), c.timeout
-	if !took {
+	wait := c.timeout
+	if c.waiting[kind].Take(w.client) {
+		w.slot = c.waiting[kind]
+	} else {
 		c.overCap[kind].Add(1)
 		wait = overCapWait
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &requestWait{timer: time.AfterFunc(wait, cancel)}
-	ctx = context.WithValue(ctx, requestWaitKey{}, w)
-	context.AfterFunc(ctx, func() {
-		w.timer.Stop()
-		if took {
-			s.Release(client)
+	w.timer = time.AfterFunc(wait, func() {
+		if w.state.CompareAndSwap(waitingForRequest, waitEnded) {
+			cancel() // grpc-go reports it as CANCELLED
 		}
 	})
-	return ctx, nil
+	context.AfterFunc(ctx, w.giveBack)
+	return context.WithValue(ctx, requestWaitKey{}, w), nil
 }
 
-// requestIn stops ctx's wait for its request; false when the wait had already ended.
+// requestIn ends ctx's wait for its request; false when the wait had ended first.
 func requestIn(ctx context.Context) bool {
 	w, ok := ctx.Value(requestWaitKey{}).(*requestWait)
-	return !ok || w.timer.Stop() || ctx.Err() == nil
+	if !ok {
+		return true
+	}
+	if !w.state.CompareAndSwap(waitingForRequest, requestCame) {
+		return w.state.Load() == requestCame
+	}
+	w.giveBack()
+	return true
 }
 
-// unary runs once a unary call's request is in: the wait stops, and the call is decided within
-// the check timeout.
-func (c *callLimiter) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+// unary runs once a unary call's request is in: the wait ends, and a check takes a deciding
+// slot and is decided within the check timeout.
+func (c *callLimiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !requestIn(ctx) {
 		return nil, status.Error(codes.DeadlineExceeded, "the request came too late")
+	}
+	if info.FullMethod == checkMethod {
+		var client netip.Addr
+		if p, ok := peer.FromContext(ctx); ok {
+			client = connlimit.ClientAddr(p.Addr)
+		}
+		if !c.deciding.Take(client) {
+			return nil, status.Error(codes.ResourceExhausted, "too many checks in flight")
+		}
+		defer c.deciding.Release(client)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	return handler(ctx, req)
 }
 
-// stream stops a streaming call's wait at its first message (the health service's Watch, which
+// stream ends a streaming call's wait at its first message (the health service's Watch, which
 // is meant to last, and reflection).
 func (c *callLimiter) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return handler(srv, &firstMessage{ServerStream: ss})

@@ -4,15 +4,18 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/platformauth/envoy-okta-authz/devidp"
@@ -80,4 +83,35 @@ func TestIntrospectionTimeoutWithinTheCheckTimeout(t *testing.T) {
 	_, err = parseConfig([]string{"--issuer", "https://idp.example/oauth2/default", "--introspection", "opaque",
 		"--introspection-client-id", "rs", "--introspection-timeout", "15s", "--check-timeout", "20s"}, env(map[string]string{secretEnv: "s"}), io.Discard)
 	assert.NoError(t, err)
+}
+
+// TestChecksBeingDecidedAreCapped: a check whose request came takes a deciding slot for as long
+// as it is decided — a quarter of --grpc-max-checks-in-flight per client — and beyond that is
+// refused (RESOURCE_EXHAUSTED) before its handler runs, while another client's is decided; a
+// slot given back is taken again. (Calls beyond the waiting cap that send their request in time
+// must not escape every bound.)
+func TestChecksBeingDecidedAreCapped(t *testing.T) {
+	c := newCallLimiter(time.Second, 8, prometheus.NewRegistry()) // 2 per client
+	from := func(ip string) context.Context {
+		return peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}})
+	}
+	info := &grpc.UnaryServerInfo{FullMethod: checkMethod}
+	block, started := make(chan struct{}), make(chan struct{}, 2)
+	blocking := func(context.Context, any) (any, error) { started <- struct{}{}; <-block; return "decided", nil }
+	quick := func(context.Context, any) (any, error) { return "decided", nil }
+	done := make(chan error, 2)
+	for range 2 {
+		go func() { _, err := c.unary(from("127.0.0.1"), nil, info, blocking); done <- err }()
+		<-started
+	}
+	_, err := c.unary(from("127.0.0.1"), nil, info, quick)
+	assert.Equal(t, codes.ResourceExhausted, status.Code(err), "a third check of the client: %v", err)
+	got, err := c.unary(from("127.0.0.2"), nil, info, quick)
+	require.NoError(t, err, "another client's check is decided")
+	assert.Equal(t, "decided", got)
+	close(block)
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+	_, err = c.unary(from("127.0.0.1"), nil, info, quick)
+	assert.NoError(t, err, "the slots were given back")
 }
