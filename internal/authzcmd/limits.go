@@ -7,16 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
 	"github.com/platformauth/envoy-okta-authz/internal/connlimit"
@@ -70,8 +67,8 @@ func (l *limits) flags(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxMessageBytes, "grpc-max-message-bytes", 128<<10, "largest CheckRequest accepted, in bytes (Envoy's requests stay under its 60 KiB header limit; raise it with with_request_body)")
 	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted on the HTTP decision API, and gRPC metadata, in bytes")
 	fs.IntVar(&l.MaxStreams, "grpc-max-streams", 256, "concurrent checks on one gRPC connection (Envoy opens another connection beyond it)")
-	fs.DurationVar(&l.CheckTimeout, "check-timeout", 10*time.Second, "longest a check may wait for its request, and then take, on either decision API (a gRPC call with an earlier deadline of its own keeps it)")
-	fs.IntVar(&l.MaxChecksInFlight, "grpc-max-checks-in-flight", 1024, "gRPC checks decided at once over all connections, a quarter of them per client address (more are refused, RESOURCE_EXHAUSTED); as many may wait up to --check-timeout for their request (beyond, 250 ms: a proxy sends it with the headers) — each may hold up to --grpc-max-message-bytes")
+	fs.DurationVar(&l.CheckTimeout, "check-timeout", 10*time.Second, "longest a check may take, its request read included, on either decision API (a gRPC call with an earlier deadline of its own keeps it)")
+	fs.IntVar(&l.MaxChecksInFlight, "grpc-max-checks-in-flight", 1024, "gRPC checks in flight that may last --check-timeout, over all connections, a quarter of them per client address; a check beyond them has 250 ms (a proxy's takes far less) — each may hold up to --grpc-max-message-bytes")
 }
 
 func (l *limits) validate() []error {
@@ -99,7 +96,6 @@ func (l *limits) grpcOptions(grace time.Duration, reg prometheus.Registerer) []g
 	return []grpc.ServerOption{
 		grpc.InTapHandle(calls.tap),
 		grpc.ChainUnaryInterceptor(calls.unary),
-		grpc.ChainStreamInterceptor(calls.stream),
 		grpc.MaxRecvMsgSize(l.MaxMessageBytes),
 		grpc.MaxHeaderListSize(uint32(min(l.MaxHeaderBytes, grpcMaxMetadata))),
 		// Also what grpc-go's mitigation of rapid resets (CVE-2023-44487) counts against.
@@ -161,171 +157,105 @@ func limitedListeners(in *listeners, l *limits, reg prometheus.Registerer) *list
 	return &ls
 }
 
-// callLimiter bounds gRPC calls in two phases. Waiting for the request: grpc-go reads a call's
-// request before any interceptor runs, and only the client's own deadline bounds that wait — a
-// client that opens streams and never finishes their requests would hold each one's buffers (up
-// to the message and metadata limits) for as long as the connection lives. So a call must send
-// its request within CheckTimeout, and, beyond so many waiting calls (in all, and a quarter per
-// client address; other calls than checks on a budget of their own), within overCapWait: a proxy
-// sends the request with the headers, so however many calls hostile clients hold open, its
-// checks go through. Being decided: at most so many checks at once (again a quarter per client);
-// more are refused (RESOURCE_EXHAUSTED), each within CheckTimeout.
+// callLimiter bounds how long gRPC calls live, from the moment their headers arrive. grpc-go
+// reads a call's request before any interceptor runs, and only the client's own deadline bounds
+// that wait: a client that opens streams and never finishes their requests would hold each
+// one's buffers (up to the message and metadata limits) for as long as the connection lives.
+// So every call gets a deadline: CheckTimeout while fewer calls than the cap are in flight (in
+// all, and a quarter of it per client address; other calls than checks on a budget of their
+// own), overCapWait beyond it. Nothing is refused: a proxy sends the request with the headers
+// and a decision takes microseconds, so however many calls hostile clients hold open, a proxy's
+// checks go through; the calls beyond the cap are gone within overCapWait, whatever they do.
+// (A tap that returns an error, or a context already done, takes a path in grpc-go 1.84 that
+// never cancels the stream's own context: refusing there leaks.)
 type callLimiter struct {
-	timeout  time.Duration
-	waiting  [2]*connlimit.Slots // calls waiting long for their request: checks, others
-	overCap  [2]atomic.Uint64    // calls that arrived beyond them: checks, others
-	deciding *connlimit.Slots    // checks being decided
+	timeout time.Duration
+	slots   [2]*connlimit.Slots // calls within the cap: checks, others
+	overCap [2]atomic.Uint64    // calls beyond it: checks, others
 }
 
 const (
-	checkMethod = "/envoy.service.auth.v3.Authorization/Check"
-	// overCapWait is how long a call beyond the waiting caps may take to send its request: far
-	// more than a proxy takes (it sends it with the headers), and long enough that the wait has
-	// not ended when grpc-go looks at the call's context, a moment after the tap (a context
-	// already done there takes a path that never cancels the stream's own, grpc-go 1.84).
+	checkMethod       = "/envoy.service.auth.v3.Authorization/Check"
+	healthWatchMethod = "/grpc.health.v1.Health/Watch"
+	// overCapWait is how long a call beyond the cap lives: far longer than a proxy's check takes,
+	// and long enough that its deadline has not passed when grpc-go looks at it, a moment after
+	// the tap.
 	overCapWait = 250 * time.Millisecond
 )
 
 func newCallLimiter(timeout time.Duration, maxChecks int, reg prometheus.Registerer) *callLimiter {
-	perClient := max(1, maxChecks/4)
-	c := &callLimiter{timeout: timeout,
-		waiting: [2]*connlimit.Slots{
-			connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: perClient}),
-			connlimit.NewSlots(connlimit.Limits{Max: maxOtherCallsInFlight, PerClient: maxOtherCallsInFlight / 4}),
-		},
-		deciding: connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: perClient}),
-	}
+	c := &callLimiter{timeout: timeout, slots: [2]*connlimit.Slots{
+		connlimit.NewSlots(connlimit.Limits{Max: maxChecks, PerClient: max(1, maxChecks/4)}),
+		connlimit.NewSlots(connlimit.Limits{Max: maxOtherCallsInFlight, PerClient: maxOtherCallsInFlight / 4}),
+	}}
 	for i, kind := range []string{"check", "other"} {
 		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_calls_waiting_long",
-				Help:        "gRPC calls waiting for their request that may wait up to --check-timeout (within --grpc-max-checks-in-flight), by kind (check, other).",
-				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(c.waiting[i].Stats().Open) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_calls_in_flight",
+				Help:        "gRPC calls in flight within --grpc-max-checks-in-flight (each may last --check-timeout), by kind (check, other).",
+				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(c.slots[i].Stats().Open) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_calls_over_cap_total",
-				Help:        "gRPC calls that arrived beyond the cap on calls waiting long, and had 250 ms to send their request, by kind (check, other).",
+				Help:        "gRPC calls that arrived beyond --grpc-max-checks-in-flight (in all or from their client) and had 250 ms, by kind (check, other).",
 				ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(c.overCap[i].Load()) }),
 		)
 	}
-	help := "gRPC checks refused (RESOURCE_EXHAUSTED) because --grpc-max-checks-in-flight were being decided, in all (max) or from the client (per_client)."
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "authz_grpc_checks_deciding", Help: "gRPC checks being decided."},
-			func() float64 { return float64(c.deciding.Stats().Open) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_checks_refused_total", Help: help,
-			ConstLabels: prometheus.Labels{"reason": "max"}}, func() float64 { return float64(c.deciding.Stats().RefusedMax) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "authz_grpc_checks_refused_total", Help: help,
-			ConstLabels: prometheus.Labels{"reason": "per_client"}}, func() float64 { return float64(c.deciding.Stats().RefusedPerClient) }),
-	)
 	return c
 }
 
-// requestWait is a call's wait for its request. Exactly one of the request (requestIn) and the
-// wait's end (the timer, which then cancels the call's context and grpc-go ends the call) wins.
-type requestWait struct {
-	state   atomic.Int32 // waitingForRequest, requestCame or waitEnded
-	timer   *time.Timer
-	client  netip.Addr
-	slot    *connlimit.Slots // the waiting slot taken; nil beyond the cap
-	release sync.Once
-}
-
-const (
-	waitingForRequest int32 = iota
-	requestCame
-	waitEnded
-)
-
-type requestWaitKey struct{}
-
-// giveBack returns the waiting slot, once.
-func (w *requestWait) giveBack() {
-	w.release.Do(func() {
-		w.timer.Stop()
-		if w.slot != nil {
-			w.slot.Release(w.client)
-		}
-	})
-}
-
-// tap runs as a call's headers arrive: it takes a waiting slot if one is free and starts the
-// call's wait for its request. The slot is given back when the request comes, or when the
-// call's context ends (the transport cancels it when the stream closes, however it closes).
+// tap runs as a call's headers arrive: it takes a slot if one is free and gives the call its
+// deadline; the slot is given back when the call's context ends (the transport cancels it when
+// the stream closes, however it closes).
 func (c *callLimiter) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	kind := 1
 	if info.FullMethodName == checkMethod {
 		kind = 0
 	}
-	w := &requestWait{}
+	var client netip.Addr
 	if p, ok := peer.FromContext(ctx); ok {
-		w.client = connlimit.ClientAddr(p.Addr)
+		client = connlimit.ClientAddr(p.Addr)
 	}
-	wait := c.timeout
-	if c.waiting[kind].Take(w.client) {
-		w.slot = c.waiting[kind]
-	} else {
+	s := c.slots[kind]
+	if !s.Take(client) {
 		c.overCap[kind].Add(1)
-		wait = overCapWait
+		ctx, cancel := context.WithTimeout(ctx, overCapWait)
+		context.AfterFunc(ctx, cancel)
+		return ctx, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	w.timer = time.AfterFunc(wait, func() {
-		if w.state.CompareAndSwap(waitingForRequest, waitEnded) {
-			cancel() // grpc-go reports it as CANCELLED
-		}
-	})
-	context.AfterFunc(ctx, w.giveBack)
-	return context.WithValue(ctx, requestWaitKey{}, w), nil
-}
-
-// requestIn ends ctx's wait for its request; false when the wait had ended first.
-func requestIn(ctx context.Context) bool {
-	w, ok := ctx.Value(requestWaitKey{}).(*requestWait)
-	if !ok {
-		return true
+	if info.FullMethodName == healthWatchMethod {
+		context.AfterFunc(ctx, func() { s.Release(client) }) // a Watch is meant to last
+		return ctx, nil
 	}
-	if !w.state.CompareAndSwap(waitingForRequest, requestCame) {
-		return w.state.Load() == requestCame
-	}
-	w.giveBack()
-	return true
-}
-
-// unary runs once a unary call's request is in: the wait ends, and a check takes a deciding
-// slot and is decided within the check timeout.
-func (c *callLimiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !requestIn(ctx) {
-		return nil, status.Error(codes.DeadlineExceeded, "the request came too late")
-	}
-	if info.FullMethod == checkMethod {
-		var client netip.Addr
-		if p, ok := peer.FromContext(ctx); ok {
-			client = connlimit.ClientAddr(p.Addr)
-		}
-		if !c.deciding.Take(client) {
-			return nil, status.Error(codes.ResourceExhausted, "too many checks in flight")
-		}
-		defer c.deciding.Release(client)
-	}
+	// The deadline's timer goes with the call: grpc-go cancels the stream's context, this
+	// context's parent, when the call ends. The slot is given back by the unary interceptor once
+	// the handler returns — without a goroutine — or, for a call that never gets there (its
+	// request never came, it was reset, an unknown method, a stream), when its context ends.
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	return handler(ctx, req)
+	slot := &callSlot{Context: ctx, cancel: cancel, release: func() { s.Release(client) }}
+	slot.stop = context.AfterFunc(ctx, slot.release)
+	return slot, nil
 }
 
-// stream ends a streaming call's wait at its first message (the health service's Watch, which
-// is meant to last, and reflection).
-func (c *callLimiter) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &firstMessage{ServerStream: ss})
+// callSlot is a call's context within the cap, carrying how its slot is given back.
+type callSlot struct {
+	context.Context
+	cancel  context.CancelFunc // (called by the parent's end; kept to say so)
+	stop    func() bool        // stops the release on the context's end
+	release func()
 }
 
-type firstMessage struct {
-	grpc.ServerStream
-	in bool
-}
+type callSlotKey struct{}
 
-func (f *firstMessage) RecvMsg(m any) error {
-	err := f.ServerStream.RecvMsg(m)
-	if err == nil && !f.in {
-		f.in = true
-		if !requestIn(f.Context()) {
-			return status.Error(codes.DeadlineExceeded, "the request came too late")
-		}
+func (c *callSlot) Value(key any) any {
+	if key == (callSlotKey{}) {
+		return c
 	}
-	return err
+	return c.Context.Value(key)
+}
+
+// unary gives a unary call's slot back as soon as its handler returns (a context.AfterFunc
+// would start a goroutine per call: a tenth of the floor's CPU per check).
+func (c *callLimiter) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if cs, ok := ctx.Value(callSlotKey{}).(*callSlot); ok && cs.stop() {
+		defer cs.release()
+	}
+	return handler(ctx, req)
 }

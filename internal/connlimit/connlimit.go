@@ -110,8 +110,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 // key); the zero Addr for an address without one (a Unix socket), which then shares one
 // per-client budget.
 func ClientAddr(a net.Addr) netip.Addr {
-	if a == nil {
+	switch a := a.(type) {
+	case nil:
 		return netip.Addr{}
+	case *net.TCPAddr: // the usual case, without formatting and parsing the address
+		return a.AddrPort().Addr().Unmap()
 	}
 	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
 		return ap.Addr().Unmap()
