@@ -25,7 +25,7 @@ import (
 
 // TestHeldCallsAreBoundedAndReleased: gRPC calls whose request never arrives (headers sent,
 // no message) may wait for it up to --check-timeout, a quarter of --grpc-max-checks-in-flight
-// of them per client; a call beyond that has 100 ms. A check that sends its request at once is
+// of them per client; a call beyond that has 250 ms. A check that sends its request at once is
 // answered however many calls its client holds, and every held call is ended by the service.
 // (grpc-go waits for a request as long as the connection lives, holding its buffers.)
 func TestHeldCallsAreBoundedAndReleased(t *testing.T) {
